@@ -2,9 +2,28 @@
 //! critical sections. Users depend on the facade crate `pglock`, which re-exports
 //! everything here together with the `#[advisory_locked]` attribute.
 
+mod context;
+mod error;
+mod guard;
 mod key;
+mod lock;
+mod loss;
+mod session;
+mod source;
+mod sql;
+mod wait;
+mod xact;
 
+pub use error::Error;
+pub use guard::LockGuard;
 pub use key::LockKey;
+pub use lock::{AdvisoryLock, CallSite, LockId, LockMode};
+pub use source::LockSource;
+pub use xact::Transactional;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 
 #[cfg(feature = "testdb")]
 pub mod testdb;

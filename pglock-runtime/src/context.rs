@@ -1,0 +1,67 @@
+//! What the current task holds: the locks of the enclosing annotated bodies, so that
+//! a nested acquisition can refuse to wait for its own key and can take its lock on
+//! the outermost lock's session (where PostgreSQL's deadlock detector sees it).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::lock::{AdvisoryLock, LockMode};
+use crate::session::Session;
+use crate::LockKey;
+
+tokio::task_local! {
+    static HELD: Held;
+}
+
+/// The locks held by the bodies enclosing the current point of a task, innermost first.
+#[derive(Clone, Default)]
+pub struct Held(Option<Arc<Entry>>);
+
+struct Entry {
+    key: LockKey,
+    mode: LockMode,
+    /// The session the lock lives on, and the pool it came from (by address: a pool
+    /// is shared through an `Arc`, so its manager's address identifies it).
+    home: Option<(usize, Arc<Session>)>,
+    outer: Held,
+}
+
+impl Held {
+    /// What the current task holds (nothing outside any scope).
+    pub(crate) fn current() -> Held {
+        HELD.try_with(Held::clone).unwrap_or_default()
+    }
+
+    /// Whether an enclosing body holds `lock`'s key in a mode that excludes it.
+    pub(crate) fn conflicts_with(&self, lock: &AdvisoryLock) -> bool {
+        self.entries()
+            .any(|e| e.key == lock.key() && !e.mode.compatible(lock.mode()))
+    }
+
+    /// The session of an enclosing lock taken from `pool_id`, if any.
+    pub(crate) fn session_of(&self, pool_id: usize) -> Option<Arc<Session>> {
+        self.entries().find_map(|e| match &e.home {
+            Some((id, session)) if *id == pool_id => Some(session.clone()),
+            _ => None,
+        })
+    }
+
+    /// This set plus one lock.
+    pub(crate) fn with(&self, lock: &AdvisoryLock, home: Option<(usize, Arc<Session>)>) -> Held {
+        Held(Some(Arc::new(Entry {
+            key: lock.key(),
+            mode: lock.mode(),
+            home,
+            outer: self.clone(),
+        })))
+    }
+
+    /// Runs `body` with this set as what the task holds.
+    pub(crate) async fn scope<F: Future>(self, body: F) -> F::Output {
+        HELD.scope(self, body).await
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        std::iter::successors(self.0.as_deref(), |e| e.outer.0.as_deref())
+    }
+}

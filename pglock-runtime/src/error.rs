@@ -1,0 +1,154 @@
+//! `Error`: everything that can go wrong taking or holding a lock, each naming the lock.
+
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+
+use crate::lock::LockId;
+
+/// Why a lock could not be taken or kept. Every message names the lock, by its name
+/// when it has one, and its key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another session holds the lock (or this task does, in an enclosing lock).
+    #[error("lock {lock} is busy: another session holds it")]
+    Busy {
+        /// The lock asked for.
+        lock: LockId,
+    },
+    /// The lock was not granted in time: our own limit (`after` is set) or the
+    /// server's `lock_timeout` (`after` is `None`).
+    #[error("timed out waiting for lock {lock}{}", after.map(|d| format!(" after {d:?}")).unwrap_or_else(|| ": the server's lock_timeout expired".into()))]
+    Timeout {
+        /// The lock asked for.
+        lock: LockId,
+        /// How long we waited, when the limit was ours.
+        after: Option<Duration>,
+        /// The server's error, when its `lock_timeout` expired.
+        #[source]
+        source: Option<tokio_postgres::Error>,
+    },
+    /// The session holding the lock died (terminated, server restart, network
+    /// loss): the lock is no longer held.
+    #[error("lock {lock} was lost: the session holding it is gone")]
+    LockLost {
+        /// The lock that was held.
+        lock: LockId,
+    },
+    /// The calling task already holds this key, so waiting for it would wait forever.
+    #[error(
+        "waiting for lock {lock} would deadlock: this task already holds it (in an enclosing lock)"
+    )]
+    WouldDeadlock {
+        /// The lock asked for.
+        lock: LockId,
+    },
+    /// PostgreSQL's deadlock detector chose this wait as the victim (`40P01`).
+    #[error("deadlock detected while waiting for lock {lock}")]
+    Deadlock {
+        /// The lock asked for.
+        lock: LockId,
+        /// The server's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The server's lock table is full: raise `max_locks_per_transaction`.
+    #[error("lock {lock}: the server's lock table is full (raise max_locks_per_transaction)")]
+    LockTableFull {
+        /// The lock asked for.
+        lock: LockId,
+        /// The server's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The connection broke (or the server shut down) while taking or releasing the lock.
+    #[error("connection lost while taking or releasing lock {lock}")]
+    Disconnected {
+        /// The lock asked for.
+        lock: LockId,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No connection could be had from the pool.
+    #[error("lock {lock}: no connection from the pool")]
+    Pool {
+        /// The lock asked for.
+        lock: LockId,
+        /// The pool's error.
+        #[source]
+        source: deadpool_postgres::PoolError,
+    },
+    /// Any other database error.
+    #[error("lock {lock}: database error")]
+    Db {
+        /// The lock asked for.
+        lock: LockId,
+        /// The server's or driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+impl Error {
+    /// The lock was held elsewhere.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Busy { .. })
+    }
+
+    /// Waiting ran out (our limit or the server's `lock_timeout`).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// The session holding the lock is gone.
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Error::LockLost { .. })
+    }
+
+    /// The lock this error is about.
+    pub fn lock(&self) -> &LockId {
+        match self {
+            Error::Busy { lock }
+            | Error::Timeout { lock, .. }
+            | Error::LockLost { lock }
+            | Error::WouldDeadlock { lock }
+            | Error::Deadlock { lock, .. }
+            | Error::LockTableFull { lock, .. }
+            | Error::Disconnected { lock, .. }
+            | Error::Pool { lock, .. }
+            | Error::Db { lock, .. } => lock,
+        }
+    }
+
+    /// Sorts a driver error from a lock statement into the variant that says what happened.
+    pub(crate) fn from_db(lock: &LockId, source: tokio_postgres::Error) -> Error {
+        let lock = lock.clone();
+        let code = source.code().cloned();
+        match code {
+            Some(SqlState::T_R_DEADLOCK_DETECTED) => Error::Deadlock { lock, source },
+            Some(SqlState::LOCK_NOT_AVAILABLE) => Error::Timeout {
+                lock,
+                after: None,
+                source: Some(source),
+            },
+            Some(SqlState::OUT_OF_MEMORY) if mentions_lock_table(&source) => {
+                Error::LockTableFull { lock, source }
+            }
+            Some(SqlState::ADMIN_SHUTDOWN)
+            | Some(SqlState::CRASH_SHUTDOWN)
+            | Some(SqlState::CANNOT_CONNECT_NOW) => Error::Disconnected { lock, source },
+            _ if source.is_closed() => Error::Disconnected { lock, source },
+            _ => Error::Db { lock, source },
+        }
+    }
+}
+
+fn mentions_lock_table(source: &tokio_postgres::Error) -> bool {
+    source.as_db_error().is_some_and(|db| {
+        db.hint()
+            .is_some_and(|h| h.contains("max_locks_per_transaction"))
+            || db.message().contains("shared memory")
+    })
+}

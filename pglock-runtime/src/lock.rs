@@ -1,0 +1,243 @@
+//! `AdvisoryLock`: which key, in which mode, named how — the description of a lock,
+//! independent of where it is taken.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::source::LockSource;
+use crate::{Error, LockKey};
+
+/// Exclusive or shared, as PostgreSQL's `pg_advisory_lock` / `pg_advisory_lock_shared`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LockMode {
+    /// One holder at a time (the default).
+    Exclusive,
+    /// Any number of shared holders, no exclusive one.
+    Shared,
+}
+
+impl LockMode {
+    /// Whether two holders in these modes may hold the same key at once.
+    pub(crate) fn compatible(self, other: LockMode) -> bool {
+        self == LockMode::Shared && other == LockMode::Shared
+    }
+}
+
+/// Where a lock is taken in the program; named in the SQL comment of the statement
+/// that takes the lock, so that `pg_stat_activity` shows who waits on what.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CallSite {
+    /// The function that takes the lock.
+    pub function: &'static str,
+    /// The source file (`file!()`).
+    pub file: &'static str,
+    /// The line (`line!()`).
+    pub line: u32,
+}
+
+/// The name and key of a lock, as errors and logs show it:
+/// `` `goldleader` (key 1234) `` or `key (1, 2)`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct LockId {
+    key: LockKey,
+    name: Option<Name>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Name {
+    Static(&'static str),
+    Owned(Arc<str>),
+}
+
+impl LockId {
+    /// The key PostgreSQL locks.
+    pub fn key(&self) -> LockKey {
+        self.key
+    }
+
+    /// The name the key was derived from, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        match &self.name {
+            Some(Name::Static(s)) => Some(s),
+            Some(Name::Owned(s)) => Some(s),
+            None => None,
+        }
+    }
+}
+
+impl fmt::Display for LockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "`{name}` (key {})", self.key),
+            None => write!(f, "key {}", self.key),
+        }
+    }
+}
+
+impl fmt::Debug for LockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl From<LockKey> for LockId {
+    fn from(key: LockKey) -> Self {
+        LockId { key, name: None }
+    }
+}
+
+impl From<i64> for LockId {
+    fn from(key: i64) -> Self {
+        LockKey::BigInt(key).into()
+    }
+}
+
+impl From<(i32, i32)> for LockId {
+    fn from((a, b): (i32, i32)) -> Self {
+        LockKey::Pair(a, b).into()
+    }
+}
+
+impl From<&str> for LockId {
+    fn from(name: &str) -> Self {
+        LockId {
+            key: LockKey::from_name(name),
+            name: Some(Name::Owned(name.into())),
+        }
+    }
+}
+
+impl From<String> for LockId {
+    fn from(name: String) -> Self {
+        LockId {
+            key: LockKey::from_name(&name),
+            name: Some(Name::Owned(name.into())),
+        }
+    }
+}
+
+impl From<&String> for LockId {
+    fn from(name: &String) -> Self {
+        name.as_str().into()
+    }
+}
+
+/// A PostgreSQL advisory lock: a key, a mode, and (for diagnostics) a name.
+///
+/// It describes the lock; the `acquire` methods take it, from a lock source:
+/// a [`deadpool_postgres::Pool`] (the guard owns a pooled session and derefs to its
+/// client) or a `Locker` (many locks share a few sessions).
+///
+/// ```no_run
+/// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), pglock_runtime::Error> {
+/// use pglock_runtime::AdvisoryLock;
+///
+/// let lock = AdvisoryLock::new("goldleader");
+/// let guard = lock.try_acquire(&pool).await?; // Error::Busy if held elsewhere
+/// let one: i32 = guard.query_one("SELECT 1", &[]).await?.get(0);
+/// guard.release().await?;
+/// # let _ = one; Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AdvisoryLock {
+    id: LockId,
+    mode: LockMode,
+    site: Option<&'static CallSite>,
+}
+
+impl AdvisoryLock {
+    /// An exclusive lock on `key`: a name (`"goldleader"`, hashed with
+    /// [`LockKey::from_name`]), an `i64`, an `(i32, i32)` pair or a [`LockKey`].
+    pub fn new(key: impl Into<LockId>) -> Self {
+        AdvisoryLock {
+            id: key.into(),
+            mode: LockMode::Exclusive,
+            site: None,
+        }
+    }
+
+    /// A lock whose name is known at compile time, with its key computed there too
+    /// (what `#[advisory_locked]` generates for literal keys: no hashing at run time).
+    pub const fn from_static(name: &'static str, key: LockKey) -> Self {
+        AdvisoryLock {
+            id: LockId {
+                key,
+                name: Some(Name::Static(name)),
+            },
+            mode: LockMode::Exclusive,
+            site: None,
+        }
+    }
+
+    /// The same lock in shared mode: shared holders exclude exclusive ones only.
+    pub fn shared(mut self) -> Self {
+        self.mode = LockMode::Shared;
+        self
+    }
+
+    /// The same lock in the given mode.
+    pub fn with_mode(mut self, mode: LockMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Names the place in the program that takes this lock, for `pg_stat_activity`.
+    pub const fn at(mut self, site: &'static CallSite) -> Self {
+        self.site = Some(site);
+        self
+    }
+
+    /// The key PostgreSQL locks.
+    pub fn key(&self) -> LockKey {
+        self.id.key
+    }
+
+    /// The name the key was derived from, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.id.name()
+    }
+
+    /// Name and key, as errors show them.
+    pub fn id(&self) -> &LockId {
+        &self.id
+    }
+
+    /// Exclusive or shared.
+    pub fn mode(&self) -> LockMode {
+        self.mode
+    }
+
+    /// The call site set with [`at`](Self::at).
+    pub fn site(&self) -> Option<&'static CallSite> {
+        self.site
+    }
+
+    /// Takes the lock if it is free; [`Error::Busy`] at once if another session (or
+    /// this task, in an enclosing lock) holds it.
+    pub fn try_acquire<'a, S: LockSource + ?Sized>(
+        &'a self,
+        source: &'a S,
+    ) -> impl std::future::Future<Output = Result<S::Guard, Error>> + Send + 'a {
+        source.try_lock(self)
+    }
+
+    /// Waits until the lock is free, in the server's queue (no polling).
+    /// [`Error::WouldDeadlock`] at once if the calling task already holds it.
+    pub fn acquire<'a, S: LockSource + ?Sized>(
+        &'a self,
+        source: &'a S,
+    ) -> impl std::future::Future<Output = Result<S::Guard, Error>> + Send + 'a {
+        source.lock(self, None)
+    }
+
+    /// Waits at most `limit`; then [`Error::Timeout`], leaving no waiter on the server.
+    /// A lock granted at the last moment is returned, never reported as a timeout.
+    pub fn acquire_timeout<'a, S: LockSource + ?Sized>(
+        &'a self,
+        source: &'a S,
+        limit: Duration,
+    ) -> impl std::future::Future<Output = Result<S::Guard, Error>> + Send + 'a {
+        source.lock(self, Some(limit))
+    }
+}

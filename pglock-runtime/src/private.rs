@@ -1,0 +1,209 @@
+//! The only door generated code uses into the runtime. Not public API: it may change
+//! in any release without notice.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::guard::LockGuard;
+use crate::lock::AdvisoryLock;
+use crate::source::LockSource;
+
+pub use crate::lock::{CallSite, LockMode};
+pub use crate::LockKey;
+pub use core::default::Default;
+pub use core::result::Result::{self, Err, Ok};
+pub use std::format;
+
+/// What `wait` asked for.
+#[derive(Clone, Copy, Debug)]
+pub enum Wait {
+    /// No `wait`: fail at once with `Busy`.
+    Never,
+    /// `wait`: until granted.
+    Forever,
+    /// `wait = "5s"`: at most this long.
+    Limit(Duration),
+}
+
+/// What `on_lost` asked for.
+#[derive(Clone, Copy, Debug)]
+pub enum OnLost {
+    /// Drop the body at its next await and return `Error::LockLost`.
+    Abort,
+    /// Let the body run on.
+    Ignore,
+}
+
+/// `LockKey::from_name`, for keys computed in a `const`.
+pub const fn key_of(name: &str) -> LockKey {
+    LockKey::from_name(name)
+}
+
+/// A lock whose name and key were fixed at compile time.
+pub const fn lock_static(
+    name: &'static str,
+    key: LockKey,
+    site: &'static CallSite,
+) -> AdvisoryLock {
+    AdvisoryLock::from_static(name, key).at(site)
+}
+
+/// A lock named at run time (a key template filled from arguments).
+pub fn lock_named(name: String, site: &'static CallSite) -> AdvisoryLock {
+    AdvisoryLock::new(name).at(site)
+}
+
+/// A lock on a literal key (`key = 7`, `key = (1, 2)`).
+pub fn lock_key(key: impl Into<LockKey>, site: &'static CallSite) -> AdvisoryLock {
+    AdvisoryLock::new(key.into()).at(site)
+}
+
+/// What `pool = ...` may be: a lock source, or a reference or `Arc` to one.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a lock source",
+    label = "`pool = ...` must be a `deadpool_postgres::Pool` or a `pglock::Locker`, or a reference to one",
+    note = "write `pool = <expression>` naming the Pool or Locker to take the lock from"
+)]
+pub trait AsLockSource {
+    /// The source behind it.
+    type Source: LockSource + ?Sized;
+    /// Borrows it.
+    fn as_lock_source(&self) -> &Self::Source;
+}
+
+impl AsLockSource for deadpool_postgres::Pool {
+    type Source = deadpool_postgres::Pool;
+    fn as_lock_source(&self) -> &Self::Source {
+        self
+    }
+}
+
+impl<T: AsLockSource + ?Sized> AsLockSource for &T {
+    type Source = T::Source;
+    fn as_lock_source(&self) -> &Self::Source {
+        (**self).as_lock_source()
+    }
+}
+
+impl<T: AsLockSource + ?Sized> AsLockSource for &mut T {
+    type Source = T::Source;
+    fn as_lock_source(&self) -> &Self::Source {
+        (**self).as_lock_source()
+    }
+}
+
+impl<T: AsLockSource + ?Sized> AsLockSource for Arc<T> {
+    type Source = T::Source;
+    fn as_lock_source(&self) -> &Self::Source {
+        (**self).as_lock_source()
+    }
+}
+
+/// Borrows the lock source of `pool = ...` (never moves it).
+pub fn source<S: AsLockSource + ?Sized>(source: &S) -> &S::Source {
+    source.as_lock_source()
+}
+
+/// Takes the lock as `wait` says.
+pub async fn acquire<S: LockSource + ?Sized>(
+    source: &S,
+    lock: &AdvisoryLock,
+    wait: Wait,
+) -> Result<S::Guard, Error> {
+    match wait {
+        Wait::Never => source.try_lock(lock).await,
+        Wait::Forever => source.lock(lock, None).await,
+        Wait::Limit(limit) => source.lock(lock, Some(limit)).await,
+    }
+}
+
+/// Whether `skip` turns this error into `Ok(Default::default())`.
+pub fn skips(error: &Error) -> bool {
+    error.is_busy() || error.is_timeout()
+}
+
+/// A held lock, as the generated code needs it.
+pub trait HeldGuard: Send + Sync {
+    /// What the task holds inside the body.
+    #[doc(hidden)]
+    fn held_inside(&self) -> crate::context::Held;
+    /// Completes when the lock is lost.
+    #[doc(hidden)]
+    fn lost_signal(&self) -> impl Future<Output = ()> + Send + 'static;
+    /// The lock.
+    #[doc(hidden)]
+    fn held_lock(&self) -> &AdvisoryLock;
+}
+
+impl HeldGuard for LockGuard {
+    fn held_inside(&self) -> crate::context::Held {
+        crate::context::Held::current()
+            .with(self.lock(), Some((self.pool_id(), self.session().clone())))
+    }
+    fn lost_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.lost()
+    }
+    fn held_lock(&self) -> &AdvisoryLock {
+        self.lock()
+    }
+}
+
+/// Runs the body with the lock held: nested locks see it, and with
+/// `OnLost::Abort` the body is dropped at its next await once the lock is lost.
+pub async fn run<G: HeldGuard, F: Future>(
+    guard: &G,
+    on_lost: OnLost,
+    body: F,
+) -> Result<F::Output, Error> {
+    let body = guard.held_inside().scope(body);
+    match on_lost {
+        OnLost::Ignore => Ok(body.await),
+        OnLost::Abort => {
+            let lost = guard.lost_signal();
+            tokio::select! {
+                biased;
+                output = body => Ok(output),
+                () = lost => Err(Error::LockLost { lock: guard.held_lock().id().clone() }),
+            }
+        }
+    }
+}
+
+/// The error type of an annotated fn: anything `From<pglock::Error>`.
+#[diagnostic::on_unimplemented(
+    message = "the error type of an `#[advisory_locked]` fn must implement `From<pglock::Error>`",
+    label = "`{Self}` does not implement `From<pglock::Error>`",
+    note = "add `impl From<pglock::Error> for {Self}` (or a `#[from] pglock::Error` variant with thiserror)"
+)]
+pub trait FromLockError: Sized {
+    /// Converts.
+    fn from_lock_error(error: Error) -> Self;
+}
+
+impl<E: From<Error>> FromLockError for E {
+    fn from_lock_error(error: Error) -> Self {
+        E::from(error)
+    }
+}
+
+/// Converts a lock error into the fn's error type.
+pub fn error<E: FromLockError>(error: Error) -> E {
+    E::from_lock_error(error)
+}
+
+/// A guard with a session of its own: what `guard = name` binds.
+#[diagnostic::on_unimplemented(
+    message = "`guard = ...` needs a lock taken from a `Pool`",
+    label = "a `{Self}` shares its session with other locks, so it gives no connection",
+    note = "take the lock from a `deadpool_postgres::Pool` to run queries on the locked session"
+)]
+pub trait OwnSession {}
+
+impl OwnSession for LockGuard {}
+
+/// The guard, for `guard = name`.
+pub fn bind_guard<G: OwnSession>(guard: &G) -> &G {
+    guard
+}

@@ -1,0 +1,88 @@
+//! Lock sources: where the acquire methods take a lock. `&Pool` gives a session of
+//! its own ([`LockGuard`]); `&Locker` a share of a few sessions.
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+
+use crate::context::Held;
+use crate::error::Error;
+use crate::guard::LockGuard;
+use crate::lock::AdvisoryLock;
+use crate::session::Session;
+use crate::wait::wait_for;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for deadpool_postgres::Pool {}
+}
+
+/// Something locks can be taken from: a [`Pool`] or a `Locker`.
+/// Callers never name it: they pass `&pool` or `&locker` to
+/// [`AdvisoryLock::try_acquire`] and friends.
+pub trait LockSource: sealed::Sealed + Sync {
+    /// What holding a lock from this source looks like.
+    type Guard: Send + Sync + 'static;
+
+    /// Takes `lock` if free, else [`Error::Busy`].
+    fn try_lock<'a>(
+        &'a self,
+        lock: &'a AdvisoryLock,
+    ) -> impl Future<Output = Result<Self::Guard, Error>> + Send + 'a;
+
+    /// Waits for `lock`, for at most `limit` if given.
+    fn lock<'a>(
+        &'a self,
+        lock: &'a AdvisoryLock,
+        limit: Option<Duration>,
+    ) -> impl Future<Output = Result<Self::Guard, Error>> + Send + 'a;
+}
+
+/// A pool's identity: its manager lives in the pool's shared allocation.
+pub(crate) fn pool_id(pool: &Pool) -> usize {
+    pool.manager() as *const deadpool_postgres::Manager as usize
+}
+
+impl LockSource for Pool {
+    type Guard = LockGuard;
+
+    async fn try_lock<'a>(&'a self, lock: &'a AdvisoryLock) -> Result<LockGuard, Error> {
+        let held = Held::current();
+        if held.conflicts_with(lock) {
+            return Err(Error::Busy {
+                lock: lock.id().clone(),
+            });
+        }
+        let session = match held.session_of(pool_id(self)) {
+            Some(session) => session,
+            None => Session::checkout(self, lock).await?,
+        };
+        if session.try_lock(lock).await? {
+            Ok(LockGuard::new(session, pool_id(self), lock.clone()))
+        } else {
+            Err(Error::Busy {
+                lock: lock.id().clone(),
+            })
+        }
+    }
+
+    async fn lock<'a>(
+        &'a self,
+        lock: &'a AdvisoryLock,
+        limit: Option<Duration>,
+    ) -> Result<LockGuard, Error> {
+        let held = Held::current();
+        if held.conflicts_with(lock) {
+            return Err(Error::WouldDeadlock {
+                lock: lock.id().clone(),
+            });
+        }
+        let session = match held.session_of(pool_id(self)) {
+            Some(session) => session,
+            None => Session::checkout(self, lock).await?,
+        };
+        wait_for(&session, lock, limit).await?;
+        Ok(LockGuard::new(session, pool_id(self), lock.clone()))
+    }
+}

@@ -1,0 +1,165 @@
+//! The SQL of advisory locks: one statement text per operation, mode and key space,
+//! with the key always a bind parameter.
+
+use std::borrow::Cow;
+
+use tokio_postgres::types::ToSql;
+
+use crate::lock::{AdvisoryLock, LockMode};
+use crate::LockKey;
+
+/// What a statement does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// `pg_try_advisory_lock`: returns whether it was granted.
+    Try,
+    /// `pg_advisory_lock`: waits in the server's queue.
+    Wait,
+    /// `pg_advisory_unlock`: returns whether it was held.
+    Unlock,
+    /// `pg_try_advisory_xact_lock`.
+    TryXact,
+    /// `pg_advisory_xact_lock`.
+    WaitXact,
+}
+
+macro_rules! texts {
+    ($func:literal) => {
+        [
+            concat!("SELECT ", $func, "($1::int8)"),
+            concat!("SELECT ", $func, "($1::int4, $2::int4)"),
+            concat!("SELECT ", $func, "_shared($1::int8)"),
+            concat!("SELECT ", $func, "_shared($1::int4, $2::int4)"),
+        ]
+    };
+}
+
+const TRY: [&str; 4] = texts!("pg_try_advisory_lock");
+const WAIT: [&str; 4] = texts!("pg_advisory_lock");
+const UNLOCK: [&str; 4] = texts!("pg_advisory_unlock");
+const TRY_XACT: [&str; 4] = texts!("pg_try_advisory_xact_lock");
+const WAIT_XACT: [&str; 4] = texts!("pg_advisory_xact_lock");
+
+/// The statement text for `op` on `lock`. Statements that take a lock carry a
+/// comment naming the lock and its call site, so `pg_stat_activity.query` shows who
+/// waits on what; the comment is built from sanitised text, never from raw input.
+pub(crate) fn statement(op: Op, lock: &AdvisoryLock) -> Cow<'static, str> {
+    let texts = match op {
+        Op::Try => &TRY,
+        Op::Wait => &WAIT,
+        Op::Unlock => &UNLOCK,
+        Op::TryXact => &TRY_XACT,
+        Op::WaitXact => &WAIT_XACT,
+    };
+    let index = match (lock.mode(), lock.key()) {
+        (LockMode::Exclusive, LockKey::BigInt(_)) => 0,
+        (LockMode::Exclusive, LockKey::Pair(..)) => 1,
+        (LockMode::Shared, LockKey::BigInt(_)) => 2,
+        (LockMode::Shared, LockKey::Pair(..)) => 3,
+    };
+    let text = texts[index];
+    match (op, lock.site()) {
+        (Op::Unlock, _) | (_, None) => Cow::Borrowed(text),
+        (_, Some(site)) => Cow::Owned(format!(
+            "{text} /* pglock: {} in {} at {}:{} */",
+            comment_safe(lock.name().unwrap_or("")),
+            comment_safe(site.function),
+            comment_safe(site.file),
+            site.line
+        )),
+    }
+}
+
+/// Keeps what can never end or nest a comment: `*/` and `/*` are broken up, control
+/// characters dropped, and the text cut to a length that keeps statements short.
+fn comment_safe(text: &str) -> String {
+    const MAX: usize = 64;
+    let mut out = String::with_capacity(text.len().min(MAX));
+    let mut prev = '\0';
+    for c in text.chars().take(MAX) {
+        let c = match c {
+            '/' if prev == '*' => '|',
+            '*' if prev == '/' => '|',
+            c if c.is_control() => ' ',
+            c => c,
+        };
+        out.push(c);
+        prev = c;
+    }
+    out
+}
+
+/// The bind parameters of `key`.
+pub(crate) fn params(key: &LockKey) -> Vec<&(dyn ToSql + Sync)> {
+    match key {
+        LockKey::BigInt(k) => vec![k],
+        LockKey::Pair(a, b) => vec![a, b],
+    }
+}
+
+/// How many times this session holds the lock, read from `pg_locks`. Answers what a
+/// cancelled or timed-out wait really did, instead of guessing.
+pub(crate) const HELD_BY_ME: &str = "SELECT count(*) FROM pg_locks \
+     WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted \
+     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     AND classid::int8 = $1 AND objid::int8 = $2 AND objsubid = $3::int2 AND mode = $4";
+
+/// `pg_locks`' view of a key: `(classid, objid, objsubid)`. A bigint key is split into
+/// its high and low 32 bits with objsubid 1; a pair is its two halves with objsubid 2.
+pub(crate) fn pg_locks_columns(key: LockKey) -> (i64, i64, i16) {
+    match key {
+        LockKey::BigInt(k) => ((k as u64 >> 32) as i64, (k as u64 & 0xffff_ffff) as i64, 1),
+        LockKey::Pair(a, b) => (a as u32 as i64, b as u32 as i64, 2),
+    }
+}
+
+/// `pg_locks.mode` of a lock in `mode`.
+pub(crate) fn pg_locks_mode(mode: LockMode) -> &'static str {
+    match mode {
+        LockMode::Exclusive => "ExclusiveLock",
+        LockMode::Shared => "ShareLock",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::CallSite;
+
+    #[test]
+    fn texts_pick_function_mode_and_key_space() {
+        let pair = AdvisoryLock::new((1, 2)).shared();
+        assert_eq!(
+            statement(Op::Unlock, &pair),
+            "SELECT pg_advisory_unlock_shared($1::int4, $2::int4)"
+        );
+        let big = AdvisoryLock::new(7_i64);
+        assert_eq!(
+            statement(Op::TryXact, &big),
+            "SELECT pg_try_advisory_xact_lock($1::int8)"
+        );
+    }
+
+    #[test]
+    fn comment_cannot_be_closed_by_a_name() {
+        static SITE: CallSite = CallSite {
+            function: "ship",
+            file: "src/a.rs",
+            line: 3,
+        };
+        let lock = AdvisoryLock::new("x */ DROP TABLE t; /*").at(&SITE);
+        let text = statement(Op::Wait, &lock);
+        assert_eq!(text.matches("*/").count(), 1, "{text}");
+        assert!(text.ends_with("in ship at src/a.rs:3 */"), "{text}");
+    }
+
+    #[test]
+    fn pg_locks_columns_split_keys_as_the_server_does() {
+        assert_eq!(
+            pg_locks_columns(LockKey::BigInt(-1)),
+            (0xffff_ffff, 0xffff_ffff, 1)
+        );
+        assert_eq!(pg_locks_columns(LockKey::BigInt(1 << 32 | 5)), (1, 5, 1));
+        assert_eq!(pg_locks_columns(LockKey::Pair(-1, 2)), (0xffff_ffff, 2, 2));
+    }
+}

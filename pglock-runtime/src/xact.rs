@@ -1,0 +1,99 @@
+//! Transaction-scoped locks (`pg_advisory_xact_lock`): taken inside the caller's
+//! transaction and freed by the server at its commit or rollback. They cannot
+//! outlive the transaction, so they are the safe choice behind a
+//! transaction-pooling PgBouncer.
+
+use tokio_postgres::types::{ToSql, Type};
+
+use crate::error::Error;
+use crate::lock::AdvisoryLock;
+use crate::sql::{self, Op};
+use crate::LockKey;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for tokio_postgres::Transaction<'_> {}
+    impl Sealed for deadpool_postgres::Transaction<'_> {}
+}
+
+/// An open transaction a lock can be taken in: `tokio_postgres::Transaction` or
+/// `deadpool_postgres::Transaction`.
+pub trait Transactional: sealed::Sealed + Sync {
+    #[doc(hidden)]
+    fn transaction(&self) -> &tokio_postgres::Transaction<'_>;
+}
+
+impl Transactional for tokio_postgres::Transaction<'_> {
+    fn transaction(&self) -> &tokio_postgres::Transaction<'_> {
+        self
+    }
+}
+
+impl Transactional for deadpool_postgres::Transaction<'_> {
+    fn transaction(&self) -> &tokio_postgres::Transaction<'_> {
+        self
+    }
+}
+
+impl AdvisoryLock {
+    /// Waits for the lock inside `transaction`; the server frees it at commit or
+    /// rollback (there is no guard).
+    ///
+    /// ```no_run
+    /// # async fn demo(mut client: deadpool_postgres::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use pglock_runtime::AdvisoryLock;
+    ///
+    /// let tx = client.transaction().await?;
+    /// AdvisoryLock::new("invoice:42").acquire_xact(&tx).await?;
+    /// tx.execute("UPDATE invoices SET paid = true WHERE id = 42", &[]).await?;
+    /// tx.commit().await?; // the lock is freed here
+    /// # Ok(()) }
+    /// ```
+    pub async fn acquire_xact<T: Transactional + ?Sized>(
+        &self,
+        transaction: &T,
+    ) -> Result<(), Error> {
+        self.run_xact(Op::WaitXact, transaction).await.map(drop)
+    }
+
+    /// Takes the lock inside `transaction` if it is free, else [`Error::Busy`].
+    pub async fn try_acquire_xact<T: Transactional + ?Sized>(
+        &self,
+        transaction: &T,
+    ) -> Result<(), Error> {
+        let row = self.run_xact(Op::TryXact, transaction).await?;
+        if row.get::<_, bool>(0) {
+            Ok(())
+        } else {
+            Err(Error::Busy {
+                lock: self.id().clone(),
+            })
+        }
+    }
+
+    async fn run_xact<T: Transactional + ?Sized>(
+        &self,
+        op: Op,
+        transaction: &T,
+    ) -> Result<tokio_postgres::Row, Error> {
+        let text = sql::statement(op, self);
+        let key = self.key();
+        let (big, a, b);
+        let params: Vec<(&(dyn ToSql + Sync), Type)> = match key {
+            LockKey::BigInt(k) => {
+                big = k;
+                vec![(&big, Type::INT8)]
+            }
+            LockKey::Pair(x, y) => {
+                (a, b) = (x, y);
+                vec![(&a, Type::INT4), (&b, Type::INT4)]
+            }
+        };
+        // One round trip: the statement is parsed, bound and run together.
+        transaction
+            .transaction()
+            .query_typed_one(&text, &params)
+            .await
+            .map_err(|e| Error::from_db(self.id(), e))
+    }
+}
