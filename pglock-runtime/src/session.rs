@@ -2,7 +2,7 @@
 //! one rule that keeps the pool clean: the connection goes back to the pool only when
 //! we know it holds no lock; otherwise it is closed, which frees everything it held.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
@@ -20,6 +20,9 @@ pub(crate) struct Session {
     /// Locks this session may hold: counted up before a lock statement is sent and
     /// down only once the server confirmed it holds nothing for that request.
     maybe_held: AtomicUsize,
+    /// Set once a cancel request was sent for this session: a cancel signal may land
+    /// on any later statement, so the connection is closed instead of reused.
+    close_when_done: AtomicBool,
     loss: LossWatch,
 }
 
@@ -32,6 +35,7 @@ impl Session {
         Ok(Arc::new(Session {
             client: Some(client),
             maybe_held: AtomicUsize::new(0),
+            close_when_done: AtomicBool::new(false),
             loss: LossWatch::default(),
         }))
     }
@@ -49,6 +53,10 @@ impl Session {
 
     pub(crate) fn is_lost(&self) -> bool {
         self.loss.is_lost() || self.client().is_closed()
+    }
+
+    pub(crate) fn close_when_done(&self) {
+        self.close_when_done.store(true, Ordering::Release);
     }
 
     pub(crate) fn prepare_counted(&self) {
@@ -152,7 +160,7 @@ impl Drop for Session {
         let Some(client) = self.client.take() else {
             return;
         };
-        if *self.maybe_held.get_mut() > 0 {
+        if *self.maybe_held.get_mut() > 0 || *self.close_when_done.get_mut() {
             // Not known to be clean: take it out of the pool and close it. Closing the
             // connection ends the server session and so frees every lock it held.
             drop(Object::take(client));
