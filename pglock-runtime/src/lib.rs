@@ -8,6 +8,7 @@ mod guard;
 mod key;
 mod lock;
 mod loss;
+mod pending;
 mod session;
 mod source;
 mod sql;

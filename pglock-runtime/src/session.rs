@@ -11,12 +11,14 @@ use tokio_postgres::Statement;
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::loss::LossWatch;
+use crate::pending;
 use crate::sql::{self, Op};
 
 /// A connection taken from the pool for locks. Shared (`Arc`) by every guard whose
 /// lock lives on it and by any task still finishing an unlock on it.
 pub(crate) struct Session {
     client: Option<Object>,
+    pool_id: usize,
     /// Locks this session may hold: counted up before a lock statement is sent and
     /// down only once the server confirmed it holds nothing for that request.
     maybe_held: AtomicUsize,
@@ -34,6 +36,7 @@ impl Session {
         })?;
         Ok(Arc::new(Session {
             client: Some(client),
+            pool_id: crate::source::pool_id(pool),
             maybe_held: AtomicUsize::new(0),
             close_when_done: AtomicBool::new(false),
             loss: LossWatch::default(),
@@ -44,6 +47,16 @@ impl Session {
         self.client
             .as_ref()
             .expect("a session has its client until it is dropped")
+    }
+
+    /// The pool this session came from.
+    pub(crate) fn pool_id(&self) -> usize {
+        self.pool_id
+    }
+
+    /// Fit to take another lock: alive, and not marked for closing.
+    pub(crate) fn is_reusable(&self) -> bool {
+        !self.is_lost() && !self.close_when_done.load(Ordering::Acquire)
     }
 
     pub(crate) fn loss(self: &Arc<Self>) -> &LossWatch {
@@ -133,10 +146,12 @@ impl Session {
     /// runs after it), and its reply is awaited by a task that then lets the session
     /// go. A failed unlock is logged; the session then closes instead of going back.
     pub(crate) fn unlock_in_background(self: Arc<Self>, lock: AdvisoryLock) {
+        pending::queued(&self, lock.key());
         let mut unlock = Box::pin(async move {
             if let Err(error) = self.unlock(&lock).await {
                 tracing::warn!(lock = %lock.id(), %error, "unlock failed; closing the session");
             }
+            pending::finished(&self, lock.key());
         });
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         if unlock.as_mut().poll(&mut cx).is_ready() {
