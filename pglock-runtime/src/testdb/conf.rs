@@ -19,6 +19,9 @@ const FAST: [(&str, &str); 4] = [
     ("max_connections", "200"),
 ];
 
+/// Settings the cluster manages itself: where it listens is what its URL says.
+const RESERVED: [&str; 3] = ["listen_addresses", "port", "unix_socket_directories"];
+
 /// Unix socket paths are limited to about 107 bytes, `/.s.PGSQL.NNNNN` included.
 const MAX_SOCKET_DIR_LEN: usize = 90;
 
@@ -42,20 +45,33 @@ pub(crate) fn render(
         ("port", port.as_str()),
         ("unix_socket_directories", socket_dir.as_ref()),
     ];
+    for (name, _) in extra {
+        check_name(name)?;
+    }
     let mut text = String::new();
     for (name, value) in base.iter().chain(&FAST).chain(extra) {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-        {
-            return Err(TestDbError::InvalidSetting {
-                name: name.to_string(),
-            });
-        }
         text.push_str(&format!("{name} = '{}'\n", quote(value)));
     }
     Ok(text)
+}
+
+fn check_name(name: &str) -> Result<(), TestDbError> {
+    let reason = if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
+        "not a parameter name; use one such as max_connections (letters, digits, `_` and `.`)"
+    } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+        "the cluster chooses where it listens (127.0.0.1, a free port, a socket in its directory) \
+         and its URL says so"
+    } else {
+        return Ok(());
+    };
+    Err(TestDbError::InvalidSetting {
+        name: name.to_string(),
+        reason,
+    })
 }
 
 /// `value` with `'` and `\` escaped for a single-quoted string in postgresql.conf.
@@ -80,6 +96,18 @@ mod tests {
     fn bad_names_are_refused() {
         let err = render(5433, Path::new("/tmp"), &[("fsync = on #", "x")]).unwrap_err();
         assert!(matches!(err, TestDbError::InvalidSetting { .. }), "{err}");
+        assert!(err.to_string().contains("not a parameter name"), "{err}");
+    }
+
+    #[test]
+    fn where_it_listens_is_not_for_callers_to_set() {
+        for name in ["port", "Listen_Addresses", "unix_socket_directories"] {
+            let err = render(5433, Path::new("/tmp"), &[(name, "1")]).unwrap_err();
+            assert!(
+                err.to_string().contains("chooses where it listens"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

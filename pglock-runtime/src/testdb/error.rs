@@ -40,15 +40,13 @@ pub enum TestDbError {
     )]
     NoPostgresUser,
 
-    /// A setting name given to [`Cluster::start_with`](super::Cluster::start_with) is not a
-    /// parameter name.
-    #[error(
-        "invalid server setting name {name:?}: use a PostgreSQL parameter name \
-         such as max_connections (letters, digits, `_` and `.`)"
-    )]
+    /// A setting given to [`Cluster::start_with`](super::Cluster::start_with) cannot be used.
+    #[error("server setting {name:?} cannot be given to Cluster::start_with: {reason}")]
     InvalidSetting {
         /// The offending name.
         name: String,
+        /// Why, and what to do instead.
+        reason: &'static str,
     },
 
     /// A file-system or process operation failed.

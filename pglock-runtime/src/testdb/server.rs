@@ -32,6 +32,15 @@ pub(crate) struct Server {
 impl Server {
     /// Creates a directory, runs `initdb`, and starts a server with `settings` on a free port.
     pub(crate) fn create(settings: &[(&str, &str)]) -> Result<Server, TestDbError> {
+        Server::create_on(settings, port::pick_free_port)
+    }
+
+    /// [`Server::create`] on the ports `pick` gives, taking the next one whenever the server
+    /// finds its port taken.
+    fn create_on(
+        settings: &[(&str, &str)],
+        mut pick: impl FnMut() -> std::io::Result<u16>,
+    ) -> Result<Server, TestDbError> {
         conf::render(0, Path::new(""), settings)?; // refuse bad names before any work
         let bin = Binaries::find()?;
         let run_as = RunAs::detect()?;
@@ -44,8 +53,7 @@ impl Server {
             dir,
         };
         for attempt in 1..=PORT_TRIES {
-            server.port =
-                port::pick_free_port().map_err(TestDbError::io("find a free TCP port"))?;
+            server.port = pick().map_err(TestDbError::io("find a free TCP port"))?;
             server.write_settings(settings)?;
             match server.pg_ctl("start", &["start"]) {
                 Err(TestDbError::Server { log_tail, .. })
@@ -174,4 +182,21 @@ fn log_tail(log: &Path, start: u64) -> String {
     }
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(LINES)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_taken_before_the_server_binds_it_is_replaced() {
+        let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let taken = taken.local_addr().unwrap().port();
+        let mut ports = vec![port::pick_free_port().unwrap(), taken];
+        let server = Server::create_on(&[], || Ok(ports.pop().unwrap())).unwrap();
+        assert!(ports.is_empty(), "both ports were tried");
+        assert_ne!(server.port(), taken);
+        let log = std::fs::read_to_string(server.dir.log()).unwrap();
+        assert!(log.contains("Address already in use"), "{log}");
+    }
 }

@@ -18,6 +18,16 @@ enum Shared {
 /// The cluster is stopped and its directory removed when the process ends, however it ends
 /// (normal exit, panic, abort, SIGKILL): see the [module docs](super).
 ///
+/// Each process has its own: a test that spawns other processes (examples, helpers) that must
+/// see the same database passes them `DATABASE_URL` = [`shared().url()`](TestDb::url).
+///
+/// ```no_run
+/// let pool = pglock_runtime::testdb::shared().pool(8);
+/// let child = std::process::Command::new("target/debug/examples/goldleader")
+///     .env("DATABASE_URL", pglock_runtime::testdb::shared().url())
+///     .spawn();
+/// ```
+///
 /// # Panics
 ///
 /// With a message saying what to do, if `DATABASE_URL` is malformed or the cluster cannot be
