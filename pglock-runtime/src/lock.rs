@@ -130,7 +130,7 @@ impl From<&String> for LockId {
 /// client) or a `Locker` (many locks share a few sessions).
 ///
 /// ```no_run
-/// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), pglock_runtime::Error> {
+/// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), Box<dyn std::error::Error>> {
 /// use pglock_runtime::AdvisoryLock;
 ///
 /// let lock = AdvisoryLock::new("goldleader");

@@ -139,8 +139,10 @@ pub trait HeldGuard: Send + Sync {
 
 impl HeldGuard for LockGuard {
     fn held_inside(&self) -> crate::context::Held {
-        crate::context::Held::current()
-            .with(self.lock(), Some((self.session().pool_id(), self.session().clone())))
+        crate::context::Held::current().with(
+            self.lock(),
+            Some((self.session().pool_id(), self.session().clone())),
+        )
     }
     fn lost_signal(&self) -> impl Future<Output = ()> + Send + 'static {
         self.lost()
