@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, Weak};
 use crate::session::Session;
 use crate::LockKey;
 
+/// (scope, key) → the session where an unlock of that key is queued.
 type Pending = HashMap<(usize, LockKey), Weak<Session>>;
 
 fn pending() -> &'static Mutex<Pending> {
@@ -26,13 +27,13 @@ fn table() -> std::sync::MutexGuard<'static, Pending> {
 
 /// `session` has an unlock of `key` queued.
 pub(crate) fn queued(session: &Arc<Session>, key: LockKey) {
-    table().insert((session.pool_id(), key), Arc::downgrade(session));
+    table().insert((session.scope(), key), Arc::downgrade(session));
 }
 
 /// The unlock of `key` on `session` is done (or failed: either way, not pending).
 pub(crate) fn finished(session: &Arc<Session>, key: LockKey) {
     let mut table = table();
-    let id = (session.pool_id(), key);
+    let id = (session.scope(), key);
     if table
         .get(&id)
         .is_some_and(|s| s.as_ptr() == Arc::as_ptr(session))
@@ -41,9 +42,9 @@ pub(crate) fn finished(session: &Arc<Session>, key: LockKey) {
     }
 }
 
-/// The session of `pool_id` with an unlock of `key` still queued, if it is fit to
-/// take the next lock.
-pub(crate) fn session_for(pool_id: usize, key: LockKey) -> Option<Arc<Session>> {
-    let session = table().get(&(pool_id, key))?.upgrade()?;
+/// The session of `scope` (a pool, or a Locker) with an unlock of `key` still
+/// queued, if it is fit to take the next lock.
+pub(crate) fn session_for(scope: usize, key: LockKey) -> Option<Arc<Session>> {
+    let session = table().get(&(scope, key))?.upgrade()?;
     session.is_reusable().then_some(session)
 }

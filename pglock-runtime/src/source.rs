@@ -18,9 +18,10 @@ use crate::wait::wait_for;
 mod sealed {
     pub trait Sealed {}
     impl Sealed for deadpool_postgres::Pool {}
+    impl Sealed for crate::Locker {}
 }
 
-/// Something locks can be taken from: a [`Pool`] or a `Locker`.
+/// Something locks can be taken from: a [`Pool`] or a [`Locker`](crate::Locker).
 /// Callers never name it: they pass `&pool` or `&locker` to
 /// [`AdvisoryLock::try_acquire`] and friends.
 pub trait LockSource: sealed::Sealed + Sync {
