@@ -170,9 +170,9 @@ impl Foreign {
     }
 }
 
-/// The path of an example binary of this package. A plain `cargo test` builds the
-/// examples next to the test binaries (target/<profile>/examples/); when a test was
-/// run alone (`cargo test --test x`), the example is built here first.
+/// The path of an example binary of this package, built first: `cargo test` builds
+/// the examples too, but running one test alone (`cargo test --test x`) does not, and
+/// a stale example would test old code.
 pub fn example_binary(name: &str) -> std::path::PathBuf {
     let test_binary = std::env::current_exe().expect("test binary path");
     let profile_dir = test_binary
@@ -180,14 +180,15 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
         .and_then(|deps| deps.parent())
         .expect("target/<profile>/deps/<test>");
     let path = profile_dir.join("examples").join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--example", name])
-            .status()
-            .expect("run cargo build --example");
-        assert!(status.success(), "cargo build --example {name} failed");
-    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let release = profile_dir.ends_with("release");
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "--example", name])
+        .args(release.then_some("--release"))
+        .stdin(std::process::Stdio::null())
+        .status()
+        .expect("run cargo build --example");
+    assert!(status.success(), "cargo build --example {name} failed");
     assert!(
         path.exists(),
         "{} is missing after building it",
