@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
+use crate::loss::Watch;
 use crate::session::Session;
 
 /// A held advisory lock on a pooled session. It derefs to that session's client, so
@@ -57,7 +58,11 @@ impl LockGuard {
     /// Completes when the session holding the lock is lost (terminated, server
     /// restart, broken connection): from then on the lock is not held.
     pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.session.loss().token().cancelled_owned()
+        let how = Watch {
+            keepalive: self.lock.keepalive_bound(),
+            probe: Some((self.lock.key(), self.lock.mode())),
+        };
+        self.session.loss(how).token().cancelled_owned()
     }
 
     /// Whether the session holding the lock is known to be gone.

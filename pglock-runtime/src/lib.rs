@@ -20,6 +20,7 @@ pub use error::Error;
 pub use guard::LockGuard;
 pub use key::LockKey;
 pub use lock::{AdvisoryLock, CallSite, LockId, LockMode};
+pub use loss::{CHECK_EVERY, DEFAULT_KEEPALIVE};
 pub use locker::{
     Locker, LockerBuilder, LockerGuard, DEFAULT_HANDOFF_LIMIT, DEFAULT_LOCK_SESSIONS,
 };

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::loss::DEFAULT_KEEPALIVE;
 use crate::source::LockSource;
 use crate::{Error, LockKey};
 
@@ -144,6 +145,7 @@ pub struct AdvisoryLock {
     id: LockId,
     mode: LockMode,
     site: Option<&'static CallSite>,
+    keepalive: Duration,
 }
 
 impl AdvisoryLock {
@@ -154,6 +156,7 @@ impl AdvisoryLock {
             id: key.into(),
             mode: LockMode::Exclusive,
             site: None,
+            keepalive: DEFAULT_KEEPALIVE,
         }
     }
 
@@ -167,6 +170,7 @@ impl AdvisoryLock {
             },
             mode: LockMode::Exclusive,
             site: None,
+            keepalive: DEFAULT_KEEPALIVE,
         }
     }
 
@@ -180,6 +184,22 @@ impl AdvisoryLock {
     pub fn with_mode(mut self, mode: LockMode) -> Self {
         self.mode = mode;
         self
+    }
+
+    /// The bound within which a server that stops answering (without closing the
+    /// connection) is noticed while this lock is held from a `Pool` and watched
+    /// ([`LockGuard::lost`](crate::LockGuard::lost), `on_lost`); default
+    /// [`DEFAULT_KEEPALIVE`] (5 s). A closed connection is noticed within
+    /// [`CHECK_EVERY`](crate::CHECK_EVERY) whatever this says. A Locker's locks
+    /// follow [`LockerBuilder::keepalive`](crate::LockerBuilder::keepalive).
+    pub const fn keepalive(mut self, bound: Duration) -> Self {
+        self.keepalive = bound;
+        self
+    }
+
+    /// The keepalive bound of this lock.
+    pub fn keepalive_bound(&self) -> Duration {
+        self.keepalive
     }
 
     /// Names the place in the program that takes this lock, for `pg_stat_activity`.

@@ -1,17 +1,46 @@
-//! Loss detection: notices that the session holding a lock is gone and fires a
+//! Loss detection: notices that the session holding a lock is gone, and fires a
 //! token every guard on it can await.
+//!
+//! Two kinds of loss, two bounds:
+//! - **The connection closes** (the backend was terminated, the server restarted or
+//!   shut down, the socket broke): noticed by the next check of the connection's
+//!   state, every [`CHECK_EVERY`] — well within one second.
+//! - **The server stops answering without closing the socket** (a frozen host, a
+//!   network that drops packets, a stopped backend): a keepalive ping is sent when
+//!   the session has been quiet for half the keepalive bound; if it is not answered
+//!   within the other half, the state of the backend holding the lock is read over a
+//!   fresh connection. A backend that is running a statement (`active`: the caller's
+//!   own long query on the locked session, whose reply the ping waits behind) is
+//!   alive; any other answer, or none within the bound, means lost. (A Locker's
+//!   sessions run only our own short statements, so there a late ping is a loss.)
+//!   So a stall is noticed within the keepalive bound ([`DEFAULT_KEEPALIVE`], 5 s),
+//!   and a body that uses the locked session itself, even for a long statement or
+//!   inside a transaction, is never taken for a stall: the ping is an empty
+//!   statement that succeeds in any transaction state, and a statement error still
+//!   proves the server answered.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
+use deadpool::managed::Manager as _;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::lock::LockMode;
 use crate::session::Session;
+use crate::sql;
+use crate::LockKey;
 
-/// How often a watched session's connection is checked. The check is an in-process
-/// flag read (no server round trip), so it is cheap enough to run often; it bounds
-/// how late a closed connection is noticed.
-const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How often a watched session's connection state is read. It is an in-process
+/// flag (no server round trip), so it can run often; it bounds how late a closed
+/// connection is noticed.
+pub const CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// The default bound within which a server that stopped answering is noticed.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(5);
 
 /// The loss signal of one session. The watcher task starts on first use of
 /// [`LossWatch::watch`], so sessions nobody watches cost nothing.
@@ -23,14 +52,25 @@ pub(crate) struct LossWatch {
     started: OnceLock<()>,
 }
 
+/// How a session is watched.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Watch {
+    /// The bound within which a server that stopped answering is noticed.
+    pub(crate) keepalive: Duration,
+    /// A lock the session holds, to find its backend in `pg_locks` when a ping is
+    /// late; `None` for sessions that run only our own short statements.
+    pub(crate) probe: Option<(LockKey, LockMode)>,
+}
+
 impl LossWatch {
-    pub(crate) fn watch(&self, session: &Arc<Session>) {
+    pub(crate) fn watch(&self, session: &Arc<Session>, how: Watch) {
         self.started.get_or_init(|| {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(watch(
                     Arc::downgrade(session),
                     self.lost.clone(),
                     self.retired.clone(),
+                    how,
                 ));
             }
         });
@@ -49,10 +89,20 @@ impl LossWatch {
     }
 }
 
-/// Runs until the session is lost (then fires `lost`) or dropped.
-async fn watch(session: Weak<Session>, lost: CancellationToken, retired: CancellationToken) {
+type Ping = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs until the session is lost (then fires `lost`) or dropped (then `retired`).
+async fn watch(
+    session: Weak<Session>,
+    lost: CancellationToken,
+    retired: CancellationToken,
+    how: Watch,
+) {
+    let half = how.keepalive / 2;
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut quiet_since = Instant::now();
+    let mut ping: Option<(Instant, Ping)> = None;
     loop {
         tick.tick().await;
         let Some(session) = session.upgrade() else {
@@ -60,9 +110,69 @@ async fn watch(session: Weak<Session>, lost: CancellationToken, retired: Cancell
             return;
         };
         if session.client().is_closed() {
-            tracing::warn!("the session holding advisory locks is gone; its locks are lost");
-            lost.cancel();
-            return;
+            return declare_lost(&session, &lost, "its connection closed");
+        }
+        match &mut ping {
+            None if quiet_since.elapsed() >= half => {
+                ping = Some((Instant::now(), send_ping(session.clone())));
+            }
+            None => {}
+            Some((sent, reply)) => {
+                if poll_once(reply).await {
+                    ping = None;
+                    quiet_since = Instant::now();
+                } else if sent.elapsed() >= half {
+                    match holder_is_running_a_statement(&session, how.probe, half).await {
+                        // Busy with the caller's own statement: alive. Ask again later.
+                        Some(true) => *sent = Instant::now(),
+                        _ => {
+                            return declare_lost(&session, &lost, "the server stopped answering");
+                        }
+                    }
+                }
+            }
         }
     }
+}
+
+fn declare_lost(session: &Session, lost: &CancellationToken, why: &str) {
+    tracing::warn!(
+        reason = why,
+        "the session holding advisory locks is lost; so are its locks"
+    );
+    session.close_when_done();
+    lost.cancel();
+}
+
+/// An empty statement: answered in any transaction state, and an error still
+/// proves the server is there.
+fn send_ping(session: Arc<Session>) -> Ping {
+    Box::pin(async move {
+        let _answered = session.client().simple_query("").await;
+    })
+}
+
+async fn poll_once(ping: &mut Ping) -> bool {
+    std::future::poll_fn(|cx| Poll::Ready(ping.as_mut().poll(cx).is_ready())).await
+}
+
+/// Reads the state of the backend holding `probe` over a fresh connection (not
+/// from the pool, which may be exhausted): `Some(true)` if it is running a statement.
+async fn holder_is_running_a_statement(
+    session: &Session,
+    probe: Option<(LockKey, LockMode)>,
+    within: Duration,
+) -> Option<bool> {
+    let (key, mode) = probe?;
+    let (classid, objid, objsubid) = sql::pg_locks_columns(key);
+    let mode = sql::pg_locks_mode(mode);
+    let check = async {
+        let client = session.pool().manager().create().await.ok()?;
+        let row = client
+            .query_one(sql::HOLDER_IS_ACTIVE, &[&classid, &objid, &objsubid, &mode])
+            .await
+            .ok()?;
+        row.get::<_, Option<bool>>(0)
+    };
+    tokio::time::timeout(within, check).await.ok().flatten()
 }

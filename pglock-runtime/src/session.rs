@@ -11,7 +11,7 @@ use tokio_postgres::Statement;
 
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
-use crate::loss::LossWatch;
+use crate::loss::{LossWatch, Watch};
 use crate::pending;
 use crate::sql::{self, Op};
 
@@ -19,6 +19,7 @@ use crate::sql::{self, Op};
 /// lock lives on it and by any task still finishing an unlock on it.
 pub(crate) struct Session {
     client: Option<Object>,
+    pool: Pool,
     pool_id: usize,
     /// Who takes locks on this session: its pool, or the Locker that keeps it. Queued
     /// unlocks are found again only within the same scope.
@@ -50,6 +51,7 @@ impl Session {
         })?;
         Ok(Arc::new(Session {
             client: Some(client),
+            pool: pool.clone(),
             pool_id: crate::source::pool_id(pool),
             scope,
             maybe_held: AtomicUsize::new(0),
@@ -79,10 +81,16 @@ impl Session {
         !self.is_lost() && !self.close_when_done.load(Ordering::Acquire)
     }
 
-    pub(crate) fn loss(self: &Arc<Self>) -> &LossWatch {
-        self.loss.watch(self);
+    /// The loss signal, watched from now on (the first caller's `how` applies).
+    pub(crate) fn loss(self: &Arc<Self>, how: Watch) -> &LossWatch {
+        self.loss.watch(self, how);
         &self.loss
     }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
 
     pub(crate) fn is_lost(&self) -> bool {
         self.loss.is_lost() || self.client().is_closed()

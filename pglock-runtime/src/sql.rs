@@ -120,6 +120,14 @@ pub(crate) const HELD_BY_ME: &str = "SELECT count(*) FROM pg_locks \
      AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
      AND classid::int8 = $1 AND objid::int8 = $2 AND objsubid = $3::int2 AND mode = $4";
 
+/// Whether a backend holding the lock is running a statement now (NULL when
+/// nobody holds it).
+pub(crate) const HOLDER_IS_ACTIVE: &str = "SELECT bool_or(a.state = 'active') \
+     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+     WHERE l.locktype = 'advisory' AND l.granted \
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     AND l.classid::int8 = $1 AND l.objid::int8 = $2 AND l.objsubid = $3::int2 AND l.mode = $4";
+
 /// `pg_locks`' view of a key: `(classid, objid, objsubid)`. A bigint key is split into
 /// its high and low 32 bits with objsubid 1; a pair is its two halves with objsubid 2.
 pub(crate) fn pg_locks_columns(key: LockKey) -> (i64, i64, i16) {

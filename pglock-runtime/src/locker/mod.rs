@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use crate::context::Held;
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
+use crate::loss::{Watch, DEFAULT_KEEPALIVE};
 use crate::session::Session;
 use crate::source::LockSource;
 use crate::wait::wait_for;
@@ -81,6 +82,7 @@ pub struct LockerBuilder {
     pool: Pool,
     sessions: usize,
     handoff_limit: u32,
+    keepalive: Duration,
 }
 
 impl LockerBuilder {
@@ -97,6 +99,14 @@ impl LockerBuilder {
         self
     }
 
+    /// The bound within which a lock session whose server stopped answering is
+    /// noticed (default [`DEFAULT_KEEPALIVE`], 5 s); a closed connection is noticed
+    /// within [`CHECK_EVERY`](crate::CHECK_EVERY) regardless.
+    pub fn keepalive(mut self, bound: Duration) -> Self {
+        self.keepalive = bound;
+        self
+    }
+
     /// The Locker.
     pub fn build(self) -> Locker {
         Locker {
@@ -104,6 +114,7 @@ impl LockerBuilder {
                 sessions: Sessions::new(self.sessions, me.as_ptr() as usize),
                 table: Arc::new(Mutex::new(Table::new(self.handoff_limit))),
                 pool: self.pool,
+                keepalive: self.keepalive,
             }),
         }
     }
@@ -113,6 +124,7 @@ pub(crate) struct Inner {
     pool: Pool,
     sessions: Sessions,
     table: Arc<Mutex<Table>>,
+    keepalive: Duration,
 }
 
 impl Locker {
@@ -127,6 +139,7 @@ impl Locker {
             pool,
             sessions: DEFAULT_LOCK_SESSIONS,
             handoff_limit: DEFAULT_HANDOFF_LIMIT,
+            keepalive: DEFAULT_KEEPALIVE,
         }
     }
 
@@ -185,6 +198,15 @@ impl LockSource for Locker {
 }
 
 impl Inner {
+    /// How the Locker's sessions are watched: only our own short statements run on
+    /// them, so a late keepalive ping is a loss.
+    pub(super) fn watch(&self) -> Watch {
+        Watch {
+            keepalive: self.keepalive,
+            probe: None,
+        }
+    }
+
     fn table_ref(&self) -> Weak<Mutex<Table>> {
         Arc::downgrade(&self.table)
     }

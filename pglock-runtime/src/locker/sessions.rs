@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
+use crate::loss::Watch;
 use crate::pending;
 use crate::session::Session;
 use crate::LockKey;
@@ -73,7 +74,7 @@ impl Sessions {
         let session = Session::checkout_for(&locker.pool, lock, self.scope).await?;
         // Watch it from the start: its loss must reach every guard on it at once,
         // and end the table's episodes on it.
-        forget_keys_when_lost(&session, Arc::downgrade(&locker.table));
+        forget_keys_when_lost(&session, locker.watch(), Arc::downgrade(&locker.table));
         *slot.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.clone());
         Ok(session)
     }
@@ -85,8 +86,8 @@ impl Sessions {
 
 /// When `session` is lost, ends the table's episodes on it, so the tasks waiting for
 /// those keys ask the server anew instead of waiting for holders that hold nothing.
-fn forget_keys_when_lost(session: &Arc<Session>, table: Weak<Mutex<Table>>) {
-    let loss = session.loss();
+fn forget_keys_when_lost(session: &Arc<Session>, how: Watch, table: Weak<Mutex<Table>>) {
+    let loss = session.loss(how);
     let (lost, retired) = (loss.token(), loss.retired());
     let session = Arc::downgrade(session);
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
