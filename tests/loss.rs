@@ -14,7 +14,11 @@ use pglock::{AdvisoryLock, LockGuard, Locker};
 const SECOND: Duration = Duration::from_secs(1);
 
 async fn backend_pid(guard: &LockGuard) -> i32 {
-    guard.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0)
+    guard
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 fn signal(pid: i32, signal: &str) {
@@ -30,20 +34,33 @@ async fn a_server_restart_is_noticed_within_a_second_and_the_pool_recovers() {
     let cluster = Cluster::start().unwrap();
     let pool = cluster.db().pool(4);
     let locker = Locker::new(pool.clone());
-    let direct = AdvisoryLock::new("restart-direct").try_acquire(&pool).await.unwrap();
-    let shared = AdvisoryLock::new("restart-locker").try_acquire(&locker).await.unwrap();
+    let direct = AdvisoryLock::new("restart-direct")
+        .try_acquire(&pool)
+        .await
+        .unwrap();
+    let shared = AdvisoryLock::new("restart-locker")
+        .try_acquire(&locker)
+        .await
+        .unwrap();
     let (direct_lost, shared_lost) = (direct.lost(), shared.lost());
     // An idle pooled connection, too: it must not be handed out dead afterwards.
     drop(pool.get().await.unwrap());
 
     cluster.restart().unwrap();
-    tokio::time::timeout(SECOND, direct_lost).await.expect("pool guard: lost within 1 s");
-    tokio::time::timeout(SECOND, shared_lost).await.expect("locker guard: lost within 1 s");
+    tokio::time::timeout(SECOND, direct_lost)
+        .await
+        .expect("pool guard: lost within 1 s");
+    tokio::time::timeout(SECOND, shared_lost)
+        .await
+        .expect("locker guard: lost within 1 s");
     assert!(direct.release().await.unwrap_err().is_lost());
     assert!(shared.release().await.unwrap_err().is_lost());
 
     // The next calls through the same pool and Locker succeed.
-    let again = AdvisoryLock::new("restart-direct").try_acquire(&pool).await.unwrap();
+    let again = AdvisoryLock::new("restart-direct")
+        .try_acquire(&pool)
+        .await
+        .unwrap();
     again.query_one("SELECT 1", &[]).await.unwrap();
     again.release().await.unwrap();
     AdvisoryLock::new("restart-locker")
@@ -137,15 +154,26 @@ async fn the_keepalive_leaves_a_body_using_the_locked_session_alone() {
     // A failed transaction, left idle for two bounds.
     assert!(guard.execute("SELECT 1/0", &[]).await.is_err());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(!guard.is_lost(), "an idle failed transaction is not a stall");
+    assert!(
+        !guard.is_lost(),
+        "an idle failed transaction is not a stall"
+    );
     guard.batch_execute("ROLLBACK").await.unwrap();
-    guard.batch_execute("BEGIN; INSERT INTO t VALUES (2); COMMIT").await.unwrap();
+    guard
+        .batch_execute("BEGIN; INSERT INTO t VALUES (2); COMMIT")
+        .await
+        .unwrap();
     let rows: i64 = guard
         .query_one("SELECT count(*) FROM t", &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(rows, 1, "the body's transactions did what it said, untouched by pings");
-    assert!(tokio::time::timeout(Duration::from_millis(10), lost).await.is_err());
+    assert_eq!(
+        rows, 1,
+        "the body's transactions did what it said, untouched by pings"
+    );
+    assert!(tokio::time::timeout(Duration::from_millis(10), lost)
+        .await
+        .is_err());
     guard.release().await.unwrap();
 }

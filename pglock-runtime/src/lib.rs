@@ -5,6 +5,7 @@
 mod context;
 mod error;
 mod guard;
+mod holders;
 mod key;
 mod lock;
 mod locker;
@@ -18,12 +19,13 @@ mod xact;
 
 pub use error::Error;
 pub use guard::LockGuard;
+pub use holders::{holders, Holder};
 pub use key::LockKey;
 pub use lock::{AdvisoryLock, CallSite, LockId, LockMode};
-pub use loss::{CHECK_EVERY, DEFAULT_KEEPALIVE};
 pub use locker::{
     Locker, LockerBuilder, LockerGuard, DEFAULT_HANDOFF_LIMIT, DEFAULT_LOCK_SESSIONS,
 };
+pub use loss::{CHECK_EVERY, DEFAULT_KEEPALIVE};
 pub use source::LockSource;
 pub use xact::Transactional;
 

@@ -91,7 +91,6 @@ impl Session {
         &self.pool
     }
 
-
     pub(crate) fn is_lost(&self) -> bool {
         self.loss.is_lost() || self.client().is_closed()
     }

@@ -65,7 +65,10 @@ impl LockerGuard {
 
     /// Completes when the session holding the lock is lost.
     pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.session.loss(self.locker.watch()).token().cancelled_owned()
+        self.session
+            .loss(self.locker.watch())
+            .token()
+            .cancelled_owned()
     }
 
     /// Whether the session holding the lock is known to be gone.

@@ -1,0 +1,84 @@
+//! `holders`: who holds or waits for a key, as the server sees it.
+
+use std::time::SystemTime;
+
+use deadpool_postgres::Pool;
+
+use crate::error::Error;
+use crate::lock::{LockId, LockMode};
+use crate::sql;
+
+/// A session that holds or waits for an advisory lock, from `pg_locks` joined with
+/// `pg_stat_activity`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// The backend's process id (`pg_terminate_backend(pid)` ends its session).
+    pub pid: i32,
+    /// The client's `application_name`.
+    pub application_name: String,
+    /// The client's address; `None` for Unix-socket connections.
+    pub client_addr: Option<String>,
+    /// The session's state (`active`, `idle`, `idle in transaction`, ...).
+    pub state: Option<String>,
+    /// Since when it is in that state.
+    pub state_since: Option<SystemTime>,
+    /// The session's current or last statement: for pglock's lock statements, a
+    /// comment names the lock and the call site.
+    pub query: Option<String>,
+    /// Exclusive or shared.
+    pub mode: LockMode,
+    /// Holds it (`true`) or waits for it (`false`).
+    pub granted: bool,
+}
+
+const HOLDERS: &str = "SELECT l.pid, coalesce(a.application_name, ''), host(a.client_addr), \
+     a.state, a.state_change, a.query, l.mode = 'ShareLock', l.granted \
+     FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+     WHERE l.locktype = 'advisory' \
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     AND l.classid::int8 = $1 AND l.objid::int8 = $2 AND l.objsubid = $3::int2 \
+     ORDER BY l.granted DESC, a.state_change";
+
+/// Who holds or waits for `key` in this database: holders first, then waiters from
+/// the longest waiting.
+///
+/// ```no_run
+/// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), pglock_runtime::Error> {
+/// for holder in pglock_runtime::holders(&pool, "goldleader").await? {
+///     println!("{} {} since {:?}", holder.pid, if holder.granted { "holds" } else { "waits" }, holder.state_since);
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn holders(pool: &Pool, key: impl Into<LockId>) -> Result<Vec<Holder>, Error> {
+    let lock: LockId = key.into();
+    let db = |source| Error::Db {
+        lock: lock.clone(),
+        source,
+    };
+    let client = pool.get().await.map_err(|source| Error::Pool {
+        lock: lock.clone(),
+        source,
+    })?;
+    let (classid, objid, objsubid) = sql::pg_locks_columns(lock.key());
+    let rows = client
+        .query(HOLDERS, &[&classid, &objid, &objsubid])
+        .await
+        .map_err(db)?;
+    Ok(rows
+        .iter()
+        .map(|row| Holder {
+            pid: row.get(0),
+            application_name: row.get(1),
+            client_addr: row.get(2),
+            state: row.get(3),
+            state_since: row.get(4),
+            query: row.get(5),
+            mode: if row.get(6) {
+                LockMode::Shared
+            } else {
+                LockMode::Exclusive
+            },
+            granted: row.get(7),
+        })
+        .collect())
+}

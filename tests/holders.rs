@@ -1,0 +1,78 @@
+//! `pglock::holders` shows who holds and who waits for a key, and the statement of a
+//! waiter names the lock and its call site, so `pg_stat_activity` tells who waits
+//! on what.
+
+mod common;
+
+use std::time::Duration;
+
+use pglock::{holders, AdvisoryLock, CallSite, LockMode};
+
+fn named_pool(name: &str) -> deadpool_postgres::Pool {
+    let mut config = pglock::testdb::shared().config();
+    config.application_name(name);
+    let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(2)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn holders_lists_the_holder_then_the_waiter_with_its_call_site() {
+    static SITE: CallSite = CallSite {
+        function: "ship_order",
+        file: "src/orders.rs",
+        line: 42,
+    };
+    let name = common::unique("holders");
+    let (holding, waiting) = (named_pool("holding-app"), named_pool("waiting-app"));
+    let held = AdvisoryLock::new(name.as_str())
+        .try_acquire(&holding)
+        .await
+        .unwrap();
+    let holder_pid: i32 = held
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let waiter = tokio::spawn({
+        let name = name.clone();
+        async move {
+            AdvisoryLock::new(name.as_str())
+                .at(&SITE)
+                .acquire(&waiting)
+                .await
+                .map(drop)
+        }
+    });
+    let observer = common::observer().await;
+    common::waiter_within(&observer, held.lock().key(), Duration::from_secs(1))
+        .await
+        .unwrap();
+
+    let seen = holders(&common::pool(1), name.as_str()).await.unwrap();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    let (first, second) = (&seen[0], &seen[1]);
+    assert!(first.granted && !second.granted);
+    assert_eq!(first.pid, holder_pid);
+    assert_eq!(first.application_name, "holding-app");
+    assert_eq!(second.application_name, "waiting-app");
+    assert_eq!(first.mode, LockMode::Exclusive);
+    assert_eq!(first.client_addr.as_deref(), Some("127.0.0.1"));
+    assert!(second.state_since.is_some());
+    let query = second.query.as_deref().unwrap();
+    assert!(
+        query.contains(&format!(
+            "/* pglock: {name} in ship_order at src/orders.rs:42 */"
+        )),
+        "{query}"
+    );
+
+    held.release().await.unwrap();
+    waiter.await.unwrap().unwrap();
+    assert_eq!(
+        holders(&common::pool(1), name.as_str()).await.unwrap(),
+        vec![]
+    );
+}
