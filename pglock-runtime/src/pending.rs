@@ -5,46 +5,58 @@
 //! is never reported `Busy` because of our own unlock in flight.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::session::Session;
 use crate::LockKey;
 
-/// (scope, key) → the session where an unlock of that key is queued.
-type Pending = HashMap<(usize, LockKey), Weak<Session>>;
-
-fn pending() -> &'static Mutex<Pending> {
-    static PENDING: std::sync::OnceLock<Mutex<Pending>> = std::sync::OnceLock::new();
-    PENDING.get_or_init(Mutex::default)
+/// One queued unlock: its session, and a number telling it from earlier unlocks of
+/// the same key on the same session.
+struct Queued {
+    session: Weak<Session>,
+    ticket: u64,
 }
 
+/// (scope, key) → the latest queued unlock of that key.
+type Pending = HashMap<(usize, LockKey), Queued>;
+
 fn table() -> std::sync::MutexGuard<'static, Pending> {
-    // The table holds only weak pointers; a panic elsewhere cannot leave it torn.
-    pending()
+    static PENDING: OnceLock<Mutex<Pending>> = OnceLock::new();
+    // Every change is one map operation; a panic elsewhere cannot leave it torn.
+    PENDING
+        .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// `session` has an unlock of `key` queued.
-pub(crate) fn queued(session: &Arc<Session>, key: LockKey) {
-    table().insert((session.scope(), key), Arc::downgrade(session));
+/// `session` has an unlock of `key` queued; give the returned ticket to [`finished`].
+pub(crate) fn queued(session: &Arc<Session>, key: LockKey) -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let ticket = NEXT.fetch_add(1, Ordering::Relaxed);
+    let queued = Queued {
+        session: Arc::downgrade(session),
+        ticket,
+    };
+    table().insert((session.scope(), key), queued);
+    ticket
 }
 
-/// The unlock of `key` on `session` is done (or failed: either way, not pending).
-pub(crate) fn finished(session: &Arc<Session>, key: LockKey) {
+/// That unlock is done (or failed: either way, not pending). A later unlock of the
+/// same key, queued meanwhile, stays pending.
+pub(crate) fn finished(session: &Session, key: LockKey, ticket: u64) {
     let mut table = table();
     let id = (session.scope(), key);
-    if table
-        .get(&id)
-        .is_some_and(|s| s.as_ptr() == Arc::as_ptr(session))
-    {
+    if table.get(&id).is_some_and(|q| q.ticket == ticket) {
         table.remove(&id);
     }
 }
 
 /// The session of `scope` (a pool, or a Locker) with an unlock of `key` still
-/// queued, if it is fit to take the next lock.
-pub(crate) fn session_for(scope: usize, key: LockKey) -> Option<Arc<Session>> {
-    let session = table().get(&(scope, key))?.upgrade()?;
+/// queued, if it is fit to take the next lock. It is handed out once: a second
+/// taker on the same session would be granted the key again (session locks are
+/// re-entrant), and two holders of one key is exactly what must never happen.
+pub(crate) fn take_session_for(scope: usize, key: LockKey) -> Option<Arc<Session>> {
+    let session = table().remove(&(scope, key))?.session.upgrade()?;
     session.is_reusable().then_some(session)
 }

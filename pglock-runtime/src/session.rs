@@ -107,6 +107,24 @@ impl Session {
         self.maybe_held.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// The prepared statement for `op`, together with the lock's unlock statement:
+    /// a guard dropped later must be able to send its unlock at once, without a
+    /// round trip to prepare it first, or a request queued after it on this session
+    /// could overtake it. Both are prepared in one round trip on first use, and come
+    /// from the connection's statement cache afterwards.
+    pub(crate) async fn lock_statement(
+        &self,
+        op: Op,
+        lock: &AdvisoryLock,
+    ) -> Result<Statement, Error> {
+        let (statement, _unlock) = futures_util::future::try_join(
+            self.statement(op, lock),
+            self.statement(Op::Unlock, lock),
+        )
+        .await?;
+        Ok(statement)
+    }
+
     pub(crate) async fn statement(&self, op: Op, lock: &AdvisoryLock) -> Result<Statement, Error> {
         self.client()
             .prepare_cached(&sql::statement(op, lock))
@@ -118,7 +136,7 @@ impl Session {
     /// the answer, a task waits for it and unlocks a lock granted to nobody: other
     /// locks may live on this session, so it cannot simply be closed.
     pub(crate) async fn try_lock(self: &Arc<Self>, lock: &AdvisoryLock) -> Result<bool, Error> {
-        let statement = self.statement(Op::Try, lock).await?;
+        let statement = self.lock_statement(Op::Try, lock).await?;
         self.prepare_counted();
         let mut answer = TryAnswer::send(self.clone(), lock.clone(), statement);
         match answer.wait().await {
@@ -181,12 +199,12 @@ impl Session {
     /// runs after it), and its reply is awaited by a task that then lets the session
     /// go. A failed unlock is logged; the session then closes instead of going back.
     pub(crate) fn unlock_in_background(self: Arc<Self>, lock: AdvisoryLock) {
-        pending::queued(&self, lock.key());
+        let ticket = pending::queued(&self, lock.key());
         let mut unlock = Box::pin(async move {
             if let Err(error) = self.unlock(&lock).await {
                 tracing::warn!(lock = %lock.id(), %error, "unlock failed; closing the session");
             }
-            pending::finished(&self, lock.key());
+            pending::finished(&self, lock.key(), ticket);
         });
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         if unlock.as_mut().poll(&mut cx).is_ready() {

@@ -51,7 +51,7 @@ async fn session_for(pool: &Pool, held: &Held, lock: &AdvisoryLock) -> Result<Ar
     if let Some(session) = held.session_of(id) {
         return Ok(session);
     }
-    if let Some(session) = pending::session_for(id, lock.key()) {
+    if let Some(session) = pending::take_session_for(id, lock.key()) {
         return Ok(session);
     }
     Session::checkout(pool, lock).await

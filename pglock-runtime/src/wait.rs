@@ -35,7 +35,7 @@ pub(crate) async fn wait_for(
     } else {
         Op::Wait
     };
-    let statement = session.statement(op, lock).await?;
+    let statement = session.lock_statement(op, lock).await?;
     let mut wait = InFlight::send(session.clone(), lock.clone(), statement, limit);
     match wait.reply().await {
         Ok(_) => Ok(()),

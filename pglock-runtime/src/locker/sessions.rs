@@ -60,7 +60,7 @@ impl Sessions {
         locker: &Inner,
         lock: &AdvisoryLock,
     ) -> Result<Arc<Session>, Error> {
-        if let Some(session) = pending::session_for(self.scope, lock.key()) {
+        if let Some(session) = pending::take_session_for(self.scope, lock.key()) {
             return Ok(session);
         }
         let slot = &self.slots[self.slot_of(lock.key())];
