@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
 use crate::session::Session;
+use crate::trace;
 
 /// A held advisory lock on a pooled session. It derefs to that session's client, so
 /// queries can run on the locked connection.
@@ -25,6 +26,7 @@ use crate::session::Session;
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard {
     session: Arc<Session>,
+    since: std::time::Instant,
     lock: AdvisoryLock,
     held: bool,
 }
@@ -33,6 +35,7 @@ impl LockGuard {
     pub(crate) fn new(session: Arc<Session>, lock: AdvisoryLock) -> Self {
         LockGuard {
             session,
+            since: std::time::Instant::now(),
             lock,
             held: true,
         }
@@ -47,6 +50,7 @@ impl LockGuard {
     /// said. [`Error::LockLost`] if the session no longer held the lock.
     pub async fn release(mut self) -> Result<(), Error> {
         self.held = false;
+        trace::released(&self.lock, self.since, self.session.is_lost());
         if self.session.is_lost() {
             return Err(Error::LockLost {
                 lock: self.lock.id().clone(),
@@ -96,6 +100,7 @@ impl std::fmt::Debug for LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if self.held {
+            trace::released(&self.lock, self.since, self.session.is_lost());
             self.session.clone().unlock_in_background(self.lock.clone());
         }
     }

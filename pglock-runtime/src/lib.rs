@@ -14,6 +14,7 @@ mod pending;
 mod session;
 mod source;
 mod sql;
+mod trace;
 mod wait;
 mod xact;
 

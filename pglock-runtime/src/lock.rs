@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::loss::DEFAULT_KEEPALIVE;
 use crate::source::LockSource;
+use crate::trace;
 use crate::{Error, LockKey};
 
 /// Exclusive or shared, as PostgreSQL's `pg_advisory_lock` / `pg_advisory_lock_shared`.
@@ -239,7 +240,7 @@ impl AdvisoryLock {
         &'a self,
         source: &'a S,
     ) -> impl std::future::Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        source.try_lock(self)
+        trace::acquiring(self, "try", source.try_lock(self))
     }
 
     /// Waits until the lock is free, in the server's queue (no polling).
@@ -248,7 +249,7 @@ impl AdvisoryLock {
         &'a self,
         source: &'a S,
     ) -> impl std::future::Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        source.lock(self, None)
+        trace::acquiring(self, "wait", source.lock(self, None))
     }
 
     /// Waits at most `limit`; then [`Error::Timeout`], leaving no waiter on the server.
@@ -258,6 +259,6 @@ impl AdvisoryLock {
         source: &'a S,
         limit: Duration,
     ) -> impl std::future::Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        source.lock(self, Some(limit))
+        trace::acquiring(self, "wait with limit", source.lock(self, Some(limit)))
     }
 }

@@ -120,9 +120,9 @@ pub async fn acquire<S: LockSource + ?Sized>(
     wait: Wait,
 ) -> Result<S::Guard, Error> {
     match wait {
-        Wait::Never => source.try_lock(lock).await,
-        Wait::Forever => source.lock(lock, None).await,
-        Wait::Limit(limit) => source.lock(lock, Some(limit)).await,
+        Wait::Never => lock.try_acquire(source).await,
+        Wait::Forever => lock.acquire(source).await,
+        Wait::Limit(limit) => lock.acquire_timeout(source, limit).await,
     }
 }
 

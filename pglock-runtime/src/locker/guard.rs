@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::session::Session;
+use crate::trace;
 
 use super::table::{self, Episode, Release};
 use super::Inner;
@@ -22,6 +23,7 @@ pub struct LockerGuard {
     lock: AdvisoryLock,
     episode: Episode,
     session: Arc<Session>,
+    since: std::time::Instant,
     held: bool,
 }
 
@@ -37,6 +39,7 @@ impl LockerGuard {
             lock,
             episode,
             session,
+            since: std::time::Instant::now(),
             held: true,
         }
     }
@@ -51,6 +54,7 @@ impl LockerGuard {
     pub async fn release(mut self) -> Result<(), Error> {
         self.held = false;
         let lost = self.session.is_lost();
+        trace::released(&self.lock, self.since, lost);
         let release = self.let_go();
         if lost {
             return Err(Error::LockLost {
@@ -85,6 +89,7 @@ impl LockerGuard {
 impl Drop for LockerGuard {
     fn drop(&mut self) {
         if self.held {
+            trace::released(&self.lock, self.since, self.session.is_lost());
             if let Release::Unlock(session, lock) = self.let_go() {
                 session.unlock_in_background(lock);
             }
