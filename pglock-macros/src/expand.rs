@@ -219,20 +219,30 @@ fn locked_body(
         OnLost::Ignore => quote!(#p::OnLost::Ignore),
     };
 
-    // Type errors about the fn's own types are spanned where the user wrote them:
-    // `E: From<pglock::Error>` at the return type, `T: Default` at `skip`, the
-    // lock source's type at `pool = ...`, the guard's kind at `guard = ...`.
-    let error_fn = respan(quote!(#p::error), ret_span);
-    let source = quote_spanned!(pool.span()=> &#pool);
+    // Type errors about the fn's own types are reported where the user wrote them:
+    // `E: From<pglock::Error>` at the return type, `T: Default` at `skip`, the lock
+    // source's type at `pool = ...`, the guard's kind at `guard = ...`. rustc puts
+    // such an error on the whole call, so the call's path and parentheses carry the
+    // user's span (the arguments keep theirs, for hygiene).
+    let lock_error = |error: &Ident| call_at(ret_span, quote!(#p::error), quote!(#error));
+    let (acquire_error, lost_error) = (lock_error(&error), lock_error(&error));
+    let pool_span = pool.span();
+    let source = quote_spanned!(pool_span=> &#pool);
+    let source = call_at(pool_span, quote!(#p::source), source);
+    let acquire = call_at(
+        pool_span,
+        quote!(#p::acquire),
+        quote!(#source, #lock, #wait),
+    );
     let skip_arm = args.skip.map(|skip| {
-        let default = respan(quote!(#p::Default::default), skip);
+        let default = call_at(skip, quote!(#p::Default::default), quote!());
         quote! {
-            #p::Err(#error) if #p::skips(&#error) => return #p::Ok(#default()),
+            #p::Err(#error) if #p::skips(&#error) => return #p::Ok(#default),
         }
     });
     let bind_guard = args.guard.as_ref().map(|name| {
-        let bind = respan(quote!(#p::bind_guard), name.span());
-        quote!(let #name = #bind(&#guard);)
+        let bind = call_at(name.span(), quote!(#p::bind_guard), quote!(&#guard));
+        quote!(let #name = #bind;)
     });
 
     let ret = erase_impl_trait(ret);
@@ -257,10 +267,10 @@ fn locked_body(
         #site
         #items
         let #lock = #lock_expr;
-        let #guard = match #p::acquire(#p::source(#source), #lock, #wait).await {
+        let #guard = match #acquire.await {
             #p::Ok(#guard) => #guard,
             #skip_arm
-            #p::Err(#error) => return #p::Err(#error_fn(#error)),
+            #p::Err(#error) => return #p::Err(#acquire_error),
         };
         #bind_guard
         let #output = match #p::run(&#guard, #on_lost, async move {
@@ -270,14 +280,21 @@ fn locked_body(
         .await
         {
             #p::Ok(#output) => #output,
-            #p::Err(#error) => #p::Err(#error_fn(#error)),
+            #p::Err(#error) => #p::Err(#lost_error),
         };
         #output
     })
 }
 
-/// `tokens` with every span set to `span`, so that rustc reports a failed bound of
-/// the call they make at the user's token that asked for it.
+/// `path(args)`, the path and the parentheses spanned at `span`.
+fn call_at(span: Span, path: TokenStream, args: TokenStream) -> TokenStream {
+    let mut args = Group::new(Delimiter::Parenthesis, args);
+    args.set_span(span);
+    let path = respan(path, span);
+    quote!(#path #args)
+}
+
+/// `tokens` with every span set to `span`.
 fn respan(tokens: TokenStream, span: Span) -> TokenStream {
     tokens
         .into_iter()
