@@ -3,11 +3,11 @@
 //! time, `key = 7` and `key = (1, 2)` are the two integer key spaces; `pg_locks`
 //! shows each where the `LockKey` docs say. Argument values are data, never SQL.
 
-mod common;
+mod attribute_common;
 
 use std::fmt;
 
-use common::{locks_of, pg_locks_columns, unique, AppError};
+use attribute_common::{locks_of, pg_locks_columns, unique, AppError};
 use deadpool_postgres::{Client, Pool};
 use pglock::{advisory_locked, LockKey};
 
@@ -54,7 +54,7 @@ async fn templated(
 
 #[tokio::test]
 async fn a_templated_key_is_from_name_of_the_formatted_string() {
-    let pool = common::pool(4);
+    let pool = attribute_common::pool(4);
     let observer = pool.get().await.unwrap();
     let run = unique("template");
     let order = Order {
@@ -93,7 +93,7 @@ async fn keyed_by_text(
 
 #[tokio::test]
 async fn quotes_and_sql_in_an_argument_are_just_data() {
-    let pool = common::pool(4);
+    let pool = attribute_common::pool(4);
     let observer = pool.get().await.unwrap();
     let run = unique("hostile");
     observer
@@ -136,7 +136,7 @@ async fn pair(pool: &Pool, observer: &Client) -> Result<Seen, AppError> {
 
 #[tokio::test]
 async fn literal_integer_and_pair_keys_are_the_locks_they_name() {
-    let pool = common::pool(4);
+    let pool = attribute_common::pool(4);
     let observer = pool.get().await.unwrap();
 
     let (_, locks) = literal(&pool, &observer).await.unwrap();
@@ -175,7 +175,7 @@ impl Tenant {
 
 #[tokio::test]
 async fn self_fields_fill_a_template() {
-    let pool = common::pool(4);
+    let pool = attribute_common::pool(4);
     let observer = pool.get().await.unwrap();
     let tenant = Tenant {
         name: unique("tenant"),

@@ -1,13 +1,13 @@
 //! Live tests of what `#[advisory_locked]` does when the lock is taken elsewhere:
 //! the default (`Busy`), `wait`, `wait = "..."`, `skip`, `shared` and `on_lost`.
 
-mod common;
+mod attribute_common;
 
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_released_within_1s, holders, unique, AppError, Holder};
+use attribute_common::{assert_released_within_1s, holders, unique, AppError, Holder};
 use deadpool_postgres::{Client, Pool};
 use pglock::{advisory_locked, LockKey};
 use tokio::sync::{Barrier, Notify};
@@ -24,7 +24,7 @@ async fn at_once(pool: &Pool, name: &str, ran: &AtomicUsize) -> Result<u32, AppE
 
 #[tokio::test]
 async fn busy_by_default_when_held_elsewhere() {
-    let pool = common::pool(4);
+    let pool = attribute_common::pool(4);
     let name = unique("busy");
     let ran = AtomicUsize::new(0);
 
@@ -58,7 +58,7 @@ async fn waiting(pool: &Pool, name: &str, ran: &AtomicUsize) -> Result<u32, AppE
 
 #[tokio::test]
 async fn wait_gets_the_lock_after_release() {
-    let pool = common::pool(4);
+    let pool = attribute_common::pool(4);
     let name = unique("wait");
     let ran = Arc::new(AtomicUsize::new(0));
     let holder = Holder::take(&pool, key_of(&name)).await;
@@ -89,7 +89,7 @@ async fn bounded(pool: &Pool, name: &str, ran: &AtomicUsize) -> Result<u32, AppE
 
 #[tokio::test]
 async fn wait_with_a_bound_times_out() {
-    let pool = common::pool(4);
+    let pool = attribute_common::pool(4);
     let name = unique("timeout");
     let ran = AtomicUsize::new(0);
     let holder = Holder::take(&pool, key_of(&name)).await;
@@ -128,7 +128,7 @@ async fn skipping_after_a_wait(
 
 #[tokio::test]
 async fn skip_returns_default_without_running_the_body() {
-    let pool = common::pool(4);
+    let pool = attribute_common::pool(4);
     let name = unique("skip");
     let ran = AtomicUsize::new(0);
 
@@ -172,7 +172,7 @@ async fn writer(pool: &Pool, name: &str) -> Result<(), AppError> {
 
 #[tokio::test]
 async fn shared_admits_two_holders_and_keeps_an_exclusive_one_out() {
-    let pool = common::pool(6);
+    let pool = attribute_common::pool(6);
     let observer = pool.get().await.unwrap();
     let name = unique("shared");
     let key = key_of(&name);
@@ -259,7 +259,7 @@ async fn terminate(observer: &Client, pid: i32) {
 
 #[tokio::test]
 async fn on_lost_abort_stops_the_body_and_ignore_lets_it_finish() {
-    let pool = common::pool(4);
+    let pool = attribute_common::pool(4);
     let observer = pool.get().await.unwrap();
 
     // abort (the default): the body is dropped once the session dies.

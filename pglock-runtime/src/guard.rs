@@ -24,16 +24,14 @@ use crate::session::Session;
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard {
     session: Arc<Session>,
-    pool_id: usize,
     lock: AdvisoryLock,
     held: bool,
 }
 
 impl LockGuard {
-    pub(crate) fn new(session: Arc<Session>, pool_id: usize, lock: AdvisoryLock) -> Self {
+    pub(crate) fn new(session: Arc<Session>, lock: AdvisoryLock) -> Self {
         LockGuard {
             session,
-            pool_id,
             lock,
             held: true,
         }
@@ -65,10 +63,6 @@ impl LockGuard {
     /// Whether the session holding the lock is known to be gone.
     pub fn is_lost(&self) -> bool {
         self.session.is_lost()
-    }
-
-    pub(crate) fn pool_id(&self) -> usize {
-        self.pool_id
     }
 
     pub(crate) fn session(&self) -> &Arc<Session> {

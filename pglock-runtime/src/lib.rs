@@ -7,7 +7,9 @@ mod error;
 mod guard;
 mod key;
 mod lock;
+mod locker;
 mod loss;
+mod pending;
 mod session;
 mod source;
 mod sql;
@@ -18,6 +20,9 @@ pub use error::Error;
 pub use guard::LockGuard;
 pub use key::LockKey;
 pub use lock::{AdvisoryLock, CallSite, LockId, LockMode};
+pub use locker::{
+    Locker, LockerBuilder, LockerGuard, DEFAULT_HANDOFF_LIMIT, DEFAULT_LOCK_SESSIONS,
+};
 pub use source::LockSource;
 pub use xact::Transactional;
 

@@ -127,10 +127,10 @@ impl From<&String> for LockId {
 ///
 /// It describes the lock; the `acquire` methods take it, from a lock source:
 /// a [`deadpool_postgres::Pool`] (the guard owns a pooled session and derefs to its
-/// client) or a `Locker` (many locks share a few sessions).
+/// client) or a [`Locker`](crate::Locker) (many locks share a few sessions).
 ///
 /// ```no_run
-/// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), pglock_runtime::Error> {
+/// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), Box<dyn std::error::Error>> {
 /// use pglock_runtime::AdvisoryLock;
 ///
 /// let lock = AdvisoryLock::new("goldleader");

@@ -18,6 +18,8 @@ const CHECK_EVERY: Duration = Duration::from_millis(100);
 #[derive(Default)]
 pub(crate) struct LossWatch {
     lost: CancellationToken,
+    /// Fires when the watched session is dropped (so followers of `lost` can stop).
+    retired: CancellationToken,
     started: OnceLock<()>,
 }
 
@@ -25,7 +27,11 @@ impl LossWatch {
     pub(crate) fn watch(&self, session: &Arc<Session>) {
         self.started.get_or_init(|| {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(watch(Arc::downgrade(session), self.lost.clone()));
+                runtime.spawn(watch(
+                    Arc::downgrade(session),
+                    self.lost.clone(),
+                    self.retired.clone(),
+                ));
             }
         });
     }
@@ -37,15 +43,20 @@ impl LossWatch {
     pub(crate) fn token(&self) -> CancellationToken {
         self.lost.clone()
     }
+
+    pub(crate) fn retired(&self) -> CancellationToken {
+        self.retired.clone()
+    }
 }
 
 /// Runs until the session is lost (then fires `lost`) or dropped.
-async fn watch(session: Weak<Session>, lost: CancellationToken) {
+async fn watch(session: Weak<Session>, lost: CancellationToken, retired: CancellationToken) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(session) = session.upgrade() else {
+            retired.cancel();
             return;
         };
         if session.client().is_closed() {

@@ -83,6 +83,13 @@ impl AsLockSource for deadpool_postgres::Pool {
     }
 }
 
+impl AsLockSource for crate::Locker {
+    type Source = crate::Locker;
+    fn as_lock_source(&self) -> &Self::Source {
+        self
+    }
+}
+
 impl<T: AsLockSource + ?Sized> AsLockSource for &T {
     type Source = T::Source;
     fn as_lock_source(&self) -> &Self::Source {
@@ -142,8 +149,22 @@ pub trait HeldGuard: Send + Sync {
 
 impl HeldGuard for LockGuard {
     fn held_inside(&self) -> crate::context::Held {
-        crate::context::Held::current()
-            .with(self.lock(), Some((self.pool_id(), self.session().clone())))
+        crate::context::Held::current().with(
+            self.lock(),
+            Some((self.session().pool_id(), self.session().clone())),
+        )
+    }
+    fn lost_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.lost()
+    }
+    fn held_lock(&self) -> &AdvisoryLock {
+        self.lock()
+    }
+}
+
+impl HeldGuard for crate::LockerGuard {
+    fn held_inside(&self) -> crate::context::Held {
+        crate::context::Held::current().with(self.lock(), None)
     }
     fn lost_signal(&self) -> impl Future<Output = ()> + Send + 'static {
         self.lost()

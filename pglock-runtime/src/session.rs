@@ -2,36 +2,58 @@
 //! one rule that keeps the pool clean: the connection goes back to the pool only when
 //! we know it holds no lock; otherwise it is closed, which frees everything it held.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Statement;
 
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::loss::LossWatch;
+use crate::pending;
 use crate::sql::{self, Op};
 
 /// A connection taken from the pool for locks. Shared (`Arc`) by every guard whose
 /// lock lives on it and by any task still finishing an unlock on it.
 pub(crate) struct Session {
     client: Option<Object>,
+    pool_id: usize,
+    /// Who takes locks on this session: its pool, or the Locker that keeps it. Queued
+    /// unlocks are found again only within the same scope.
+    scope: usize,
     /// Locks this session may hold: counted up before a lock statement is sent and
     /// down only once the server confirmed it holds nothing for that request.
     maybe_held: AtomicUsize,
+    /// Set once a cancel request was sent for this session: a cancel signal may land
+    /// on any later statement, so the connection is closed instead of reused.
+    close_when_done: AtomicBool,
     loss: LossWatch,
 }
 
 impl Session {
     pub(crate) async fn checkout(pool: &Pool, lock: &AdvisoryLock) -> Result<Arc<Session>, Error> {
+        Self::checkout_for(pool, lock, crate::source::pool_id(pool)).await
+    }
+
+    /// A session for `scope` (a Locker's own sessions are not shared with its pool's
+    /// other users).
+    pub(crate) async fn checkout_for(
+        pool: &Pool,
+        lock: &AdvisoryLock,
+        scope: usize,
+    ) -> Result<Arc<Session>, Error> {
         let client = pool.get().await.map_err(|source| Error::Pool {
             lock: lock.id().clone(),
             source,
         })?;
         Ok(Arc::new(Session {
             client: Some(client),
+            pool_id: crate::source::pool_id(pool),
+            scope,
             maybe_held: AtomicUsize::new(0),
+            close_when_done: AtomicBool::new(false),
             loss: LossWatch::default(),
         }))
     }
@@ -42,6 +64,21 @@ impl Session {
             .expect("a session has its client until it is dropped")
     }
 
+    /// The pool this session came from.
+    pub(crate) fn pool_id(&self) -> usize {
+        self.pool_id
+    }
+
+    /// Who takes locks on this session.
+    pub(crate) fn scope(&self) -> usize {
+        self.scope
+    }
+
+    /// Fit to take another lock: alive, and not marked for closing.
+    pub(crate) fn is_reusable(&self) -> bool {
+        !self.is_lost() && !self.close_when_done.load(Ordering::Acquire)
+    }
+
     pub(crate) fn loss(self: &Arc<Self>) -> &LossWatch {
         self.loss.watch(self);
         &self.loss
@@ -49,6 +86,10 @@ impl Session {
 
     pub(crate) fn is_lost(&self) -> bool {
         self.loss.is_lost() || self.client().is_closed()
+    }
+
+    pub(crate) fn close_when_done(&self) {
+        self.close_when_done.store(true, Ordering::Release);
     }
 
     pub(crate) fn prepare_counted(&self) {
@@ -66,20 +107,28 @@ impl Session {
             .map_err(|e| Error::from_db(lock.id(), e))
     }
 
-    /// `pg_try_advisory_lock`: `Ok(true)` when granted.
-    pub(crate) async fn try_lock(&self, lock: &AdvisoryLock) -> Result<bool, Error> {
+    /// `pg_try_advisory_lock`: `Ok(true)` when granted. If the caller gives up before
+    /// the answer, a task waits for it and unlocks a lock granted to nobody: other
+    /// locks may live on this session, so it cannot simply be closed.
+    pub(crate) async fn try_lock(self: &Arc<Self>, lock: &AdvisoryLock) -> Result<bool, Error> {
         let statement = self.statement(Op::Try, lock).await?;
         self.prepare_counted();
-        let row = self
-            .client()
-            .query_one(&statement, &sql::params(&lock.key()))
-            .await
-            .map_err(|e| Error::from_db(lock.id(), e))?;
-        let granted: bool = row.get(0);
-        if !granted {
-            self.settle_counted();
+        let mut answer = TryAnswer::send(self.clone(), lock.clone(), statement);
+        match answer.wait().await {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                self.settle_counted();
+                Ok(false)
+            }
+            Err(e) => {
+                if e.as_db_error().is_some() && e.code() != Some(&SqlState::QUERY_CANCELED) {
+                    // The server refused the statement (e.g. its lock table is full):
+                    // nothing was granted.
+                    self.settle_counted();
+                }
+                Err(Error::from_db(lock.id(), e))
+            }
         }
-        Ok(granted)
     }
 
     /// `pg_advisory_unlock`. A lock the server says we did not hold means it was lost.
@@ -125,10 +174,12 @@ impl Session {
     /// runs after it), and its reply is awaited by a task that then lets the session
     /// go. A failed unlock is logged; the session then closes instead of going back.
     pub(crate) fn unlock_in_background(self: Arc<Self>, lock: AdvisoryLock) {
+        pending::queued(&self, lock.key());
         let mut unlock = Box::pin(async move {
             if let Err(error) = self.unlock(&lock).await {
                 tracing::warn!(lock = %lock.id(), %error, "unlock failed; closing the session");
             }
+            pending::finished(&self, lock.key());
         });
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         if unlock.as_mut().poll(&mut cx).is_ready() {
@@ -147,12 +198,70 @@ impl Session {
 
 use std::future::Future as _;
 
+type Reply<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send>>;
+
+/// A `pg_try_advisory_lock` sent and not yet answered.
+struct TryAnswer {
+    session: Arc<Session>,
+    lock: AdvisoryLock,
+    reply: Option<Reply<bool>>,
+}
+
+impl TryAnswer {
+    fn send(session: Arc<Session>, lock: AdvisoryLock, statement: Statement) -> Self {
+        let on = session.clone();
+        let key = lock.key();
+        let reply: Reply<bool> = Box::pin(async move {
+            let row = on
+                .client()
+                .query_one(&statement, &sql::params(&key))
+                .await?;
+            Ok(row.get(0))
+        });
+        TryAnswer {
+            session,
+            lock,
+            reply: Some(reply),
+        }
+    }
+
+    async fn wait(&mut self) -> Result<bool, tokio_postgres::Error> {
+        let reply = self.reply.as_mut().expect("awaited once").await;
+        self.reply = None;
+        reply
+    }
+}
+
+impl Drop for TryAnswer {
+    fn drop(&mut self) {
+        let Some(reply) = self.reply.take() else {
+            return;
+        };
+        let (session, lock) = (self.session.clone(), self.lock.clone());
+        let finish = async move {
+            match reply.await {
+                Ok(true) => {
+                    if let Err(error) = session.unlock(&lock).await {
+                        tracing::warn!(lock = %lock.id(), %error, "could not unlock a lock granted to an abandoned try");
+                    }
+                }
+                Ok(false) => session.settle_counted(),
+                Err(_) => {} // in doubt: still counted, so the session is closed, not reused
+            }
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(finish);
+        }
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         let Some(client) = self.client.take() else {
             return;
         };
-        if *self.maybe_held.get_mut() > 0 {
+        if *self.maybe_held.get_mut() > 0 || *self.close_when_done.get_mut() {
             // Not known to be clean: take it out of the pool and close it. Closing the
             // connection ends the server session and so frees every lock it held.
             drop(Object::take(client));

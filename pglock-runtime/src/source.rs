@@ -2,6 +2,7 @@
 //! its own ([`LockGuard`]); `&Locker` a share of a few sessions.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -10,15 +11,17 @@ use crate::context::Held;
 use crate::error::Error;
 use crate::guard::LockGuard;
 use crate::lock::AdvisoryLock;
+use crate::pending;
 use crate::session::Session;
 use crate::wait::wait_for;
 
 mod sealed {
     pub trait Sealed {}
     impl Sealed for deadpool_postgres::Pool {}
+    impl Sealed for crate::Locker {}
 }
 
-/// Something locks can be taken from: a [`Pool`] or a `Locker`.
+/// Something locks can be taken from: a [`Pool`] or a [`Locker`](crate::Locker).
 /// Callers never name it: they pass `&pool` or `&locker` to
 /// [`AdvisoryLock::try_acquire`] and friends.
 pub trait LockSource: sealed::Sealed + Sync {
@@ -39,6 +42,21 @@ pub trait LockSource: sealed::Sealed + Sync {
     ) -> impl Future<Output = Result<Self::Guard, Error>> + Send + 'a;
 }
 
+/// The session a lock from `pool` is taken on: the one an enclosing lock of the task
+/// lives on (so the server's deadlock detector sees nested waits), else one with
+/// an unlock of this key still queued (so the request runs after it), else a fresh
+/// one from the pool.
+async fn session_for(pool: &Pool, held: &Held, lock: &AdvisoryLock) -> Result<Arc<Session>, Error> {
+    let id = pool_id(pool);
+    if let Some(session) = held.session_of(id) {
+        return Ok(session);
+    }
+    if let Some(session) = pending::session_for(id, lock.key()) {
+        return Ok(session);
+    }
+    Session::checkout(pool, lock).await
+}
+
 /// A pool's identity: its manager lives in the pool's shared allocation.
 pub(crate) fn pool_id(pool: &Pool) -> usize {
     pool.manager() as *const deadpool_postgres::Manager as usize
@@ -54,12 +72,9 @@ impl LockSource for Pool {
                 lock: lock.id().clone(),
             });
         }
-        let session = match held.session_of(pool_id(self)) {
-            Some(session) => session,
-            None => Session::checkout(self, lock).await?,
-        };
+        let session = session_for(self, &held, lock).await?;
         if session.try_lock(lock).await? {
-            Ok(LockGuard::new(session, pool_id(self), lock.clone()))
+            Ok(LockGuard::new(session, lock.clone()))
         } else {
             Err(Error::Busy {
                 lock: lock.id().clone(),
@@ -78,11 +93,8 @@ impl LockSource for Pool {
                 lock: lock.id().clone(),
             });
         }
-        let session = match held.session_of(pool_id(self)) {
-            Some(session) => session,
-            None => Session::checkout(self, lock).await?,
-        };
+        let session = session_for(self, &held, lock).await?;
         wait_for(&session, lock, limit).await?;
-        Ok(LockGuard::new(session, pool_id(self), lock.clone()))
+        Ok(LockGuard::new(session, lock.clone()))
     }
 }

@@ -15,6 +15,9 @@ pub(crate) enum Op {
     Try,
     /// `pg_advisory_lock`: waits in the server's queue.
     Wait,
+    /// `pg_advisory_lock` under a `lock_timeout` given as the last parameter, set for
+    /// this statement's transaction only (so nothing is left on the session).
+    WaitLimited,
     /// `pg_advisory_unlock`: returns whether it was held.
     Unlock,
     /// `pg_try_advisory_xact_lock`.
@@ -36,6 +39,12 @@ macro_rules! texts {
 
 const TRY: [&str; 4] = texts!("pg_try_advisory_lock");
 const WAIT: [&str; 4] = texts!("pg_advisory_lock");
+const WAIT_LIMITED: [&str; 4] = [
+    "SELECT pg_advisory_lock($1::int8) FROM (SELECT set_config('lock_timeout', $2, true)) AS lock_timeout",
+    "SELECT pg_advisory_lock($1::int4, $2::int4) FROM (SELECT set_config('lock_timeout', $3, true)) AS lock_timeout",
+    "SELECT pg_advisory_lock_shared($1::int8) FROM (SELECT set_config('lock_timeout', $2, true)) AS lock_timeout",
+    "SELECT pg_advisory_lock_shared($1::int4, $2::int4) FROM (SELECT set_config('lock_timeout', $3, true)) AS lock_timeout",
+];
 const UNLOCK: [&str; 4] = texts!("pg_advisory_unlock");
 const TRY_XACT: [&str; 4] = texts!("pg_try_advisory_xact_lock");
 const WAIT_XACT: [&str; 4] = texts!("pg_advisory_xact_lock");
@@ -47,6 +56,7 @@ pub(crate) fn statement(op: Op, lock: &AdvisoryLock) -> Cow<'static, str> {
     let texts = match op {
         Op::Try => &TRY,
         Op::Wait => &WAIT,
+        Op::WaitLimited => &WAIT_LIMITED,
         Op::Unlock => &UNLOCK,
         Op::TryXact => &TRY_XACT,
         Op::WaitXact => &WAIT_XACT,
@@ -87,6 +97,12 @@ fn comment_safe(text: &str) -> String {
         prev = c;
     }
     out
+}
+
+/// A limit as `lock_timeout` reads it: whole milliseconds, at least 1 (0 would
+/// mean no limit at all).
+pub(crate) fn lock_timeout(limit: std::time::Duration) -> String {
+    format!("{}ms", limit.as_millis().max(1))
 }
 
 /// The bind parameters of `key`.
@@ -137,6 +153,15 @@ mod tests {
         assert_eq!(
             statement(Op::TryXact, &big),
             "SELECT pg_try_advisory_xact_lock($1::int8)"
+        );
+    }
+
+    #[test]
+    fn lock_timeout_never_turns_a_limit_into_no_limit() {
+        assert_eq!(lock_timeout(std::time::Duration::from_micros(10)), "1ms");
+        assert_eq!(
+            lock_timeout(std::time::Duration::from_millis(1500)),
+            "1500ms"
         );
     }
 

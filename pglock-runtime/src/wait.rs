@@ -1,18 +1,26 @@
-//! Waiting for a lock in the server's queue (`pg_advisory_lock`), cancel-safely: a
-//! wait that is given up — its future dropped, or its time limit reached — is
-//! cancelled on the server, and what the server really did is then checked, so that
-//! no session is left holding or waiting for a lock nobody owns.
+//! Waiting for a lock in the server's queue (`pg_advisory_lock`), cancel-safely.
+//!
+//! A time limit is the server's own `lock_timeout`, set for the waiting statement
+//! alone: nothing is sent out of band, so the session stays fit for the queries the
+//! caller runs on it next. A wait whose future is dropped is cancelled on the server
+//! with a cancel request, and its session is then closed rather than reused, because
+//! a cancel signal can land late, on whatever statement the session runs next.
+//! Whenever the server's answer leaves it in doubt whether the lock was granted, the
+//! session's own rows in `pg_locks` decide: checked, never guessed.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-
 use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::session::Session;
 use crate::sql::{self, Op};
+use crate::LockKey;
 
 type Reply = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send>>;
 
@@ -22,16 +30,35 @@ pub(crate) async fn wait_for(
     lock: &AdvisoryLock,
     limit: Option<Duration>,
 ) -> Result<(), Error> {
-    let statement = session.statement(Op::Wait, lock).await?;
-    let mut wait = InFlight::send(session.clone(), lock.clone(), statement);
-    let reply = match limit {
-        None => wait.reply().await,
-        Some(limit) => match tokio::time::timeout(limit, wait.reply()).await {
-            Ok(reply) => reply,
-            Err(_elapsed) => return wait.give_up(limit).await,
-        },
+    let op = if limit.is_some() {
+        Op::WaitLimited
+    } else {
+        Op::Wait
     };
-    reply.map(drop).map_err(|e| Error::from_db(lock.id(), e))
+    let statement = session.statement(op, lock).await?;
+    let mut wait = InFlight::send(session.clone(), lock.clone(), statement, limit);
+    match wait.reply().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) && limit.is_some() => {
+            // PostgreSQL can grant the lock and still raise lock_timeout for the
+            // same statement: the session's rows in pg_locks say which it was.
+            if settle(session, lock).await? {
+                Ok(())
+            } else {
+                Err(Error::Timeout {
+                    lock: lock.id().clone(),
+                    after: limit,
+                    source: Some(e),
+                })
+            }
+        }
+        Err(e) => {
+            if refused(&e) {
+                session.settle_counted();
+            }
+            Err(Error::from_db(lock.id(), e))
+        }
+    }
 }
 
 /// A `pg_advisory_lock` sent and not yet answered. Dropped unanswered, it hands
@@ -47,12 +74,22 @@ impl InFlight {
         session: Arc<Session>,
         lock: AdvisoryLock,
         statement: tokio_postgres::Statement,
+        limit: Option<Duration>,
     ) -> Self {
         session.prepare_counted();
         let on = session.clone();
         let key = lock.key();
-        let reply: Reply =
-            Box::pin(async move { on.client().execute(&statement, &sql::params(&key)).await });
+        let reply: Reply = Box::pin(async move {
+            let timeout = limit.map(sql::lock_timeout);
+            let mut params: Vec<&(dyn ToSql + Sync)> = match &key {
+                LockKey::BigInt(k) => vec![k],
+                LockKey::Pair(a, b) => vec![a, b],
+            };
+            if let Some(timeout) = &timeout {
+                params.push(timeout);
+            }
+            on.client().execute(&statement, &params).await
+        });
         InFlight {
             session,
             lock,
@@ -60,36 +97,10 @@ impl InFlight {
         }
     }
 
-    /// The server's answer. A granted lock stays counted on the session; an error
-    /// means nothing was granted (the session is then not trusted: it stays counted
-    /// only if the error leaves that in doubt).
     async fn reply(&mut self) -> Result<u64, tokio_postgres::Error> {
         let reply = self.reply.as_mut().expect("reply awaited once").await;
         self.reply = None;
-        if reply.as_ref().is_err_and(refused) {
-            self.session.settle_counted();
-        }
         reply
-    }
-
-    /// Time is up: cancel the wait, then find out whether the lock was granted after
-    /// all. Granted means success, never a timeout.
-    async fn give_up(mut self, limit: Duration) -> Result<(), Error> {
-        let id = self.lock.id().clone();
-        if let Err(source) = self.session.cancel_running().await {
-            // Cannot cancel: the connection stays counted and is closed when dropped.
-            return Err(Error::Disconnected { lock: id, source });
-        }
-        let reply = self.reply.take().expect("still waiting").await;
-        match settle(&self.session, &self.lock, reply).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Error::Timeout {
-                lock: id,
-                after: Some(limit),
-                source: None,
-            }),
-            Err(e) => Err(e),
-        }
     }
 }
 
@@ -99,15 +110,24 @@ impl Drop for InFlight {
             return;
         };
         let session = self.session.clone();
+        // Whatever happens next, this session was (or is about to be) sent a cancel.
+        session.close_when_done();
         let lock = self.lock.clone();
         let cleanup = async move {
             if session.cancel_running().await.is_err() {
                 return; // still counted: the connection will be closed
             }
-            let reply = reply.await;
-            if let Ok(true) = settle(&session, &lock, reply).await {
+            let granted = match reply.await {
+                Ok(_) => true,
+                Err(e) if refused(&e) => {
+                    session.settle_counted();
+                    false
+                }
+                Err(_) => settle(&session, &lock).await.unwrap_or(true),
+            };
+            if granted {
                 if let Err(error) = session.unlock(&lock).await {
-                    tracing::warn!(lock = %lock.id(), %error, "could not unlock a lock granted to an abandoned wait; closing the session");
+                    tracing::warn!(lock = %lock.id(), %error, "could not unlock a lock granted to an abandoned wait; the connection is closed instead");
                 }
             }
         };
@@ -122,30 +142,15 @@ impl Drop for InFlight {
     }
 }
 
-/// Errors that mean the server refused the wait, so nothing was granted. Any other
-/// error (a cancel, a broken connection) leaves the lock in doubt, and the session
-/// stays counted: it is closed rather than returned to the pool.
+/// Errors that mean the server refused the wait, so nothing was granted.
 fn refused(error: &tokio_postgres::Error) -> bool {
-    use tokio_postgres::error::SqlState;
-    matches!(
-        error.code(),
-        Some(&SqlState::T_R_DEADLOCK_DETECTED) | Some(&SqlState::LOCK_NOT_AVAILABLE)
-    )
+    error.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
 }
 
-/// After a cancel: was the lock granted? `Ok(true)`: granted, and still counted on the
-/// session. `Ok(false)`: not granted, no longer counted. A query cancelled just after
-/// the grant may report an error although the lock is held, so errors are checked in
-/// `pg_locks`, never guessed.
-async fn settle(
-    session: &Session,
-    lock: &AdvisoryLock,
-    reply: Result<u64, tokio_postgres::Error>,
-) -> Result<bool, Error> {
-    if reply.is_ok() {
-        return Ok(true);
-    }
-    // Tried twice: a late cancel signal can only hit the first query after it.
+/// Was the lock granted after all? `true`: it is held, and still counted on the
+/// session. `false`: not held, no longer counted.
+async fn settle(session: &Session, lock: &AdvisoryLock) -> Result<bool, Error> {
+    // Tried twice: a late cancel signal can hit the first query after it.
     let held = match session.held_count(lock).await {
         Ok(n) => n,
         Err(_) => session.held_count(lock).await?,

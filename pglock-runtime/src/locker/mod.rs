@@ -1,0 +1,335 @@
+//! `Locker`: thousands of locks on a few connections, and waiters that queue in the
+//! process instead of on pooled connections.
+//!
+//! A session lock pins its connection, so one lock per pooled connection would let
+//! 500 orders in flight take 500 connections, and 64 tasks waiting for one busy key
+//! sit on 64 of them. A Locker keeps a few *lock sessions* and pipelines the locks
+//! of every task on them; a key has one holder (or many shared holders) inside the
+//! process, decided in memory; and of the tasks waiting for a key, one waits in the
+//! server, on a connection of its own (a waiting `pg_advisory_lock` would stall
+//! every other lock of a shared session), while the rest wait in the process.
+
+mod guard;
+mod sessions;
+mod table;
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::time::Instant;
+
+use crate::context::Held;
+use crate::error::Error;
+use crate::lock::AdvisoryLock;
+use crate::session::Session;
+use crate::source::LockSource;
+use crate::wait::wait_for;
+
+pub use guard::LockerGuard;
+use sessions::Sessions;
+use table::{Admission, Table, Ticket};
+
+/// How many lock sessions a Locker opens at most, by default.
+pub const DEFAULT_LOCK_SESSIONS: usize = 2;
+
+/// How many times in a row a key is handed from one task of the process to the next
+/// without going back to the server, by default.
+pub const DEFAULT_HANDOFF_LIMIT: u32 = 16;
+
+/// Many advisory locks on a few connections of a pool; a lock source like the pool
+/// itself.
+///
+/// ```no_run
+/// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), pglock_runtime::Error> {
+/// use pglock_runtime::{AdvisoryLock, Locker};
+///
+/// let locker = Locker::new(pool.clone()); // typically one per process; Clone is cheap
+/// let guard = AdvisoryLock::new("order:7").try_acquire(&locker).await?;
+/// // ... the critical section ...
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Rules
+///
+/// - **Sessions.** A key lives on lock session `hash(key) % sessions` (default
+///   [`DEFAULT_LOCK_SESSIONS`]), opened from the pool at first use and kept while the
+///   Locker lives. One session holds thousands of locks; a second one lets the server
+///   work on two backends at once. Requests of all tasks are pipelined on a session,
+///   never serialised behind a mutex.
+/// - **Waiting.** Inside the process a key has one exclusive holder or any number of
+///   shared ones. Tasks that must wait queue in the process, first come first
+///   served. When the server has the key elsewhere, one of them (at most one per key)
+///   waits in the server's queue on a connection of its own; the lock then lives on
+///   that connection until the process gives it back.
+/// - **Fairness.** A released key goes to the next waiting task of the process
+///   without a server round trip, at most [`DEFAULT_HANDOFF_LIMIT`] times in a row
+///   (see [`LockerBuilder::handoff_limit`]); then it is unlocked in the server, where
+///   waiters of other processes come first, and this process queues behind them.
+/// - **Connections.** At most the lock sessions, plus one connection per key this
+///   process waits for in the server (or holds after such a wait).
+/// - **Loss.** When a lock session dies every guard on it reports lost, its keys are
+///   forgotten, and the next acquisition opens a new session.
+#[derive(Clone)]
+pub struct Locker {
+    inner: Arc<Inner>,
+}
+
+/// Options of a [`Locker`].
+pub struct LockerBuilder {
+    pool: Pool,
+    sessions: usize,
+    handoff_limit: u32,
+}
+
+impl LockerBuilder {
+    /// How many lock sessions the Locker may open (at least 1; default 2).
+    pub fn sessions(mut self, sessions: usize) -> Self {
+        self.sessions = sessions.max(1);
+        self
+    }
+
+    /// How many times in a row a key may pass between tasks of this process before
+    /// it goes back to the server's queue (default 16; 0 always goes back).
+    pub fn handoff_limit(mut self, limit: u32) -> Self {
+        self.handoff_limit = limit;
+        self
+    }
+
+    /// The Locker.
+    pub fn build(self) -> Locker {
+        Locker {
+            inner: Arc::new_cyclic(|me: &Weak<Inner>| Inner {
+                sessions: Sessions::new(self.sessions, me.as_ptr() as usize),
+                table: Arc::new(Mutex::new(Table::new(self.handoff_limit))),
+                pool: self.pool,
+            }),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pool: Pool,
+    sessions: Sessions,
+    table: Arc<Mutex<Table>>,
+}
+
+impl Locker {
+    /// A Locker with the default options, taking its sessions from `pool`.
+    pub fn new(pool: Pool) -> Locker {
+        Locker::builder(pool).build()
+    }
+
+    /// A Locker with options.
+    pub fn builder(pool: Pool) -> LockerBuilder {
+        LockerBuilder {
+            pool,
+            sessions: DEFAULT_LOCK_SESSIONS,
+            handoff_limit: DEFAULT_HANDOFF_LIMIT,
+        }
+    }
+
+    /// Lock sessions open now.
+    pub fn open_sessions(&self) -> usize {
+        self.inner.sessions.open()
+    }
+
+    /// Keys this process holds or waits for through this Locker.
+    pub fn keys_in_use(&self) -> usize {
+        table::lock(&self.inner.table).len()
+    }
+}
+
+impl std::fmt::Debug for Locker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locker")
+            .field("open_sessions", &self.open_sessions())
+            .field("keys_in_use", &self.keys_in_use())
+            .finish()
+    }
+}
+
+/// How long a task may wait: not at all (try), or until a deadline (if any).
+#[derive(Clone, Copy)]
+enum Patience {
+    Try,
+    Wait(Option<Limit>),
+}
+
+/// A time limit, and when it runs out.
+#[derive(Clone, Copy)]
+struct Limit {
+    limit: Duration,
+    deadline: Instant,
+}
+
+impl LockSource for Locker {
+    type Guard = LockerGuard;
+
+    async fn try_lock<'a>(&'a self, lock: &'a AdvisoryLock) -> Result<LockerGuard, Error> {
+        self.inner.acquire(lock, Patience::Try).await
+    }
+
+    async fn lock<'a>(
+        &'a self,
+        lock: &'a AdvisoryLock,
+        limit: Option<Duration>,
+    ) -> Result<LockerGuard, Error> {
+        let limit = limit.map(|limit| Limit {
+            limit,
+            deadline: Instant::now() + limit,
+        });
+        self.inner.acquire(lock, Patience::Wait(limit)).await
+    }
+}
+
+impl Inner {
+    fn table_ref(&self) -> Weak<Mutex<Table>> {
+        Arc::downgrade(&self.table)
+    }
+
+    async fn acquire(
+        self: &Arc<Self>,
+        lock: &AdvisoryLock,
+        patience: Patience,
+    ) -> Result<LockerGuard, Error> {
+        let waits = matches!(patience, Patience::Wait(_));
+        if Held::current().conflicts_with(lock) {
+            let lock = lock.id().clone();
+            return Err(if waits {
+                Error::WouldDeadlock { lock }
+            } else {
+                Error::Busy { lock }
+            });
+        }
+        let admission = table::lock(&self.table).admit(lock, waits, &self.table_ref());
+        let ticket = match admission {
+            Admission::Holds(session, episode) => {
+                return Ok(LockerGuard::new(
+                    self.clone(),
+                    lock.clone(),
+                    episode,
+                    session,
+                ));
+            }
+            Admission::Busy => {
+                return Err(Error::Busy {
+                    lock: lock.id().clone(),
+                })
+            }
+            Admission::AskServer(ticket) => ticket,
+            Admission::Queued(turn) => self.wait_in_process(lock, turn, patience).await?,
+        };
+        if let Some(session) = ticket.held_on().cloned() {
+            let episode = ticket.episode();
+            ticket.used();
+            return Ok(LockerGuard::new(
+                self.clone(),
+                lock.clone(),
+                episode,
+                session,
+            ));
+        }
+        self.ask_server(lock, ticket, patience).await
+    }
+
+    /// Waits in the process for a turn: to hold the key, or to ask the server.
+    async fn wait_in_process(
+        &self,
+        lock: &AdvisoryLock,
+        mut turn: tokio::sync::oneshot::Receiver<Ticket>,
+        patience: Patience,
+    ) -> Result<Ticket, Error> {
+        let limit = match patience {
+            Patience::Wait(limit) => limit,
+            Patience::Try => None,
+        };
+        let answer = match limit {
+            None => Ok((&mut turn).await),
+            Some(limit) => tokio::time::timeout_at(limit.deadline, &mut turn).await,
+        };
+        match answer {
+            Ok(Ok(ticket)) => Ok(ticket),
+            Ok(Err(_closed)) => Err(Error::LockLost {
+                lock: lock.id().clone(),
+            }),
+            Err(_elapsed) => {
+                // A turn may have come at the last moment: take it rather than drop it.
+                turn.close();
+                match turn.try_recv() {
+                    Ok(ticket) if ticket.held_on().is_some() => Ok(ticket),
+                    _ => Err(Error::Timeout {
+                        lock: lock.id().clone(),
+                        after: limit.map(|l| l.limit),
+                        source: None,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// This task is the one of the process that asks the server for the key. If it
+    /// fails or gives up, dropping `ticket` passes the turn to the next waiter.
+    async fn ask_server(
+        self: &Arc<Self>,
+        lock: &AdvisoryLock,
+        ticket: Ticket,
+        patience: Patience,
+    ) -> Result<LockerGuard, Error> {
+        let session = self.sessions.for_key(self, lock).await?;
+        if session.try_lock(lock).await? {
+            return self.granted(lock, ticket, session);
+        }
+        let Patience::Wait(limit) = patience else {
+            return Err(Error::Busy {
+                lock: lock.id().clone(),
+            });
+        };
+        // Busy elsewhere: wait in the server's queue, on a connection of its own.
+        let remaining = limit.map(|l| l.deadline.saturating_duration_since(Instant::now()));
+        let waiting = Session::checkout_for(&self.pool, lock, self.sessions.scope()).await?;
+        wait_for(&waiting, lock, remaining)
+            .await
+            .map_err(|e| match (e, limit) {
+                // Report the caller's whole limit, not what was left of it.
+                (Error::Timeout { lock, source, .. }, Some(l)) => Error::Timeout {
+                    lock,
+                    after: Some(l.limit),
+                    source,
+                },
+                (e, _) => e,
+            })?;
+        self.granted(lock, ticket, waiting)
+    }
+
+    fn granted(
+        self: &Arc<Self>,
+        lock: &AdvisoryLock,
+        ticket: Ticket,
+        session: Arc<Session>,
+    ) -> Result<LockerGuard, Error> {
+        let episode = ticket.episode();
+        let recorded = table::lock(&self.table).granted(
+            lock.key(),
+            episode,
+            lock.mode(),
+            &session,
+            &self.table_ref(),
+        );
+        ticket.used();
+        if !recorded {
+            // The episode was ended meanwhile (its session was lost): give it back.
+            session.unlock_in_background(lock.clone());
+            return Err(Error::LockLost {
+                lock: lock.id().clone(),
+            });
+        }
+        Ok(LockerGuard::new(
+            self.clone(),
+            lock.clone(),
+            episode,
+            session,
+        ))
+    }
+}

@@ -1,0 +1,111 @@
+//! The Locker's lock sessions: a few connections from the pool, each holding the
+//! locks of many tasks. Key k lives on session `hash(k) % n`, opened at first use,
+//! replaced when it is lost.
+
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::error::Error;
+use crate::lock::AdvisoryLock;
+use crate::pending;
+use crate::session::Session;
+use crate::LockKey;
+
+use super::table::{self, Table};
+use super::Inner;
+
+pub(super) struct Sessions {
+    slots: Vec<Slot>,
+    /// The Locker's identity: queued unlocks are found again only by this Locker.
+    scope: usize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+struct Slot {
+    session: Mutex<Option<Arc<Session>>>,
+    /// Held while a session is being opened, so concurrent first users open one.
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl Sessions {
+    pub(super) fn new(count: usize, scope: usize) -> Self {
+        Sessions {
+            slots: (0..count)
+                .map(|_| Slot {
+                    session: Mutex::new(None),
+                    opening: tokio::sync::Mutex::new(()),
+                })
+                .collect(),
+            scope,
+            hasher: Default::default(),
+        }
+    }
+
+    pub(super) fn scope(&self) -> usize {
+        self.scope
+    }
+
+    pub(super) fn open(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| current(slot).is_some())
+            .count()
+    }
+
+    /// The session to ask for `lock` on: the one where an unlock of its key is still
+    /// queued (so the request runs after it), else the key's lock session.
+    pub(super) async fn for_key(
+        &self,
+        locker: &Inner,
+        lock: &AdvisoryLock,
+    ) -> Result<Arc<Session>, Error> {
+        if let Some(session) = pending::session_for(self.scope, lock.key()) {
+            return Ok(session);
+        }
+        let slot = &self.slots[self.slot_of(lock.key())];
+        if let Some(session) = current(slot) {
+            return Ok(session);
+        }
+        let _opening = slot.opening.lock().await;
+        if let Some(session) = current(slot) {
+            return Ok(session);
+        }
+        let session = Session::checkout_for(&locker.pool, lock, self.scope).await?;
+        // Watch it from the start: its loss must reach every guard on it at once,
+        // and end the table's episodes on it.
+        forget_keys_when_lost(&session, Arc::downgrade(&locker.table));
+        *slot.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.clone());
+        Ok(session)
+    }
+
+    fn slot_of(&self, key: LockKey) -> usize {
+        (self.hasher.hash_one(key) % self.slots.len() as u64) as usize
+    }
+}
+
+/// When `session` is lost, ends the table's episodes on it, so the tasks waiting for
+/// those keys ask the server anew instead of waiting for holders that hold nothing.
+fn forget_keys_when_lost(session: &Arc<Session>, table: Weak<Mutex<Table>>) {
+    let loss = session.loss();
+    let (lost, retired) = (loss.token(), loss.retired());
+    let session = Arc::downgrade(session);
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        tokio::select! {
+            () = lost.cancelled() => {}
+            () = retired.cancelled() => return,
+        }
+        if let (Some(session), Some(table)) = (session.upgrade(), table.upgrade()) {
+            let me = Arc::downgrade(&table);
+            table::lock(&table).session_lost(&session, &me);
+        }
+    });
+}
+
+/// The slot's session, if it is open and alive.
+fn current(slot: &Slot) -> Option<Arc<Session>> {
+    let session = slot.session.lock().unwrap_or_else(|p| p.into_inner());
+    session.as_ref().filter(|s| s.is_reusable()).cloned()
+}

@@ -1,0 +1,407 @@
+//! The Locker's in-process table: for each key this process is interested in, who
+//! holds it here, on which session the server lock lives, and who waits for it, in
+//! FIFO order. Every decision is made under one short mutex, before (and without)
+//! asking the server; the server is asked by at most one task per key at a time.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::sync::oneshot;
+
+use crate::lock::{AdvisoryLock, LockMode};
+use crate::session::Session;
+use crate::LockKey;
+
+/// One holding episode of a key: the server lock taken once, held by one or more
+/// tasks of this process in turn (or together, when shared), then given back.
+pub(super) type Episode = u64;
+
+pub(super) struct Table {
+    keys: HashMap<LockKey, Entry>,
+    next_episode: Episode,
+    handoff_limit: u32,
+}
+
+struct Entry {
+    episode: Episode,
+    /// The lock as the server holds it (or is asked for it): key, name and mode.
+    lock: AdvisoryLock,
+    /// The mode the server lock is (being) taken in.
+    mode: LockMode,
+    /// Tasks of this process holding it now.
+    holders: usize,
+    /// Where the server lock lives; `None` while a task is asking the server.
+    session: Option<Arc<Session>>,
+    waiters: VecDeque<Waiter>,
+    /// Handoffs inside the process since the server lock was taken.
+    handoffs: u32,
+}
+
+struct Waiter {
+    lock: AdvisoryLock,
+    tell: oneshot::Sender<Ticket>,
+}
+
+/// What a task gets from the table.
+pub(super) enum Admission {
+    /// Held: shares the server lock already held (shared mode).
+    Holds(Arc<Session>, Episode),
+    /// Ask the server: this task is the one task of the process that does.
+    AskServer(Ticket),
+    /// Wait in the process for a ticket.
+    Queued(oneshot::Receiver<Ticket>),
+    /// A try that would have to wait.
+    Busy,
+}
+
+/// What a released holder must do about the server lock.
+pub(super) enum Release {
+    /// Nothing: other holders remain, or the key was handed to a waiter.
+    Kept,
+    /// Unlock it on this session (the table no longer refers to it).
+    Unlock(Arc<Session>, AdvisoryLock),
+}
+
+/// A turn handed to a task: to hold the key, or to ask the server for it. Dropped
+/// without being used (its task gave up), it passes the turn on, so no key is ever
+/// stuck with a holder or asker that no longer exists.
+pub(super) struct Ticket {
+    table: Weak<Mutex<Table>>,
+    key: LockKey,
+    episode: Episode,
+    kind: TicketKind,
+    used: bool,
+}
+
+pub(super) enum TicketKind {
+    Hold(Arc<Session>),
+    Ask,
+}
+
+impl Ticket {
+    pub(super) fn episode(&self) -> Episode {
+        self.episode
+    }
+
+    /// The session of a Hold ticket; `None` for an Ask ticket.
+    pub(super) fn held_on(&self) -> Option<&Arc<Session>> {
+        match &self.kind {
+            TicketKind::Hold(session) => Some(session),
+            TicketKind::Ask => None,
+        }
+    }
+
+    /// The turn was taken: the ticket's task holds the key, or got it from the server.
+    pub(super) fn used(mut self) {
+        self.used = true;
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.used {
+            return;
+        }
+        let Some(table) = self.table.upgrade() else {
+            return;
+        };
+        let mut table = lock(&table);
+        match &self.kind {
+            TicketKind::Hold(_) => {
+                if let Release::Unlock(session, lock) =
+                    table.release(self.key, self.episode, &self.table)
+                {
+                    drop(table);
+                    session.unlock_in_background(lock);
+                }
+            }
+            TicketKind::Ask => table.asked_in_vain(self.key, self.episode, &self.table),
+        }
+    }
+}
+
+pub(super) fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
+    // Every change to the table is made in one step under the lock, so a panic
+    // elsewhere cannot leave it half-changed.
+    table
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Table {
+    pub(super) fn new(handoff_limit: u32) -> Self {
+        Table {
+            keys: HashMap::new(),
+            next_episode: 1,
+            handoff_limit,
+        }
+    }
+
+    fn episode(&mut self) -> Episode {
+        self.next_episode += 1;
+        self.next_episode
+    }
+
+    fn ticket(
+        &self,
+        me: &Weak<Mutex<Table>>,
+        key: LockKey,
+        episode: Episode,
+        kind: TicketKind,
+    ) -> Ticket {
+        Ticket {
+            table: me.clone(),
+            key,
+            episode,
+            kind,
+            used: false,
+        }
+    }
+
+    /// A task of this process wants `lock`; `wait` says whether it may queue.
+    pub(super) fn admit(
+        &mut self,
+        lock: &AdvisoryLock,
+        wait: bool,
+        me: &Weak<Mutex<Table>>,
+    ) -> Admission {
+        let key = lock.key();
+        let session_lost = self
+            .keys
+            .get(&key)
+            .and_then(|e| e.session.as_ref())
+            .is_some_and(|s| s.is_lost());
+        if session_lost {
+            // Its session died: the lock is not held any more. End the episode
+            // (its guards report lost and release nothing) and start again.
+            self.pass_ask_on(key, me);
+            return self.admit(lock, wait, me);
+        }
+        let Some(entry) = self.keys.get_mut(&key) else {
+            let episode = self.episode();
+            self.keys.insert(
+                key,
+                Entry {
+                    episode,
+                    lock: lock.clone(),
+                    mode: lock.mode(),
+                    holders: 0,
+                    session: None,
+                    waiters: VecDeque::new(),
+                    handoffs: 0,
+                },
+            );
+            return Admission::AskServer(self.ticket(me, key, episode, TicketKind::Ask));
+        };
+        entry.waiters.retain(|w| !w.tell.is_closed());
+        let joins_shared = entry.mode == LockMode::Shared
+            && lock.mode() == LockMode::Shared
+            && entry.waiters.is_empty();
+        match &entry.session {
+            Some(session) if joins_shared && entry.holders > 0 => {
+                entry.holders += 1;
+                Admission::Holds(session.clone(), entry.episode)
+            }
+            _ if !wait => Admission::Busy,
+            _ => {
+                let (tell, ticket) = oneshot::channel();
+                entry.waiters.push_back(Waiter {
+                    lock: lock.clone(),
+                    tell,
+                });
+                Admission::Queued(ticket)
+            }
+        }
+    }
+
+    /// The asker of `episode` got the server lock on `session` in `mode`. Shared
+    /// waiters at the head of the queue join it.
+    pub(super) fn granted(
+        &mut self,
+        key: LockKey,
+        episode: Episode,
+        mode: LockMode,
+        session: &Arc<Session>,
+        me: &Weak<Mutex<Table>>,
+    ) -> bool {
+        let Some(entry) = self.keys.get_mut(&key).filter(|e| e.episode == episode) else {
+            return false;
+        };
+        entry.mode = mode;
+        entry.holders = 1;
+        entry.session = Some(session.clone());
+        entry.handoffs = 0;
+        if mode == LockMode::Shared {
+            self.admit_shared_waiters(key, me);
+        }
+        true
+    }
+
+    /// The asker of `episode` did not get the lock (busy, timed out, failed, gave up):
+    /// the next waiter asks in its place, or the key is forgotten.
+    pub(super) fn asked_in_vain(
+        &mut self,
+        key: LockKey,
+        episode: Episode,
+        me: &Weak<Mutex<Table>>,
+    ) {
+        let Some(entry) = self.keys.get_mut(&key).filter(|e| e.episode == episode) else {
+            return;
+        };
+        debug_assert_eq!(entry.holders, 0);
+        self.pass_ask_on(key, me);
+    }
+
+    /// Gives the asking turn of `key` (which nobody holds) to its first live waiter,
+    /// or forgets the key.
+    fn pass_ask_on(&mut self, key: LockKey, me: &Weak<Mutex<Table>>) {
+        let episode = self.episode();
+        let Some(entry) = self.keys.get_mut(&key) else {
+            return;
+        };
+        entry.episode = episode;
+        entry.holders = 0;
+        entry.session = None;
+        entry.handoffs = 0;
+        while let Some(waiter) = entry.waiters.pop_front() {
+            let ticket = Ticket {
+                table: me.clone(),
+                key,
+                episode,
+                kind: TicketKind::Ask,
+                used: false,
+            };
+            entry.mode = waiter.lock.mode();
+            entry.lock = waiter.lock;
+            match waiter.tell.send(ticket) {
+                Ok(()) => return,
+                // That waiter is gone; its ticket must not pass the turn again.
+                Err(mut ticket) => ticket.used = true,
+            }
+        }
+        self.keys.remove(&key);
+    }
+
+    /// A holder of `episode` lets go. The key goes to the next waiter of the process
+    /// without asking the server, unless the handoff limit is reached (then the key
+    /// goes back to the server's queue, where other processes' waiters come first)
+    /// or the next waiter wants another mode.
+    pub(super) fn release(
+        &mut self,
+        key: LockKey,
+        episode: Episode,
+        me: &Weak<Mutex<Table>>,
+    ) -> Release {
+        let handoff_limit = self.handoff_limit;
+        let Some(entry) = self.keys.get_mut(&key).filter(|e| e.episode == episode) else {
+            // The episode ended already (its session was lost): nothing is held.
+            return Release::Kept;
+        };
+        entry.holders -= 1;
+        if entry.holders > 0 {
+            return Release::Kept;
+        }
+        let Some(session) = entry.session.clone() else {
+            return Release::Kept;
+        };
+        entry.waiters.retain(|w| !w.tell.is_closed());
+        let held = entry.lock.clone();
+        let Some(next) = entry.waiters.front() else {
+            self.keys.remove(&key);
+            return Release::Unlock(session, held);
+        };
+        let lost = session.is_lost();
+        if !lost && entry.handoffs < handoff_limit && next.lock.mode() == entry.mode {
+            entry.handoffs += 1;
+            if self.hand_to_next(key, &session, me) {
+                return Release::Kept;
+            }
+            self.keys.remove(&key);
+            return Release::Unlock(session, held);
+        }
+        // Back to the server: unlock, and let the next waiter queue there behind
+        // anyone else's waiter (or ask anew, when the session was lost).
+        self.pass_ask_on(key, me);
+        Release::Unlock(session, held)
+    }
+
+    /// Hands the held server lock to the first live waiter (and, when shared, to
+    /// every shared waiter after it). False when no waiter was left to take it.
+    fn hand_to_next(
+        &mut self,
+        key: LockKey,
+        session: &Arc<Session>,
+        me: &Weak<Mutex<Table>>,
+    ) -> bool {
+        let Some(entry) = self.keys.get_mut(&key) else {
+            return false;
+        };
+        let episode = entry.episode;
+        while let Some(waiter) = entry.waiters.pop_front() {
+            let ticket = Ticket {
+                table: me.clone(),
+                key,
+                episode,
+                kind: TicketKind::Hold(session.clone()),
+                used: false,
+            };
+            match waiter.tell.send(ticket) {
+                Ok(()) => {
+                    entry.holders = 1;
+                    if entry.mode == LockMode::Shared {
+                        self.admit_shared_waiters(key, me);
+                    }
+                    return true;
+                }
+                Err(mut ticket) => ticket.used = true,
+            }
+        }
+        false
+    }
+
+    fn admit_shared_waiters(&mut self, key: LockKey, me: &Weak<Mutex<Table>>) {
+        let Some(entry) = self.keys.get_mut(&key) else {
+            return;
+        };
+        let Some(session) = entry.session.clone() else {
+            return;
+        };
+        while entry
+            .waiters
+            .front()
+            .is_some_and(|w| w.lock.mode() == LockMode::Shared)
+        {
+            let waiter = entry.waiters.pop_front().expect("front exists");
+            let ticket = Ticket {
+                table: me.clone(),
+                key,
+                episode: entry.episode,
+                kind: TicketKind::Hold(session.clone()),
+                used: false,
+            };
+            match waiter.tell.send(ticket) {
+                Ok(()) => entry.holders += 1,
+                Err(mut ticket) => ticket.used = true,
+            }
+        }
+    }
+
+    /// `session` is gone, and every lock on it: end those episodes. Their holders
+    /// learn it from the session's loss signal; their waiters ask the server anew.
+    pub(super) fn session_lost(&mut self, session: &Arc<Session>, me: &Weak<Mutex<Table>>) {
+        let on_it: Vec<LockKey> = self
+            .keys
+            .iter()
+            .filter(|(_, e)| e.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in on_it {
+            self.pass_ask_on(key, me);
+        }
+    }
+
+    /// Keys this process holds or waits for (for tests and diagnostics).
+    pub(super) fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
