@@ -3,18 +3,21 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::error::Error;
 use crate::guard::LockGuard;
-use crate::lock::AdvisoryLock;
 use crate::source::LockSource;
 
-pub use crate::lock::{CallSite, LockMode};
+pub use crate::lock::{AdvisoryLock, CallSite, LockMode};
 pub use crate::LockKey;
 pub use core::default::Default;
 pub use core::result::Result::{self, Err, Ok};
 pub use std::format;
+// What `#[advisory_locked]` names besides the items below: `Duration` for
+// `wait = "5s"`, and the macros that fill in its `CallSite`. Re-exported here so
+// that generated code goes through this one door (and `crate = path`) only.
+pub use core::time::Duration;
+pub use core::{concat, file, line, module_path};
 
 /// What `wait` asked for.
 #[derive(Clone, Copy, Debug)]

@@ -1,0 +1,517 @@
+//! The attribute's arguments: `key = ..., pool = ..., wait, ...` parsed into [`Args`].
+//!
+//! One option at a time is parsed into a [`Config`] whose `set_*` methods refuse a
+//! second occurrence (on the second keyword's span); [`Config::build`] then applies
+//! the rules that span several options (a `key` is required, `skip` needs a bound
+//! on `wait`). Every error names the option or value it is about.
+
+use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, Lit, LitInt, LitStr, Path, Token, UnOp};
+
+use crate::duration::{self, Duration};
+
+/// The options, in the order the docs list them.
+pub(crate) const OPTIONS: &[&str] = &[
+    "key", "pool", "wait", "skip", "shared", "guard", "on_lost", "crate",
+];
+
+/// What the attribute asked for.
+#[derive(Debug)]
+pub(crate) struct Args {
+    pub key: Key,
+    /// `pool = expr`, if given; otherwise the parameter typed `Pool` / `Locker`.
+    pub pool: Option<Expr>,
+    pub wait: Wait,
+    /// The `skip` keyword, if given (its span carries the `Default` requirement).
+    pub skip: Option<Span>,
+    pub shared: bool,
+    pub guard: Option<Ident>,
+    pub on_lost: OnLost,
+    /// Path of the facade crate: `::pglock` unless `crate = ...`.
+    pub krate: Path,
+}
+
+/// `key = ...`.
+#[derive(Debug)]
+pub(crate) enum Key {
+    /// `key = "order:{id}"`: parsed by `template.rs` once the parameters are known.
+    Template(LitStr),
+    /// `key = 42`.
+    BigInt(i64),
+    /// `key = (1, 2)`.
+    Pair(i32, i32),
+}
+
+/// `wait`, `wait = "5s"`, or nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    Never,
+    Forever,
+    Limit(Duration),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum OnLost {
+    Abort,
+    Ignore,
+}
+
+/// The options seen so far; each field remembers the span of the keyword that set it.
+#[derive(Default)]
+struct Config {
+    key: Option<(Span, Key)>,
+    pool: Option<(Span, Expr)>,
+    wait: Option<(Span, Wait)>,
+    skip: Option<Span>,
+    shared: Option<Span>,
+    guard: Option<(Span, Ident)>,
+    on_lost: Option<(Span, OnLost)>,
+    krate: Option<(Span, Path)>,
+}
+
+/// The error for an option given twice, on its second keyword.
+fn repeated(name: &Ident) -> syn::Error {
+    syn::Error::new(
+        name.span(),
+        format!("`{name}` is set more than once; keep one `{name}`"),
+    )
+}
+
+fn set<T>(slot: &mut Option<(Span, T)>, name: &Ident, value: T) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(repeated(name));
+    }
+    *slot = Some((name.span(), value));
+    Ok(())
+}
+
+fn set_flag(slot: &mut Option<Span>, name: &Ident) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(repeated(name));
+    }
+    *slot = Some(name.span());
+    Ok(())
+}
+
+impl Config {
+    /// Parses one `name` or `name = value` and records it.
+    fn parse_option(&mut self, input: ParseStream) -> syn::Result<()> {
+        if !input.peek(Ident::peek_any) {
+            return Err(input.error(format!(
+                "expected an option, one of: {}",
+                OPTIONS.join(", ")
+            )));
+        }
+        // `crate` is a keyword: take any identifier, then match on its text.
+        let name = input.call(Ident::parse_any)?;
+        let text = name.to_string();
+        match text.as_str() {
+            "key" => set(&mut self.key, &name, value_of(input, &name, parse_key)?),
+            "pool" => set(&mut self.pool, &name, value_of(input, &name, Expr::parse)?),
+            "wait" => {
+                let wait = if input.peek(Token![=]) {
+                    Wait::Limit(value_of(input, &name, parse_duration)?)
+                } else {
+                    Wait::Forever
+                };
+                set(&mut self.wait, &name, wait)
+            }
+            "skip" => {
+                no_value(input, &name)?;
+                set_flag(&mut self.skip, &name)
+            }
+            "shared" => {
+                no_value(input, &name)?;
+                set_flag(&mut self.shared, &name)
+            }
+            "guard" => set(&mut self.guard, &name, value_of(input, &name, parse_guard)?),
+            "on_lost" => set(
+                &mut self.on_lost,
+                &name,
+                value_of(input, &name, parse_on_lost)?,
+            ),
+            "crate" => set(&mut self.krate, &name, value_of(input, &name, parse_crate)?),
+            _ => Err(unknown_option(&name)),
+        }
+    }
+
+    /// The rules that span several options.
+    fn build(self) -> syn::Result<Args> {
+        let Some((_, key)) = self.key else {
+            return Err(syn::Error::new(
+                Span::call_site(),
+                "missing `key`: name the lock with `key = \"name\"` (placeholders like \
+                 `{arg}` allowed), `key = 42` or `key = (1, 2)`",
+            ));
+        };
+        let wait = self.wait.map_or(Wait::Never, |(_, w)| w);
+        if let (Some(skip), Wait::Forever) = (self.skip, wait) {
+            return Err(syn::Error::new(
+                skip,
+                "`skip` with an unbounded `wait` never skips: `wait` waits until the lock \
+                 is free; bound it (`wait = \"5s\"`) or drop `skip`",
+            ));
+        }
+        Ok(Args {
+            key,
+            pool: self.pool.map(|(_, p)| p),
+            wait,
+            skip: self.skip,
+            shared: self.shared.is_some(),
+            guard: self.guard.map(|(_, g)| g),
+            on_lost: self.on_lost.map_or(OnLost::Abort, |(_, o)| o),
+            krate: self
+                .krate
+                .map_or_else(|| syn::parse_quote!(::pglock), |(_, k)| k),
+        })
+    }
+}
+
+impl Parse for Args {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut config = Config::default();
+        while !input.is_empty() {
+            config.parse_option(input)?;
+            if input.is_empty() {
+                break;
+            }
+            if !input.peek(Token![,]) {
+                return Err(input.error("expected `,` between options"));
+            }
+            input.parse::<Token![,]>()?;
+        }
+        config.build()
+    }
+}
+
+/// `unknown option `foo`; expected one of: ...`, with a suggestion for a near miss.
+fn unknown_option(name: &Ident) -> syn::Error {
+    let text = name.to_string();
+    let close = OPTIONS
+        .iter()
+        .find(|o| edit_distance(o, &text.to_lowercase()) <= 2 && text.len() > 2);
+    let hint = match close {
+        Some(o) => format!(" (did you mean `{o}`?)"),
+        None => String::new(),
+    };
+    syn::Error::new(
+        name.span(),
+        format!(
+            "unknown option `{text}`{hint}; expected one of: {}",
+            OPTIONS.join(", ")
+        ),
+    )
+}
+
+/// Levenshtein distance, for "did you mean" on short option names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// `= value` after `name`, parsed with `parse`.
+fn value_of<T>(
+    input: ParseStream,
+    name: &Ident,
+    parse: fn(ParseStream) -> syn::Result<T>,
+) -> syn::Result<T> {
+    if !input.peek(Token![=]) {
+        let example = match name.to_string().as_str() {
+            "key" => "key = \"order:{id}\"",
+            "pool" => "pool = self.pool",
+            "guard" => "guard = conn",
+            "on_lost" => "on_lost = \"ignore\"",
+            "crate" => "crate = ::pglock",
+            _ => "name = value",
+        };
+        return Err(syn::Error::new(
+            name.span(),
+            format!("`{name}` needs a value: `{example}`"),
+        ));
+    }
+    input.parse::<Token![=]>()?;
+    parse(input)
+}
+
+/// A flag must not have `= value` (or any other trailing tokens).
+fn no_value(input: ParseStream, name: &Ident) -> syn::Result<()> {
+    if input.is_empty() || input.peek(Token![,]) {
+        Ok(())
+    } else {
+        let rest: TokenStream = input.fork().parse()?;
+        let rest_span = rest.into_iter().next().map_or(name.span(), |t| t.span());
+        Err(syn::Error::new(
+            rest_span,
+            format!("`{name}` is a flag and takes no value: write just `{name}`"),
+        ))
+    }
+}
+
+fn parse_key(input: ParseStream) -> syn::Result<Key> {
+    let expr: Expr = input.parse()?;
+    let wrong = || {
+        syn::Error::new(
+            expr.span(),
+            "`key` must be a string template (`key = \"order:{id}\"`), an integer \
+             (`key = 42`) or a pair of integers (`key = (1, 2)`)",
+        )
+    };
+    match &expr {
+        Expr::Lit(lit) => match &lit.lit {
+            Lit::Str(s) => {
+                if !s.suffix().is_empty() {
+                    return Err(syn::Error::new(s.span(), "a key string takes no suffix"));
+                }
+                Ok(Key::Template(s.clone()))
+            }
+            Lit::Int(_) => Ok(Key::BigInt(int_of::<i64>(&expr, "i64")?)),
+            _ => Err(wrong()),
+        },
+        Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => {
+            Ok(Key::BigInt(int_of::<i64>(&expr, "i64")?))
+        }
+        Expr::Tuple(t) if t.elems.len() == 2 => Ok(Key::Pair(
+            int_of::<i32>(&t.elems[0], "i32")?,
+            int_of::<i32>(&t.elems[1], "i32")?,
+        )),
+        _ => Err(wrong()),
+    }
+}
+
+/// An integer literal, maybe negated, that fits `N` (`i64` for `key = 42`, `i32` for
+/// each half of `key = (1, 2)`).
+fn int_of<N: std::str::FromStr>(expr: &Expr, ty: &str) -> syn::Result<N> {
+    let (negative, lit): (bool, &LitInt) = match expr {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(i), ..
+        }) => (false, i),
+        Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => match &*u.expr {
+            Expr::Lit(syn::ExprLit {
+                lit: Lit::Int(i), ..
+            }) => (true, i),
+            _ => return Err(syn::Error::new(expr.span(), "expected an integer literal")),
+        },
+        _ => return Err(syn::Error::new(expr.span(), "expected an integer literal")),
+    };
+    if !lit.suffix().is_empty() && lit.suffix() != ty {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "this key part is an `{ty}`: drop the `{}` suffix",
+                lit.suffix()
+            ),
+        ));
+    }
+    let digits = format!("{}{}", if negative { "-" } else { "" }, lit.base10_digits());
+    digits.parse::<N>().map_err(|_| {
+        syn::Error::new(
+            expr.span(),
+            format!("`{digits}` does not fit an `{ty}` key"),
+        )
+    })
+}
+
+fn parse_duration(input: ParseStream) -> syn::Result<Duration> {
+    let lit: LitStr = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "`wait = ...` takes a duration string: `wait = \"300ms\"`, `\"1.5s\"`, `\"2m\"`",
+        )
+    })?;
+    duration::parse(&lit.value()).map_err(|why| syn::Error::new(lit.span(), why))
+}
+
+fn parse_guard(input: ParseStream) -> syn::Result<Ident> {
+    input.parse::<Ident>().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "`guard = ...` takes the name to bind the guard to: `guard = conn`",
+        )
+    })
+}
+
+fn parse_on_lost(input: ParseStream) -> syn::Result<OnLost> {
+    let expected = "`on_lost` is \"abort\" (stop the body, return `Error::LockLost`) or \
+                    \"ignore\" (let it run on)";
+    let lit: LitStr = input
+        .parse()
+        .map_err(|e| syn::Error::new(e.span(), expected))?;
+    match lit.value().as_str() {
+        "abort" => Ok(OnLost::Abort),
+        "ignore" => Ok(OnLost::Ignore),
+        other => Err(syn::Error::new(
+            lit.span(),
+            format!("unknown `on_lost = \"{other}\"`: {expected}"),
+        )),
+    }
+}
+
+/// `crate = path` or, as tokio and serde accept it, `crate = "path"`.
+fn parse_crate(input: ParseStream) -> syn::Result<Path> {
+    if input.peek(LitStr) {
+        let lit: LitStr = input.parse()?;
+        return lit.parse::<Path>().map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                format!("`crate = \"{}\"` is not a path", lit.value()),
+            )
+        });
+    }
+    input.call(Path::parse_mod_style).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "`crate = ...` takes the path of the pglock crate: `crate = ::pglock`",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::ToTokens;
+
+    fn parse(s: &str) -> Result<Args, String> {
+        syn::parse_str::<Args>(s).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_option_parses() {
+        let a = parse(
+            r#"key = "order:{id}", pool = self.pool, wait = "1.5s", skip, shared,
+               guard = conn, on_lost = "ignore", crate = ::my::pglock"#,
+        )
+        .unwrap();
+        assert!(matches!(a.key, Key::Template(ref s) if s.value() == "order:{id}"));
+        assert!(a.pool.is_some());
+        assert!(matches!(a.wait, Wait::Limit(d) if d.secs == 1 && d.nanos == 500_000_000));
+        assert!(a.skip.is_some() && a.shared);
+        assert_eq!(a.guard.unwrap(), "conn");
+        assert!(matches!(a.on_lost, OnLost::Ignore));
+        assert_eq!(a.krate.to_token_stream().to_string(), ":: my :: pglock");
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(r#"key = "x""#).unwrap();
+        assert!(a.pool.is_none() && a.skip.is_none() && !a.shared && a.guard.is_none());
+        assert!(matches!(a.wait, Wait::Never));
+        assert!(matches!(a.on_lost, OnLost::Abort));
+        assert_eq!(a.krate.to_token_stream().to_string(), ":: pglock");
+    }
+
+    #[test]
+    fn integer_keys() {
+        assert!(matches!(parse("key = 42").unwrap().key, Key::BigInt(42)));
+        assert!(matches!(parse("key = -7").unwrap().key, Key::BigInt(-7)));
+        assert!(matches!(
+            parse("key = (1, -2)").unwrap().key,
+            Key::Pair(1, -2)
+        ));
+        assert!(matches!(
+            parse("key = 9223372036854775807").unwrap().key,
+            Key::BigInt(i64::MAX)
+        ));
+        assert!(parse("key = 9223372036854775808")
+            .unwrap_err()
+            .contains("does not fit an `i64`"));
+        assert!(parse("key = (2147483648, 0)")
+            .unwrap_err()
+            .contains("does not fit an `i32`"));
+        assert!(parse("key = 4u8")
+            .unwrap_err()
+            .contains("drop the `u8` suffix"));
+        assert!(parse("key = (1, 2, 3)")
+            .unwrap_err()
+            .contains("pair of integers"));
+        assert!(parse("key = 1.5").unwrap_err().contains("pair of integers"));
+    }
+
+    #[test]
+    fn each_repeated_option_is_named() {
+        for (src, name) in [
+            (r#"key = "a", key = "b""#, "key"),
+            (r#"key = "a", pool = p, pool = q"#, "pool"),
+            (r#"key = "a", wait, wait = "1s""#, "wait"),
+            (r#"key = "a", skip, wait = "1s", skip"#, "skip"),
+            (r#"key = "a", shared, shared"#, "shared"),
+            (r#"key = "a", guard = a, guard = b"#, "guard"),
+            (
+                r#"key = "a", on_lost = "abort", on_lost = "ignore""#,
+                "on_lost",
+            ),
+            (r#"key = "a", crate = a, crate = b"#, "crate"),
+        ] {
+            let err = parse(src).unwrap_err();
+            assert_eq!(
+                err,
+                format!("`{name}` is set more than once; keep one `{name}`"),
+                "{src}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_options_list_the_valid_ones() {
+        let err = parse(r#"key = "a", wiat"#).unwrap_err();
+        assert_eq!(
+            err,
+            "unknown option `wiat` (did you mean `wait`?); expected one of: key, pool, \
+             wait, skip, shared, guard, on_lost, crate"
+        );
+        let err = parse(r#"key = "a", timeout = "1s""#).unwrap_err();
+        assert!(
+            err.starts_with("unknown option `timeout`; expected one of:"),
+            "{err}"
+        );
+        let err = parse(r#""a""#).unwrap_err();
+        assert!(err.starts_with("expected an option, one of: key,"), "{err}");
+    }
+
+    #[test]
+    fn cross_option_rules() {
+        assert!(parse("").unwrap_err().starts_with("missing `key`"));
+        assert!(parse(r#"key = "a", wait, skip"#)
+            .unwrap_err()
+            .starts_with("`skip` with an unbounded `wait` never skips"));
+        assert!(parse(r#"key = "a", wait = "1s", skip"#).is_ok());
+        assert!(parse(r#"key = "a", skip"#).is_ok());
+    }
+
+    #[test]
+    fn value_shapes() {
+        assert_eq!(
+            parse(r#"key = "a", skip = true"#).unwrap_err(),
+            "`skip` is a flag and takes no value: write just `skip`"
+        );
+        assert!(parse(r#"key = "a", on_lost = "panic""#)
+            .unwrap_err()
+            .starts_with("unknown `on_lost = \"panic\"`"));
+        assert!(parse(r#"key = "a", wait = 5"#)
+            .unwrap_err()
+            .starts_with("`wait = ...` takes a duration string"));
+        assert!(parse(r#"key = "a", guard = "conn""#)
+            .unwrap_err()
+            .starts_with("`guard = ...` takes the name"));
+        assert_eq!(
+            parse(r#"key"#).unwrap_err(),
+            "`key` needs a value: `key = \"order:{id}\"`"
+        );
+        assert!(parse(r#"key = "a", crate = "::pglock""#).is_ok());
+        assert!(parse(r#"key = "a" pool = p"#)
+            .unwrap_err()
+            .starts_with("expected `,`"));
+    }
+}
