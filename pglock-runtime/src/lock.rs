@@ -1,7 +1,9 @@
 //! `AdvisoryLock`: which key, in which mode, named how — the description of a lock,
 //! independent of where it is taken.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +66,17 @@ impl LockId {
             Some(Name::Static(s)) => Some(s),
             Some(Name::Owned(s)) => Some(s),
             None => None,
+        }
+    }
+}
+
+impl LockId {
+    /// The name, when it was fixed at compile time (a bounded set of texts: fit for
+    /// statement texts, which are prepared once per connection).
+    pub(crate) fn static_name(&self) -> Option<&'static str> {
+        match self.name {
+            Some(Name::Static(name)) => Some(name),
+            _ => None,
         }
     }
 }
@@ -146,6 +159,8 @@ pub struct AdvisoryLock {
     id: LockId,
     mode: LockMode,
     site: Option<&'static CallSite>,
+    /// Where the runtime API was called from, when no site was declared.
+    caller: Option<&'static Location<'static>>,
     keepalive: Duration,
 }
 
@@ -157,6 +172,7 @@ impl AdvisoryLock {
             id: key.into(),
             mode: LockMode::Exclusive,
             site: None,
+            caller: None,
             keepalive: DEFAULT_KEEPALIVE,
         }
     }
@@ -171,6 +187,7 @@ impl AdvisoryLock {
             },
             mode: LockMode::Exclusive,
             site: None,
+            caller: None,
             keepalive: DEFAULT_KEEPALIVE,
         }
     }
@@ -234,31 +251,55 @@ impl AdvisoryLock {
         self.site
     }
 
+    /// The place the acquire method was called from, unless a site was declared.
+    pub(crate) fn caller(&self) -> Option<&'static Location<'static>> {
+        self.caller
+    }
+
+    /// This lock, naming `caller` as its call site when none was declared (what the
+    /// runtime API does, so its lock statements name the caller's file and line).
+    fn called_from(&self, caller: &'static Location<'static>) -> Cow<'_, AdvisoryLock> {
+        if self.site.is_some() || self.caller == Some(caller) {
+            Cow::Borrowed(self)
+        } else {
+            Cow::Owned(AdvisoryLock {
+                caller: Some(caller),
+                ..self.clone()
+            })
+        }
+    }
+
     /// Takes the lock if it is free; [`Error::Busy`] at once if another session (or
     /// this task, in an enclosing lock) holds it.
+    #[track_caller]
     pub fn try_acquire<'a, S: LockSource + ?Sized>(
         &'a self,
         source: &'a S,
     ) -> impl std::future::Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        trace::acquiring(self, "try", source.try_lock(self))
+        let lock = self.called_from(Location::caller());
+        async move { trace::acquiring(&lock, "try", source.try_lock(&lock)).await }
     }
 
     /// Waits until the lock is free, in the server's queue (no polling).
     /// [`Error::WouldDeadlock`] at once if the calling task already holds it.
+    #[track_caller]
     pub fn acquire<'a, S: LockSource + ?Sized>(
         &'a self,
         source: &'a S,
     ) -> impl std::future::Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        trace::acquiring(self, "wait", source.lock(self, None))
+        let lock = self.called_from(Location::caller());
+        async move { trace::acquiring(&lock, "wait", source.lock(&lock, None)).await }
     }
 
     /// Waits at most `limit`; then [`Error::Timeout`], leaving no waiter on the server.
     /// A lock granted at the last moment is returned, never reported as a timeout.
+    #[track_caller]
     pub fn acquire_timeout<'a, S: LockSource + ?Sized>(
         &'a self,
         source: &'a S,
         limit: Duration,
     ) -> impl std::future::Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        trace::acquiring(self, "wait with limit", source.lock(self, Some(limit)))
+        let lock = self.called_from(Location::caller());
+        async move { trace::acquiring(&lock, "wait with limit", source.lock(&lock, Some(limit))).await }
     }
 }

@@ -68,15 +68,30 @@ pub(crate) fn statement(op: Op, lock: &AdvisoryLock) -> Cow<'static, str> {
         (LockMode::Shared, LockKey::Pair(..)) => 3,
     };
     let text = texts[index];
-    match (op, lock.site()) {
-        (Op::Unlock, _) | (_, None) => Cow::Borrowed(text),
-        (_, Some(site)) => Cow::Owned(format!(
-            "{text} /* pglock: {} in {} at {}:{} */",
-            comment_safe(lock.name().unwrap_or("")),
+    if op == Op::Unlock {
+        return Cow::Borrowed(text);
+    }
+    // The name goes into the comment only when it is fixed at compile time: names
+    // formatted at run time (`order:7`) would make a new statement text, to prepare
+    // again, for every key. pg_locks and `holders` show the key itself.
+    let name = lock
+        .id()
+        .static_name()
+        .map(|n| format!("`{}` ", comment_safe(n)));
+    let name = name.as_deref().unwrap_or("");
+    match (lock.site(), lock.caller()) {
+        (Some(site), _) => Cow::Owned(format!(
+            "{text} /* pglock: {name}in {} at {}:{} */",
             comment_safe(site.function),
             comment_safe(site.file),
             site.line
         )),
+        (None, Some(caller)) => Cow::Owned(format!(
+            "{text} /* pglock: {name}at {}:{} */",
+            comment_safe(caller.file()),
+            caller.line()
+        )),
+        (None, None) => Cow::Borrowed(text),
     }
 }
 
@@ -180,10 +195,16 @@ mod tests {
             file: "src/a.rs",
             line: 3,
         };
-        let lock = AdvisoryLock::new("x */ DROP TABLE t; /*").at(&SITE);
+        let lock = AdvisoryLock::from_static("x */ DROP TABLE t; /*", LockKey::BigInt(1)).at(&SITE);
         let text = statement(Op::Wait, &lock);
         assert_eq!(text.matches("*/").count(), 1, "{text}");
         assert!(text.ends_with("in ship at src/a.rs:3 */"), "{text}");
+        // A name formatted at run time stays out of the text.
+        let dynamic = AdvisoryLock::new("order:7").at(&SITE);
+        assert_eq!(
+            statement(Op::Try, &dynamic),
+            "SELECT pg_try_advisory_lock($1::int8) /* pglock: in ship at src/a.rs:3 */"
+        );
     }
 
     #[test]
