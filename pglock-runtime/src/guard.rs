@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
+use crate::release;
 use crate::session::Session;
 use crate::trace;
 
@@ -101,7 +102,7 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         if self.held {
             trace::released(&self.lock, self.since, self.session.is_lost());
-            self.session.clone().unlock_in_background(self.lock.clone());
+            release::unlock_in_background(self.session.clone(), self.lock.clone());
         }
     }
 }

@@ -2,6 +2,7 @@
 //! critical sections. Users depend on the facade crate `pglock`, which re-exports
 //! everything here together with the `#[advisory_locked]` attribute.
 
+mod acquire;
 mod context;
 mod error;
 mod guard;
@@ -10,7 +11,7 @@ mod key;
 mod lock;
 mod locker;
 mod loss;
-mod pending;
+mod release;
 mod session;
 mod source;
 mod sql;
@@ -22,11 +23,11 @@ pub use error::Error;
 pub use guard::LockGuard;
 pub use holders::{holders, Holder};
 pub use key::LockKey;
-pub use lock::{AdvisoryLock, CallSite, LockId, LockMode};
+pub use lock::{AdvisoryLock, CallSite, LockId, LockMode, DEFAULT_KEEPALIVE};
 pub use locker::{
     Locker, LockerBuilder, LockerGuard, DEFAULT_HANDOFF_LIMIT, DEFAULT_LOCK_SESSIONS,
 };
-pub use loss::{CHECK_EVERY, DEFAULT_KEEPALIVE};
+pub use loss::CHECK_EVERY;
 pub use source::LockSource;
 pub use xact::Transactional;
 

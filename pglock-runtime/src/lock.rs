@@ -7,10 +7,11 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::loss::DEFAULT_KEEPALIVE;
-use crate::source::LockSource;
-use crate::trace;
-use crate::{Error, LockKey};
+use crate::LockKey;
+
+/// The default bound within which a server that stopped answering is noticed while
+/// a lock is held and watched (see [`AdvisoryLock::keepalive`]).
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(5);
 
 /// Exclusive or shared, as PostgreSQL's `pg_advisory_lock` / `pg_advisory_lock_shared`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -258,7 +259,7 @@ impl AdvisoryLock {
 
     /// This lock, naming `caller` as its call site when none was declared (what the
     /// runtime API does, so its lock statements name the caller's file and line).
-    fn called_from(&self, caller: &'static Location<'static>) -> Cow<'_, AdvisoryLock> {
+    pub(crate) fn called_from(&self, caller: &'static Location<'static>) -> Cow<'_, AdvisoryLock> {
         if self.site.is_some() || self.caller == Some(caller) {
             Cow::Borrowed(self)
         } else {
@@ -267,39 +268,5 @@ impl AdvisoryLock {
                 ..self.clone()
             })
         }
-    }
-
-    /// Takes the lock if it is free; [`Error::Busy`] at once if another session (or
-    /// this task, in an enclosing lock) holds it.
-    #[track_caller]
-    pub fn try_acquire<'a, S: LockSource + ?Sized>(
-        &'a self,
-        source: &'a S,
-    ) -> impl std::future::Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        let lock = self.called_from(Location::caller());
-        async move { trace::acquiring(&lock, "try", source.try_lock(&lock)).await }
-    }
-
-    /// Waits until the lock is free, in the server's queue (no polling).
-    /// [`Error::WouldDeadlock`] at once if the calling task already holds it.
-    #[track_caller]
-    pub fn acquire<'a, S: LockSource + ?Sized>(
-        &'a self,
-        source: &'a S,
-    ) -> impl std::future::Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        let lock = self.called_from(Location::caller());
-        async move { trace::acquiring(&lock, "wait", source.lock(&lock, None)).await }
-    }
-
-    /// Waits at most `limit`; then [`Error::Timeout`], leaving no waiter on the server.
-    /// A lock granted at the last moment is returned, never reported as a timeout.
-    #[track_caller]
-    pub fn acquire_timeout<'a, S: LockSource + ?Sized>(
-        &'a self,
-        source: &'a S,
-        limit: Duration,
-    ) -> impl std::future::Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        let lock = self.called_from(Location::caller());
-        async move { trace::acquiring(&lock, "wait with limit", source.lock(&lock, Some(limit))).await }
     }
 }

@@ -13,7 +13,8 @@
 //!   own long query on the locked session, whose reply the ping waits behind) is
 //!   alive; any other answer, or none within the bound, means lost. (A Locker's
 //!   sessions run only our own short statements, so there a late ping is a loss.)
-//!   So a stall is noticed within the keepalive bound ([`DEFAULT_KEEPALIVE`], 5 s),
+//!   So a stall is noticed within the keepalive bound
+//!   ([`DEFAULT_KEEPALIVE`](crate::DEFAULT_KEEPALIVE), 5 s),
 //!   and a body that uses the locked session itself, even for a long statement or
 //!   inside a transaction, is never taken for a stall: the ping is an empty
 //!   statement that succeeds in any transaction state, and a statement error still
@@ -25,22 +26,16 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::task::Poll;
 use std::time::Duration;
 
-use deadpool::managed::Manager as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::lock::LockMode;
-use crate::session::Session;
-use crate::sql;
 use crate::LockKey;
 
 /// How often a watched session's connection state is read. It is an in-process
 /// flag (no server round trip), so it can run often; it bounds how late a closed
 /// connection is noticed.
 pub const CHECK_EVERY: Duration = Duration::from_millis(100);
-
-/// The default bound within which a server that stopped answering is noticed.
-pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(5);
 
 /// The loss signal of one session. The watcher task starts on first use of
 /// [`LossWatch::watch`], so sessions nobody watches cost nothing.
@@ -63,7 +58,7 @@ pub(crate) struct Watch {
 }
 
 impl LossWatch {
-    pub(crate) fn watch(&self, session: &Arc<Session>, how: Watch) {
+    pub(crate) fn watch<W: Watched>(&self, session: &Arc<W>, how: Watch) {
         self.started.get_or_init(|| {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(watch(
@@ -89,11 +84,29 @@ impl LossWatch {
     }
 }
 
-type Ping = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A keepalive ping on its way.
+pub(crate) type Ping = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What the watcher needs of a watched connection.
+pub(crate) trait Watched: Send + Sync + 'static {
+    /// Whether the connection is known to be closed.
+    fn is_closed(&self) -> bool;
+    /// Sends a keepalive ping; the future completes when it is answered (or fails).
+    fn ping(self: Arc<Self>) -> Ping;
+    /// `Some(true)` if the backend holding `probe` is running a statement, read
+    /// within `within` over another connection; `None` when that cannot be told.
+    fn holder_is_running_a_statement(
+        &self,
+        probe: Option<(LockKey, LockMode)>,
+        within: Duration,
+    ) -> impl Future<Output = Option<bool>> + Send;
+    /// Called once, when the connection is declared lost.
+    fn declared_lost(&self);
+}
 
 /// Runs until the session is lost (then fires `lost`) or dropped (then `retired`).
-async fn watch(
-    session: Weak<Session>,
+async fn watch<W: Watched>(
+    session: Weak<W>,
     lost: CancellationToken,
     retired: CancellationToken,
     how: Watch,
@@ -109,12 +122,12 @@ async fn watch(
             retired.cancel();
             return;
         };
-        if session.client().is_closed() {
-            return declare_lost(&session, &lost, "its connection closed");
+        if session.is_closed() {
+            return declare_lost(&*session, &lost, "its connection closed");
         }
         match &mut ping {
             None if quiet_since.elapsed() >= half => {
-                ping = Some((Instant::now(), send_ping(session.clone())));
+                ping = Some((Instant::now(), session.clone().ping()));
             }
             None => {}
             Some((sent, reply)) => {
@@ -122,11 +135,11 @@ async fn watch(
                     ping = None;
                     quiet_since = Instant::now();
                 } else if sent.elapsed() >= half {
-                    match holder_is_running_a_statement(&session, how.probe, half).await {
+                    match session.holder_is_running_a_statement(how.probe, half).await {
                         // Busy with the caller's own statement: alive. Ask again later.
                         Some(true) => *sent = Instant::now(),
                         _ => {
-                            return declare_lost(&session, &lost, "the server stopped answering");
+                            return declare_lost(&*session, &lost, "the server stopped answering");
                         }
                     }
                 }
@@ -135,44 +148,15 @@ async fn watch(
     }
 }
 
-fn declare_lost(session: &Session, lost: &CancellationToken, why: &str) {
+fn declare_lost<W: Watched>(session: &W, lost: &CancellationToken, why: &str) {
     tracing::warn!(
         reason = why,
         "the session holding advisory locks is lost; so are its locks"
     );
-    session.close_when_done();
+    session.declared_lost();
     lost.cancel();
-}
-
-/// An empty statement: answered in any transaction state, and an error still
-/// proves the server is there.
-fn send_ping(session: Arc<Session>) -> Ping {
-    Box::pin(async move {
-        let _answered = session.client().simple_query("").await;
-    })
 }
 
 async fn poll_once(ping: &mut Ping) -> bool {
     std::future::poll_fn(|cx| Poll::Ready(ping.as_mut().poll(cx).is_ready())).await
-}
-
-/// Reads the state of the backend holding `probe` over a fresh connection (not
-/// from the pool, which may be exhausted): `Some(true)` if it is running a statement.
-async fn holder_is_running_a_statement(
-    session: &Session,
-    probe: Option<(LockKey, LockMode)>,
-    within: Duration,
-) -> Option<bool> {
-    let (key, mode) = probe?;
-    let (classid, objid, objsubid) = sql::pg_locks_columns(key);
-    let mode = sql::pg_locks_mode(mode);
-    let check = async {
-        let client = session.pool().manager().create().await.ok()?;
-        let row = client
-            .query_one(sql::HOLDER_IS_ACTIVE, &[&classid, &objid, &objsubid, &mode])
-            .await
-            .ok()?;
-        row.get::<_, Option<bool>>(0)
-    };
-    tokio::time::timeout(within, check).await.ok().flatten()
 }

@@ -4,6 +4,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::managed::Manager as _;
 
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::error::SqlState;
@@ -11,9 +14,10 @@ use tokio_postgres::Statement;
 
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
-use crate::loss::{LossWatch, Watch};
-use crate::pending;
+use crate::lock::LockMode;
+use crate::loss::{LossWatch, Ping, Watch, Watched};
 use crate::sql::{self, Op};
+use crate::LockKey;
 
 /// A connection taken from the pool for locks. Shared (`Arc`) by every guard whose
 /// lock lives on it and by any task still finishing an unlock on it.
@@ -35,7 +39,7 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) async fn checkout(pool: &Pool, lock: &AdvisoryLock) -> Result<Arc<Session>, Error> {
-        Self::checkout_for(pool, lock, crate::source::pool_id(pool)).await
+        Self::checkout_for(pool, lock, pool_id(pool)).await
     }
 
     /// A session for `scope` (a Locker's own sessions are not shared with its pool's
@@ -52,7 +56,7 @@ impl Session {
         Ok(Arc::new(Session {
             client: Some(client),
             pool: pool.clone(),
-            pool_id: crate::source::pool_id(pool),
+            pool_id: pool_id(pool),
             scope,
             maybe_held: AtomicUsize::new(0),
             close_when_done: AtomicBool::new(false),
@@ -85,10 +89,6 @@ impl Session {
     pub(crate) fn loss(self: &Arc<Self>, how: Watch) -> &LossWatch {
         self.loss.watch(self, how);
         &self.loss
-    }
-
-    pub(crate) fn pool(&self) -> &Pool {
-        &self.pool
     }
 
     pub(crate) fn is_lost(&self) -> bool {
@@ -193,35 +193,7 @@ impl Session {
             .cancel_query(tokio_postgres::NoTls)
             .await
     }
-
-    /// Unlocks without making the caller wait: the request is queued on the
-    /// connection before this returns (so anything sent on the session afterwards
-    /// runs after it), and its reply is awaited by a task that then lets the session
-    /// go. A failed unlock is logged; the session then closes instead of going back.
-    pub(crate) fn unlock_in_background(self: Arc<Self>, lock: AdvisoryLock) {
-        let ticket = pending::queued(&self, lock.key());
-        let mut unlock = Box::pin(async move {
-            if let Err(error) = self.unlock(&lock).await {
-                tracing::warn!(lock = %lock.id(), %error, "unlock failed; closing the session");
-            }
-            pending::finished(&self, lock.key(), ticket);
-        });
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if unlock.as_mut().poll(&mut cx).is_ready() {
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(unlock);
-            }
-            // No runtime to finish on: dropping the future drops the session, which
-            // still counts the lock, so the connection is closed and the server frees it.
-            Err(_) => drop(unlock),
-        }
-    }
 }
-
-use std::future::Future as _;
 
 type Reply<T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send>>;
@@ -278,6 +250,50 @@ impl Drop for TryAnswer {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(finish);
         }
+    }
+}
+
+/// A pool's identity: its manager lives in the pool's shared allocation.
+pub(crate) fn pool_id(pool: &Pool) -> usize {
+    pool.manager() as *const deadpool_postgres::Manager as usize
+}
+
+impl Watched for Session {
+    fn is_closed(&self) -> bool {
+        self.client().is_closed()
+    }
+
+    /// An empty statement: answered in any transaction state, and an error still
+    /// proves the server is there.
+    fn ping(self: Arc<Self>) -> Ping {
+        Box::pin(async move {
+            let _answered = self.client().simple_query("").await;
+        })
+    }
+
+    /// Reads the state of the backend holding `probe` over a fresh connection (not
+    /// from the pool, which may be exhausted).
+    async fn holder_is_running_a_statement(
+        &self,
+        probe: Option<(LockKey, LockMode)>,
+        within: Duration,
+    ) -> Option<bool> {
+        let (key, mode) = probe?;
+        let (classid, objid, objsubid) = sql::pg_locks_columns(key);
+        let mode = sql::pg_locks_mode(mode);
+        let check = async {
+            let client = self.pool.manager().create().await.ok()?;
+            let row = client
+                .query_one(sql::HOLDER_IS_ACTIVE, &[&classid, &objid, &objsubid, &mode])
+                .await
+                .ok()?;
+            row.get::<_, Option<bool>>(0)
+        };
+        tokio::time::timeout(within, check).await.ok().flatten()
+    }
+
+    fn declared_lost(&self) {
+        self.close_when_done();
     }
 }
 

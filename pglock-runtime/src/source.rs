@@ -11,8 +11,8 @@ use crate::context::Held;
 use crate::error::Error;
 use crate::guard::LockGuard;
 use crate::lock::AdvisoryLock;
-use crate::pending;
-use crate::session::Session;
+use crate::release;
+use crate::session::{pool_id, Session};
 use crate::wait::wait_for;
 
 mod sealed {
@@ -51,15 +51,10 @@ async fn session_for(pool: &Pool, held: &Held, lock: &AdvisoryLock) -> Result<Ar
     if let Some(session) = held.session_of(id) {
         return Ok(session);
     }
-    if let Some(session) = pending::take_session_for(id, lock.key()) {
+    if let Some(session) = release::take_session_for(id, lock.key()) {
         return Ok(session);
     }
     Session::checkout(pool, lock).await
-}
-
-/// A pool's identity: its manager lives in the pool's shared allocation.
-pub(crate) fn pool_id(pool: &Pool) -> usize {
-    pool.manager() as *const deadpool_postgres::Manager as usize
 }
 
 impl LockSource for Pool {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
+use crate::release;
 use crate::session::Session;
 use crate::trace;
 
@@ -91,7 +92,7 @@ impl Drop for LockerGuard {
         if self.held {
             trace::released(&self.lock, self.since, self.session.is_lost());
             if let Release::Unlock(session, lock) = self.let_go() {
-                session.unlock_in_background(lock);
+                release::unlock_in_background(session, lock);
             }
         }
     }

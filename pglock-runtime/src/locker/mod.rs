@@ -22,7 +22,9 @@ use tokio::time::Instant;
 use crate::context::Held;
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
-use crate::loss::{Watch, DEFAULT_KEEPALIVE};
+use crate::lock::DEFAULT_KEEPALIVE;
+use crate::loss::Watch;
+use crate::release;
 use crate::session::Session;
 use crate::source::LockSource;
 use crate::wait::wait_for;
@@ -342,7 +344,7 @@ impl Inner {
         ticket.used();
         if !recorded {
             // The episode was ended meanwhile (its session was lost): give it back.
-            session.unlock_in_background(lock.clone());
+            release::unlock_in_background(session, lock.clone());
             return Err(Error::LockLost {
                 lock: lock.id().clone(),
             });

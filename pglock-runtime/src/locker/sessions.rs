@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
-use crate::pending;
+use crate::release;
 use crate::session::Session;
 use crate::LockKey;
 
@@ -60,7 +60,7 @@ impl Sessions {
         locker: &Inner,
         lock: &AdvisoryLock,
     ) -> Result<Arc<Session>, Error> {
-        if let Some(session) = pending::take_session_for(self.scope, lock.key()) {
+        if let Some(session) = release::take_session_for(self.scope, lock.key()) {
             return Ok(session);
         }
         let slot = &self.slots[self.slot_of(lock.key())];

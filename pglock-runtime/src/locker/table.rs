@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::oneshot;
 
 use crate::lock::{AdvisoryLock, LockMode};
+use crate::release;
 use crate::session::Session;
 use crate::LockKey;
 
@@ -112,7 +113,7 @@ impl Drop for Ticket {
                     table.release(self.key, self.episode, &self.table)
                 {
                     drop(table);
-                    session.unlock_in_background(lock);
+                    release::unlock_in_background(session, lock);
                 }
             }
             TicketKind::Ask => table.asked_in_vain(self.key, self.episode, &self.table),

@@ -1,13 +1,15 @@
-//! Unlocks still on their way: a guard dropped (or an annotated fn returning) queues
-//! its unlock and lets the caller go on at once. Until the server has run that
-//! unlock, the next acquisition of the same key from this process takes the same
-//! session, where its request queues behind the unlock; so a lock that was released
-//! is never reported `Busy` because of our own unlock in flight.
+//! Releases the caller does not wait for: a guard dropped (or an annotated fn
+//! returning) queues its unlock and lets the caller go on at once. Until the server
+//! has run that unlock, the next acquisition of the same key from this process takes
+//! the same session, where its request queues behind the unlock; so a lock that was
+//! released is never reported `Busy` because of our own unlock in flight.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use crate::lock::AdvisoryLock;
 use crate::session::Session;
 use crate::LockKey;
 
@@ -31,7 +33,7 @@ fn table() -> std::sync::MutexGuard<'static, Pending> {
 }
 
 /// `session` has an unlock of `key` queued; give the returned ticket to [`finished`].
-pub(crate) fn queued(session: &Arc<Session>, key: LockKey) -> u64 {
+fn queued(session: &Arc<Session>, key: LockKey) -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let ticket = NEXT.fetch_add(1, Ordering::Relaxed);
     let queued = Queued {
@@ -44,7 +46,7 @@ pub(crate) fn queued(session: &Arc<Session>, key: LockKey) -> u64 {
 
 /// That unlock is done (or failed: either way, not pending). A later unlock of the
 /// same key, queued meanwhile, stays pending.
-pub(crate) fn finished(session: &Session, key: LockKey, ticket: u64) {
+fn finished(session: &Session, key: LockKey, ticket: u64) {
     let mut table = table();
     let id = (session.scope(), key);
     if table.get(&id).is_some_and(|q| q.ticket == ticket) {
@@ -59,4 +61,32 @@ pub(crate) fn finished(session: &Session, key: LockKey, ticket: u64) {
 pub(crate) fn take_session_for(scope: usize, key: LockKey) -> Option<Arc<Session>> {
     let session = table().remove(&(scope, key))?.session.upgrade()?;
     session.is_reusable().then_some(session)
+}
+
+/// Unlocks `lock` on `session` without making the caller wait: the request is on the
+/// connection before this returns (the unlock statement was prepared when the lock
+/// was taken, so the first poll sends it), anything sent on the session afterwards
+/// runs after it, and a task awaits the reply and then lets the session go. A failed
+/// unlock is logged; the session, still counting the lock, then closes instead of
+/// going back to the pool.
+pub(crate) fn unlock_in_background(session: Arc<Session>, lock: AdvisoryLock) {
+    let ticket = queued(&session, lock.key());
+    let mut unlock = Box::pin(async move {
+        if let Err(error) = session.unlock(&lock).await {
+            tracing::warn!(lock = %lock.id(), %error, "unlock failed; closing the session");
+        }
+        finished(&session, lock.key(), ticket);
+    });
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if unlock.as_mut().poll(&mut cx).is_ready() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(unlock);
+        }
+        // No runtime to finish on: dropping the future drops the session, which
+        // still counts the lock, so the connection is closed and the server frees it.
+        Err(_) => drop(unlock),
+    }
 }
