@@ -146,12 +146,12 @@ impl Session {
     /// runs after it), and its reply is awaited by a task that then lets the session
     /// go. A failed unlock is logged; the session then closes instead of going back.
     pub(crate) fn unlock_in_background(self: Arc<Self>, lock: AdvisoryLock) {
-        pending::queued(&self, lock.key());
+        let ticket = pending::queued(&self, lock.key());
         let mut unlock = Box::pin(async move {
             if let Err(error) = self.unlock(&lock).await {
                 tracing::warn!(lock = %lock.id(), %error, "unlock failed; closing the session");
             }
-            pending::finished(&self, lock.key());
+            pending::finished(&self, lock.key(), ticket);
         });
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         if unlock.as_mut().poll(&mut cx).is_ready() {
