@@ -80,3 +80,71 @@ async fn a_released_key_is_never_granted_twice_to_concurrent_takers() {
         }
     }
 }
+
+/// Tasks of one process that take the same key, each dropping its guard (so each
+/// unlock is queued), on a multi-threaded runtime: how many times a task entered
+/// the section while another was inside. A queued unlock lets the next acquisition
+/// of its key follow it on the same session; if more than one did, the server
+/// would grant the later ones as re-entrant locks of that session, and two tasks
+/// would hold an exclusive lock at once.
+async fn overlaps_among_tasks(wait: bool) -> (usize, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let pool = common::pool(16);
+    let lock = AdvisoryLock::new(unique("queued-unlock-exclusion"));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (pool, lock) = (pool.clone(), lock.clone());
+            let (inside, entered, overlaps) = (inside.clone(), entered.clone(), overlaps.clone());
+            tokio::spawn(async move {
+                for _ in 0..500 {
+                    let taken = if wait {
+                        lock.acquire(&pool).await
+                    } else {
+                        lock.try_acquire(&pool).await
+                    };
+                    let guard = match taken {
+                        Ok(guard) => guard,
+                        Err(e) if e.is_busy() && !wait => {
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
+                        Err(e) => panic!("{e}"),
+                    };
+                    entered.fetch_add(1, Ordering::SeqCst);
+                    if inside.fetch_add(1, Ordering::SeqCst) > 0 {
+                        overlaps.fetch_add(1, Ordering::SeqCst);
+                    }
+                    tokio::task::yield_now().await;
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    drop(guard); // unlock queued, not awaited
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (
+        entered.load(Ordering::SeqCst),
+        overlaps.load(Ordering::SeqCst),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_unlock_never_lets_two_tasks_in_with_try_acquire() {
+    let (entered, overlaps) = overlaps_among_tasks(false).await;
+    assert!(entered > 0, "no task ever got the lock");
+    assert_eq!(overlaps, 0, "{overlaps} overlaps in {entered} entries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_unlock_never_lets_two_tasks_in_with_acquire() {
+    let (entered, overlaps) = overlaps_among_tasks(true).await;
+    assert_eq!(entered, 2000, "every wait ends with the lock");
+    assert_eq!(overlaps, 0, "{overlaps} overlaps in {entered} entries");
+}

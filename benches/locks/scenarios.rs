@@ -1,0 +1,475 @@
+//! The table of scenarios: every group with its baseline first.
+//!
+//! Adding a scenario is one `.scenario(...)` (or `.info(...)`) line in [`groups`] and an
+//! `async fn` below with the shape of its group:
+//! - latency: `async fn(ctx: Ctx, calls: usize)` runs `calls` locked calls in a row;
+//! - throughput: `async fn(ctx: Ctx, deadline: Instant) -> u64` runs its tasks until
+//!   `deadline` and returns how many locked calls completed.
+//!
+//! Each workload takes a key of its own (`ctx.name("group/id")`), so that a queued
+//! unlock left by one member's batch never makes the next member's first call busy.
+//! A `Locker` scenario (many locks on few sessions) will be a member of these groups,
+//! with the same baselines, plus groups of its own (hundreds of keys held at once).
+
+use std::future::Future;
+use std::task::{Context, Waker};
+use std::time::Instant;
+
+use deadpool_postgres::Pool;
+use pglock::testdb::TestDb;
+use pglock::{AdvisoryLock, LockKey};
+use sqlx::postgres::{PgAdvisoryLock, PgAdvisoryLockKey, PgPoolOptions};
+
+use crate::harness::{latency, throughput, Ctx, Group, Target};
+
+/// What the workloads share.
+pub struct Env {
+    /// Every pglock and raw tokio-postgres scenario takes its connections here
+    /// (deadpool, `RecyclingMethod::Fast`: what `TestDb::pool` and users have).
+    pub pool: Pool,
+    /// sqlx's pool, default options (so `test_before_acquire` is on, as for users).
+    pub sqlx: sqlx::PgPool,
+    prefix: String,
+}
+
+impl Env {
+    pub async fn connect(db: &TestDb) -> Env {
+        let sqlx = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(db.url())
+            .await
+            .expect("sqlx pool on the test database");
+        Env {
+            pool: db.pool(48),
+            sqlx,
+            prefix: format!("pglock-bench:{}:", std::process::id()),
+        }
+    }
+
+    /// A lock name of this process: runs on a shared `DATABASE_URL` do not collide.
+    pub fn name(&self, what: &str) -> String {
+        format!("{}{what}", self.prefix)
+    }
+
+    /// The bigint key of [`Env::name`], for the raw and sqlx baselines.
+    pub fn key(&self, what: &str) -> i64 {
+        match LockKey::from_name(&self.name(what)) {
+            LockKey::BigInt(k) => k,
+            LockKey::Pair(..) => unreachable!("names map to bigint keys"),
+        }
+    }
+}
+
+/// Why the attribute rows are empty for now.
+const ATTRIBUTE: &str = "`#[advisory_locked]` is being written on branch `macro`; \
+                         see ATTRIBUTE SCENARIOS in benches/locks/scenarios.rs";
+
+pub fn groups() -> Vec<Group> {
+    vec![
+        Group::latency("uncontended", "one task, one key, nobody else; try, no wait")
+            .baseline(
+                "raw",
+                "pool.get + prepared `pg_try_advisory_lock($1)`, then `pg_advisory_unlock($1)`, each awaited (2 round trips)",
+                latency!(raw_try),
+            )
+            .info(
+                "select1",
+                "pool.get + prepared `SELECT 1`: one round trip, no lock (what a round trip costs here)",
+                latency!(select1),
+            )
+            .info(
+                "raw_pipelined",
+                "one pooled client; the unlock sent without awaiting it, its reply read with the next try's (1 round trip)",
+                latency!(raw_try_pipelined),
+            )
+            .scenario(
+                "runtime",
+                "`AdvisoryLock::try_acquire(&pool)` + `guard.release()`",
+                latency!(runtime_try_release),
+                Target::AtMost(1.05),
+            )
+            .scenario(
+                "runtime_drop",
+                "`try_acquire` + drop the guard (the unlock is queued: what the attribute does)",
+                latency!(runtime_try_drop),
+                Target::AtMost(0.65),
+            )
+            .pending(
+                "attribute",
+                "empty `#[advisory_locked(key = \"...\")]` fn, literal key",
+                ATTRIBUTE,
+            )
+            .pending(
+                "attribute_template",
+                "empty `#[advisory_locked(key = \"job:{a}:{b}\")]` fn, key from two arguments",
+                ATTRIBUTE,
+            ),
+        Group::latency("wait_uncontended", "one task, one key, nobody else; wait")
+            .baseline(
+                "raw",
+                "pool.get + prepared `pg_advisory_lock($1)`, then `pg_advisory_unlock($1)`, each awaited (2 round trips)",
+                latency!(raw_wait),
+            )
+            .scenario(
+                "runtime",
+                "`AdvisoryLock::acquire(&pool)` + `guard.release()`",
+                latency!(runtime_wait_release),
+                Target::AtMost(1.05),
+            )
+            .scenario(
+                "runtime_drop",
+                "`acquire` + drop the guard (unlock queued)",
+                latency!(runtime_wait_drop),
+                Target::AtMost(0.65),
+            )
+            .pending(
+                "attribute",
+                "empty `#[advisory_locked(wait, key = \"...\")]` fn",
+                ATTRIBUTE,
+            )
+            .info(
+                "sqlx",
+                "sqlx 0.8: `pool.acquire()` + `PgAdvisoryLock::acquire` + `release_now` (pool pings the connection on checkout, its default)",
+                latency!(sqlx_pool),
+            )
+            .info(
+                "sqlx_conn_kept",
+                "sqlx 0.8: one connection kept for the batch; `acquire` + `release_now`",
+                latency!(sqlx_conn_kept),
+            )
+            .check("runtime_drop", "sqlx", 1.5, true)
+            .check("runtime", "sqlx", 1.5, false),
+        Group::throughput("contended", "4 tasks, one key, wait; locked calls (handoffs) per second")
+            .baseline(
+                "raw",
+                "4 tasks, each its own pooled client: `pg_advisory_lock($1)` then `pg_advisory_unlock($1)`",
+                throughput!(raw_contended),
+            )
+            .info(
+                "raw_checkout",
+                "as `raw`, but each call takes its client from the pool and gives it back, as any lock from a pool must",
+                throughput!(raw_contended_checkout),
+            )
+            .scenario(
+                "runtime",
+                "4 tasks: `acquire(&pool)` + `release()`",
+                throughput!(runtime_contended_release),
+                Target::AtLeast(0.9),
+            )
+            .scenario(
+                "runtime_drop",
+                "4 tasks: `acquire(&pool)` + drop (unlock queued)",
+                throughput!(runtime_contended_drop),
+                Target::AtLeast(0.9),
+            )
+            .pending(
+                "attribute",
+                "4 tasks calling an empty `#[advisory_locked(wait)]` fn",
+                ATTRIBUTE,
+            ),
+        Group::throughput("distinct_keys", "16 tasks, 16 keys (one each), try; locked calls per second")
+            .baseline(
+                "raw",
+                "16 tasks: pool.get + prepared try, then unlock, each awaited",
+                throughput!(raw_distinct),
+            )
+            .scenario(
+                "runtime",
+                "16 tasks: `try_acquire(&pool)` + `release()`",
+                throughput!(runtime_distinct_release),
+                Target::AtLeast(0.9),
+            )
+            .scenario(
+                "runtime_drop",
+                "16 tasks: `try_acquire(&pool)` + drop (unlock queued)",
+                throughput!(runtime_distinct_drop),
+                Target::AtLeast(0.9),
+            )
+            .pending(
+                "attribute",
+                "16 tasks calling an empty `#[advisory_locked(key = \"k:{i}\")]` fn",
+                ATTRIBUTE,
+            ),
+    ]
+}
+
+// ---------------------------------------------------------------------------------
+// ATTRIBUTE SCENARIOS (not written yet: `#[advisory_locked]` is on branch `macro`).
+//
+// When it lands, replace each `.pending("attribute...", ...)` row above with a
+// `.scenario(...)` of the same target as the `runtime_drop` row of its group (the
+// attribute drops its guard, so its unlock is queued), and add fns like these:
+//
+//     #[pglock::advisory_locked(key = "pglock-bench/attribute", pool = pool)]
+//     async fn locked_literal(pool: &Pool) -> Result<(), pglock::Error> {
+//         Ok(())
+//     }
+//
+//     #[pglock::advisory_locked(key = "pglock-bench/job:{a}:{b}", pool = pool)]
+//     async fn locked_template(pool: &Pool, a: u32, b: &str) -> Result<(), pglock::Error> {
+//         Ok(())
+//     }
+//
+//     async fn attribute_literal(ctx: Ctx, calls: usize) {
+//         for _ in 0..calls {
+//             locked_literal(&ctx.pool).await.unwrap();
+//         }
+//     }
+//
+// (`wait` and the throughput groups alike.) Until then the rows print as "not
+// measured yet": nothing stands in for the attribute.
+// ---------------------------------------------------------------------------------
+
+const TRY: &str = "SELECT pg_try_advisory_lock($1::int8)";
+const WAIT: &str = "SELECT pg_advisory_lock($1::int8)";
+const UNLOCK: &str = "SELECT pg_advisory_unlock($1::int8)";
+
+/// One raw locked call on a client of `pool`: lock (`sql`), then unlock, each awaited.
+async fn raw_call(pool: &Pool, sql: &str, key: i64) {
+    let client = pool.get().await.unwrap();
+    let lock = client.prepare_cached(sql).await.unwrap();
+    let unlock = client.prepare_cached(UNLOCK).await.unwrap();
+    let row = client.query_one(&lock, &[&key]).await.unwrap();
+    if sql == TRY {
+        assert!(row.get::<_, bool>(0), "raw try found {key} busy");
+    }
+    let freed: bool = client.query_one(&unlock, &[&key]).await.unwrap().get(0);
+    assert!(freed);
+}
+
+async fn select1(ctx: Ctx, calls: usize) {
+    for _ in 0..calls {
+        let client = ctx.pool.get().await.unwrap();
+        let one = client.prepare_cached("SELECT 1").await.unwrap();
+        let one: i32 = client.query_one(&one, &[]).await.unwrap().get(0);
+        assert_eq!(one, 1);
+    }
+}
+
+async fn raw_try(ctx: Ctx, calls: usize) {
+    let key = ctx.key("uncontended/raw");
+    for _ in 0..calls {
+        raw_call(&ctx.pool, TRY, key).await;
+    }
+}
+
+async fn raw_wait(ctx: Ctx, calls: usize) {
+    let key = ctx.key("wait_uncontended/raw");
+    for _ in 0..calls {
+        raw_call(&ctx.pool, WAIT, key).await;
+    }
+}
+
+/// Sends what `future` has to send (its first poll), without waiting for a reply.
+fn send_now<F: Future + Unpin>(future: &mut F) {
+    let mut cx = Context::from_waker(Waker::noop());
+    let answered = std::pin::Pin::new(future).poll(&mut cx).is_ready();
+    assert!(!answered, "a query cannot be answered before it is sent");
+}
+
+async fn raw_try_pipelined(ctx: Ctx, calls: usize) {
+    let key = ctx.key("uncontended/raw_pipelined");
+    let client = ctx.pool.get().await.unwrap();
+    let lock = client.prepare_cached(TRY).await.unwrap();
+    let unlock = client.prepare_cached(UNLOCK).await.unwrap();
+    type Reply<'a> = std::pin::Pin<
+        Box<dyn Future<Output = Result<tokio_postgres::Row, tokio_postgres::Error>> + Send + 'a>,
+    >;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
+    let mut in_flight: Option<Reply<'_>> = None;
+    for _ in 0..calls {
+        let granted = client.query_one(&lock, &params);
+        let granted: bool = match in_flight.take() {
+            None => granted.await,
+            Some(unlocked) => {
+                let (unlocked, granted) = tokio::join!(unlocked, granted);
+                assert!(unlocked.unwrap().get::<_, bool>(0));
+                granted
+            }
+        }
+        .unwrap()
+        .get(0);
+        assert!(granted);
+        let mut unlocked: Reply<'_> = Box::pin(client.query_one(&unlock, &params));
+        send_now(&mut unlocked);
+        in_flight = Some(unlocked);
+    }
+    if let Some(unlocked) = in_flight {
+        assert!(unlocked.await.unwrap().get::<_, bool>(0));
+    }
+}
+
+async fn runtime_try_release(ctx: Ctx, calls: usize) {
+    let lock = AdvisoryLock::new(ctx.name("uncontended/runtime"));
+    for _ in 0..calls {
+        let guard = lock.try_acquire(&ctx.pool).await.unwrap();
+        guard.release().await.unwrap();
+    }
+}
+
+async fn runtime_try_drop(ctx: Ctx, calls: usize) {
+    let lock = AdvisoryLock::new(ctx.name("uncontended/runtime_drop"));
+    for _ in 0..calls {
+        drop(lock.try_acquire(&ctx.pool).await.unwrap());
+    }
+}
+
+async fn runtime_wait_release(ctx: Ctx, calls: usize) {
+    let lock = AdvisoryLock::new(ctx.name("wait_uncontended/runtime"));
+    for _ in 0..calls {
+        let guard = lock.acquire(&ctx.pool).await.unwrap();
+        guard.release().await.unwrap();
+    }
+}
+
+async fn runtime_wait_drop(ctx: Ctx, calls: usize) {
+    let lock = AdvisoryLock::new(ctx.name("wait_uncontended/runtime_drop"));
+    for _ in 0..calls {
+        drop(lock.acquire(&ctx.pool).await.unwrap());
+    }
+}
+
+async fn sqlx_pool(ctx: Ctx, calls: usize) {
+    let lock =
+        PgAdvisoryLock::with_key(PgAdvisoryLockKey::BigInt(ctx.key("wait_uncontended/sqlx")));
+    for _ in 0..calls {
+        let conn = ctx.sqlx.acquire().await.unwrap();
+        let guard = lock.acquire(conn).await.unwrap();
+        drop(guard.release_now().await.unwrap());
+    }
+}
+
+async fn sqlx_conn_kept(ctx: Ctx, calls: usize) {
+    let lock = PgAdvisoryLock::with_key(PgAdvisoryLockKey::BigInt(
+        ctx.key("wait_uncontended/sqlx_conn_kept"),
+    ));
+    let mut conn = ctx.sqlx.acquire().await.unwrap();
+    for _ in 0..calls {
+        let guard = lock.acquire(&mut conn).await.unwrap();
+        guard.release_now().await.unwrap();
+    }
+}
+
+/// Runs `tasks` tasks of `each(ctx, task index, deadline)` and adds up their calls.
+async fn spawn_all<F, Fut>(ctx: &Ctx, tasks: usize, deadline: Instant, each: F) -> u64
+where
+    F: Fn(Ctx, usize, Instant) -> Fut,
+    Fut: Future<Output = u64> + Send + 'static,
+{
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| tokio::spawn(each(ctx.clone(), i, deadline)))
+        .collect();
+    let mut calls = 0;
+    for handle in handles {
+        calls += handle.await.expect("a benchmark task panicked");
+    }
+    calls
+}
+
+const CONTENDERS: usize = 4;
+
+async fn raw_contended(ctx: Ctx, deadline: Instant) -> u64 {
+    spawn_all(&ctx, CONTENDERS, deadline, |ctx, _, deadline| async move {
+        let key = ctx.key("contended/raw");
+        let client = ctx.pool.get().await.unwrap();
+        let lock = client.prepare_cached(WAIT).await.unwrap();
+        let unlock = client.prepare_cached(UNLOCK).await.unwrap();
+        let mut calls = 0;
+        while Instant::now() < deadline {
+            client.execute(&lock, &[&key]).await.unwrap();
+            calls += 1;
+            let freed: bool = client.query_one(&unlock, &[&key]).await.unwrap().get(0);
+            assert!(freed);
+        }
+        calls
+    })
+    .await
+}
+
+async fn raw_contended_checkout(ctx: Ctx, deadline: Instant) -> u64 {
+    spawn_all(&ctx, CONTENDERS, deadline, |ctx, _, deadline| async move {
+        let key = ctx.key("contended/raw_checkout");
+        let mut calls = 0;
+        while Instant::now() < deadline {
+            raw_call(&ctx.pool, WAIT, key).await;
+            calls += 1;
+        }
+        calls
+    })
+    .await
+}
+
+async fn runtime_contended(ctx: Ctx, deadline: Instant, name: &str, release: bool) -> u64 {
+    let lock = AdvisoryLock::new(ctx.name(name));
+    spawn_all(&ctx, CONTENDERS, deadline, move |ctx, _, deadline| {
+        let lock = lock.clone();
+        async move {
+            let mut calls = 0;
+            while Instant::now() < deadline {
+                let guard = lock.acquire(&ctx.pool).await.unwrap();
+                calls += 1;
+                if release {
+                    guard.release().await.unwrap();
+                } else {
+                    drop(guard);
+                }
+            }
+            calls
+        }
+    })
+    .await
+}
+
+async fn runtime_contended_release(ctx: Ctx, deadline: Instant) -> u64 {
+    runtime_contended(ctx, deadline, "contended/runtime", true).await
+}
+
+async fn runtime_contended_drop(ctx: Ctx, deadline: Instant) -> u64 {
+    runtime_contended(ctx, deadline, "contended/runtime_drop", false).await
+}
+
+const DISTINCT: usize = 16;
+
+async fn raw_distinct(ctx: Ctx, deadline: Instant) -> u64 {
+    spawn_all(&ctx, DISTINCT, deadline, |ctx, i, deadline| async move {
+        let key = ctx.key(&format!("distinct_keys/raw/{i}"));
+        let mut calls = 0;
+        while Instant::now() < deadline {
+            raw_call(&ctx.pool, TRY, key).await;
+            calls += 1;
+        }
+        calls
+    })
+    .await
+}
+
+async fn runtime_distinct(ctx: Ctx, deadline: Instant, name: &'static str, release: bool) -> u64 {
+    spawn_all(
+        &ctx,
+        DISTINCT,
+        deadline,
+        move |ctx, i, deadline| async move {
+            let lock = AdvisoryLock::new(ctx.name(&format!("{name}/{i}")));
+            let mut calls = 0;
+            while Instant::now() < deadline {
+                let guard = lock.try_acquire(&ctx.pool).await.unwrap();
+                calls += 1;
+                if release {
+                    guard.release().await.unwrap();
+                } else {
+                    drop(guard);
+                }
+            }
+            calls
+        },
+    )
+    .await
+}
+
+async fn runtime_distinct_release(ctx: Ctx, deadline: Instant) -> u64 {
+    runtime_distinct(ctx, deadline, "distinct_keys/runtime", true).await
+}
+
+async fn runtime_distinct_drop(ctx: Ctx, deadline: Instant) -> u64 {
+    runtime_distinct(ctx, deadline, "distinct_keys/runtime_drop", false).await
+}

@@ -1,0 +1,166 @@
+//! A guard dropped without `release()` queues its unlock; when that unlock fails,
+//! the failure is logged and the connection is closed, never handed out again.
+
+mod common;
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::unique;
+use pglock::AdvisoryLock;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+/// One event as the subscriber saw it: level, target and every field as text.
+#[derive(Clone, Debug)]
+struct Captured {
+    level: Level,
+    target: String,
+    fields: Vec<(String, String)>,
+}
+
+impl Captured {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A subscriber that keeps every event: the runtime logs from a task of its own,
+/// so it is installed for the whole process, not per thread.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Captured>>>);
+
+impl Capture {
+    fn global() -> &'static Capture {
+        static CAPTURE: OnceLock<Capture> = OnceLock::new();
+        CAPTURE.get_or_init(|| {
+            let capture = Capture::default();
+            tracing::subscriber::set_global_default(capture.clone())
+                .expect("no other subscriber in this test binary");
+            capture
+        })
+    }
+
+    fn events(&self) -> Vec<Captured> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+struct Fields<'a>(&'a mut Vec<(String, String)>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .push((field.name().to_string(), format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().to_string(), value.to_string()));
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = Vec::new();
+        event.record(&mut Fields(&mut fields));
+        self.0.lock().unwrap().push(Captured {
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_string(),
+            fields,
+        });
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_queued_unlock_is_logged_and_its_connection_discarded() {
+    let capture = Capture::global();
+    let observer = common::observer().await;
+    let pool = common::pool(1);
+    let name = unique("failed-unlock");
+    let lock = AdvisoryLock::new(name.as_str());
+
+    let guard = lock.try_acquire(&pool).await.unwrap();
+    let locked_pid = backend_pid(&guard).await;
+    // Behind the library's back: the session no longer holds the lock, so the
+    // unlock queued when the guard is dropped finds nothing to unlock.
+    guard
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
+    assert!(common::lock_rows(&observer, lock.key()).await.is_empty());
+    drop(guard);
+
+    // The pool has one slot: it is free again only once the session is let go, so
+    // this waits for the queued unlock's task to finish.
+    let next = tokio::time::timeout(Duration::from_secs(10), pool.get())
+        .await
+        .expect("the connection of the failed unlock was never let go")
+        .unwrap();
+    let next_pid = backend_pid(&next).await;
+    assert_ne!(
+        next_pid, locked_pid,
+        "the connection whose unlock failed went back to the pool"
+    );
+
+    // (a) logged: a warning naming the lock.
+    let warnings: Vec<_> = capture
+        .events()
+        .into_iter()
+        .filter(|e| e.level == Level::WARN && e.target.starts_with("pglock_runtime"))
+        .filter(|e| e.field("lock").is_some_and(|l| l.contains(&name)))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:#?}", capture.events());
+    let warning = &warnings[0];
+    assert!(
+        warning
+            .field("message")
+            .is_some_and(|m| m.contains("unlock failed")),
+        "{warning:?}"
+    );
+    assert!(
+        warning.field("error").is_some_and(|e| e.contains("lost")),
+        "{warning:?}"
+    );
+
+    // (b) discarded: its backend is gone from the server, not idle in some pool.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let alive: bool = observer
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)",
+                &[&locked_pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if !alive {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backend {locked_pid} is still connected 5 s after its unlock failed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
