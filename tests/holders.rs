@@ -8,16 +8,6 @@ use std::time::Duration;
 
 use pglock::{holders, AdvisoryLock, CallSite, LockMode};
 
-fn named_pool(name: &str) -> deadpool_postgres::Pool {
-    let mut config = pglock::testdb::shared().config();
-    config.application_name(name);
-    let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
-    deadpool_postgres::Pool::builder(manager)
-        .max_size(2)
-        .build()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn holders_lists_the_holder_then_the_waiter_with_its_call_site() {
     static SITE: CallSite = CallSite {
@@ -26,7 +16,10 @@ async fn holders_lists_the_holder_then_the_waiter_with_its_call_site() {
         line: 42,
     };
     let name = common::unique("holders");
-    let (holding, waiting) = (named_pool("holding-app"), named_pool("waiting-app"));
+    let (holding, waiting) = (
+        common::named_pool(2, "holding-app"),
+        common::named_pool(2, "waiting-app"),
+    );
     let held = AdvisoryLock::new(name.as_str())
         .try_acquire(&holding)
         .await

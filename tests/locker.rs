@@ -40,20 +40,10 @@ async fn backends_named(observer: &tokio_postgres::Client, name: &str) -> Vec<i3
         .collect()
 }
 
-fn named_pool(max_size: usize, name: &str) -> deadpool_postgres::Pool {
-    let mut config = pglock::testdb::shared().config();
-    config.application_name(name);
-    let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
-    deadpool_postgres::Pool::builder(manager)
-        .max_size(max_size)
-        .build()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_locks_held_at_once_on_a_pool_of_two() {
     let name = unique("two-thousand");
-    let pool = named_pool(2, &name);
+    let pool = common::named_pool(2, &name);
     let locker = Locker::new(pool.clone());
     let observer = common::observer().await;
     let all_held = Arc::new(tokio::sync::Barrier::new(2001));
@@ -89,7 +79,7 @@ async fn two_thousand_locks_held_at_once_on_a_pool_of_two() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_waiters_leave_the_pool_free_and_queue_once_in_the_server() {
     let name = unique("sixty-four");
-    let pool = named_pool(4, &name);
+    let pool = common::named_pool(4, &name);
     let locker = Locker::new(pool.clone());
     let observer = common::observer().await;
     let foreign = Foreign::connect().await;
@@ -295,7 +285,7 @@ async fn reentrant_wait_through_a_locker_fails_at_once() {
 #[tokio::test]
 async fn a_lost_lock_session_is_reported_to_every_guard_and_replaced() {
     let name = unique("locker-loss");
-    let pool = named_pool(4, &name);
+    let pool = common::named_pool(4, &name);
     let locker = Locker::builder(pool).sessions(1).build();
     let observer = common::observer().await;
     let locks: Vec<_> = (0..10)

@@ -90,16 +90,7 @@ async fn dropped_wait_is_cancelled_on_the_server_and_never_granted_later() {
     wait.abort();
     assert!(wait.await.unwrap_err().is_cancelled());
 
-    // The server-side wait is cancelled: only the foreign holder is left.
-    let rows = settled_rows(&observer, lock.key(), 1).await;
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0].pid, foreign.pid);
-
-    // And after the holder lets go, nobody of ours is granted the lock.
-    foreign.unlock(lock.key()).await;
-    assert_eq!(stays_free(&observer, &lock).await, vec![]);
-    let client = pool.get().await.unwrap();
-    assert_eq!(common::advisory_locks_of(&client).await, 0);
+    assert_nothing_of_ours_waits_or_is_granted_later(&pool, &observer, &foreign, &lock).await;
 }
 
 #[tokio::test]
@@ -168,13 +159,7 @@ async fn timed_out_wait_leaves_no_waiter_and_is_never_granted_later() {
     assert!(err.is_timeout(), "{err:?}");
     assert!(err.to_string().contains("200ms"), "{err}");
 
-    let rows = settled_rows(&observer, lock.key(), 1).await;
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0].pid, foreign.pid);
-    foreign.unlock(lock.key()).await;
-    assert_eq!(stays_free(&observer, &lock).await, vec![]);
-    let client = pool.get().await.unwrap();
-    assert_eq!(common::advisory_locks_of(&client).await, 0);
+    assert_nothing_of_ours_waits_or_is_granted_later(&pool, &observer, &foreign, &lock).await;
 }
 
 /// The `lock_timeout` race: a release at the moment the limit runs out may grant
@@ -220,6 +205,24 @@ async fn timeout_at_the_moment_of_release_reports_what_the_server_did() {
         }
     }
     println!("granted {granted}, timed out {timed_out}");
+}
+
+/// After a wait of ours was given up while `foreign` holds `lock`: the server-side
+/// wait is gone (only the foreign holder is left), nobody of ours is granted the lock
+/// once the holder lets go, and the pooled connection holds nothing.
+async fn assert_nothing_of_ours_waits_or_is_granted_later(
+    pool: &deadpool_postgres::Pool,
+    observer: &tokio_postgres::Client,
+    foreign: &Foreign,
+    lock: &AdvisoryLock,
+) {
+    let rows = settled_rows(observer, lock.key(), 1).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].pid, foreign.pid);
+    foreign.unlock(lock.key()).await;
+    assert_eq!(stays_free(observer, lock).await, vec![]);
+    let client = pool.get().await.unwrap();
+    assert_eq!(common::advisory_locks_of(&client).await, 0);
 }
 
 /// Rows for `key` once the expected count is reached (or after a second).

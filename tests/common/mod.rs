@@ -13,6 +13,15 @@ pub fn pool(max_size: usize) -> Pool {
     pglock::testdb::shared().pool(max_size)
 }
 
+/// A pool whose connections carry `application_name = name`, so the test can find
+/// its backends in `pg_stat_activity`.
+pub fn named_pool(max_size: usize, name: &str) -> Pool {
+    let mut config = pglock::testdb::shared().config();
+    config.application_name(name);
+    let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+    Pool::builder(manager).max_size(max_size).build().unwrap()
+}
+
 /// A plain connection of its own, for watching the server from outside the library.
 pub async fn observer() -> tokio_postgres::Client {
     let (client, connection) = pglock::testdb::shared()
