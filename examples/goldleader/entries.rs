@@ -16,6 +16,12 @@ pub fn application_name(run: u32, worker: u32) -> String {
     format!("goldleader-{run}-worker-{worker}")
 }
 
+/// The connection name of the pools that record entries (not counted as lock
+/// connections).
+pub fn recorder_name(run: u32) -> String {
+    format!("goldleader-{run}-entries")
+}
+
 pub async fn create(db: &Client, run: u32) -> Result<(), Error> {
     let table = table(run);
     db.batch_execute(&format!(

@@ -62,11 +62,7 @@ pub async fn run(cli: &Cli, id: u32, run: u32) -> Result<(), AppError> {
     let worker = Arc::new(Worker {
         run,
         id,
-        entries: pool(
-            url,
-            &format!("goldleader-{run}-entries"),
-            tasks as usize + 1,
-        )?,
+        entries: pool(url, &entries::recorder_name(run), tasks as usize + 1)?,
         hold: Duration::from_millis(cli.hold_ms),
         stop: stop_signal(),
     });
