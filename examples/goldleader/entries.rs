@@ -1,0 +1,176 @@
+//! The table of entries into the critical section: one row per entry, with the
+//! server's clock at its start and end. Rows are written from inside the critical
+//! section, so each row's interval lies within a time its worker held the lock; if
+//! the lock excludes, no two intervals intersect.
+
+use deadpool_postgres::Client;
+use tokio_postgres::Error;
+
+/// The entries table of a run (the leader's process id).
+pub fn table(run: u32) -> String {
+    format!("goldleader_entries_{run}")
+}
+
+/// The connection name of a worker's lock pool, for `pg_stat_activity`.
+pub fn application_name(run: u32, worker: u32) -> String {
+    format!("goldleader-{run}-worker-{worker}")
+}
+
+/// The connection name of the pools that record entries (not counted as lock
+/// connections).
+pub fn recorder_name(run: u32) -> String {
+    format!("goldleader-{run}-entries")
+}
+
+pub async fn create(db: &Client, run: u32) -> Result<(), Error> {
+    let table = table(run);
+    db.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table};
+         CREATE TABLE {table} (
+             id bigserial PRIMARY KEY,
+             worker int NOT NULL,
+             task int NOT NULL,
+             waited_us bigint NOT NULL,
+             started timestamptz NOT NULL,
+             ended timestamptz
+         )"
+    ))
+    .await
+}
+
+pub async fn drop(db: &Client, run: u32) -> Result<(), Error> {
+    db.batch_execute(&format!("DROP TABLE IF EXISTS {}", table(run)))
+        .await
+}
+
+/// Records the start of an entry, now by the server's clock; returns its id.
+pub async fn start(
+    db: &Client,
+    run: u32,
+    worker: u32,
+    task: u32,
+    waited_us: i64,
+) -> Result<i64, Error> {
+    let sql = format!(
+        "INSERT INTO {} (worker, task, waited_us, started) \
+         VALUES ($1, $2, $3, clock_timestamp()) RETURNING id",
+        table(run)
+    );
+    let row = db
+        .query_one(&sql, &[&(worker as i32), &(task as i32), &waited_us])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Records the end of entry `id`, now by the server's clock.
+pub async fn end(db: &Client, run: u32, id: i64) -> Result<(), Error> {
+    let sql = format!(
+        "UPDATE {} SET ended = clock_timestamp() WHERE id = $1",
+        table(run)
+    );
+    db.execute(&sql, &[&id]).await.map(|_| ())
+}
+
+/// One worker's entries, as the database recorded them.
+#[derive(Debug, Default, Clone)]
+pub struct WorkerStats {
+    pub entries: i64,
+    /// How many of the worker's tasks got in at least once.
+    pub tasks: i64,
+    pub wait_p50_us: i64,
+    pub wait_p99_us: i64,
+    pub held_us: i64,
+}
+
+/// Every worker's finished entries, by worker.
+pub async fn stats(db: &Client, run: u32) -> Result<Vec<(u32, WorkerStats)>, Error> {
+    let sql = format!(
+        "SELECT worker, count(*), count(DISTINCT task),
+                percentile_disc(0.5) WITHIN GROUP (ORDER BY waited_us),
+                percentile_disc(0.99) WITHIN GROUP (ORDER BY waited_us),
+                (extract(epoch FROM sum(ended - started)) * 1e6)::int8
+         FROM {} WHERE ended IS NOT NULL GROUP BY worker ORDER BY worker",
+        table(run)
+    );
+    Ok(db
+        .query(&sql, &[])
+        .await?
+        .iter()
+        .map(|row| {
+            let worker: i32 = row.get(0);
+            let stats = WorkerStats {
+                entries: row.get(1),
+                tasks: row.get(2),
+                wait_p50_us: row.get(3),
+                wait_p99_us: row.get(4),
+                held_us: row.get(5),
+            };
+            (worker as u32, stats)
+        })
+        .collect())
+}
+
+/// Two entries that were in the critical section at the same time.
+#[derive(Debug)]
+pub struct Overlap {
+    pub first: String,
+    pub second: String,
+}
+
+/// The overlaps: how many pairs of finished entries intersect, and a few of them.
+pub async fn overlaps(db: &Client, run: u32) -> Result<(i64, Vec<Overlap>), Error> {
+    let table = table(run);
+    let pairs = format!(
+        "FROM {table} a JOIN {table} b ON a.id < b.id
+         WHERE a.ended IS NOT NULL AND b.ended IS NOT NULL
+           AND tstzrange(a.started, a.ended) && tstzrange(b.started, b.ended)"
+    );
+    let count: i64 = db
+        .query_one(&format!("SELECT count(*) {pairs}"), &[])
+        .await?
+        .get(0);
+    let entry = |t: &str| {
+        format!(
+            "format('worker %s task %s [%s, %s)', {t}.worker, {t}.task, \
+             to_char({t}.started, 'HH24:MI:SS.US'), to_char({t}.ended, 'HH24:MI:SS.US'))"
+        )
+    };
+    let examples = db
+        .query(
+            &format!(
+                "SELECT {}, {} {pairs} ORDER BY a.started LIMIT 3",
+                entry("a"),
+                entry("b")
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| Overlap {
+            first: row.get(0),
+            second: row.get(1),
+        })
+        .collect();
+    Ok((count, examples))
+}
+
+/// Connections open now per worker lock pool of the run, by `application_name`.
+pub async fn connections(db: &Client, run: u32, workers: u32) -> Result<Vec<u32>, Error> {
+    let names: Vec<String> = (0..workers).map(|w| application_name(run, w)).collect();
+    let rows = db
+        .query(
+            "SELECT application_name, count(*) FROM pg_stat_activity \
+             WHERE application_name = ANY($1) GROUP BY application_name",
+            &[&names],
+        )
+        .await?;
+    let mut counts = vec![0; workers as usize];
+    for row in rows {
+        let name: String = row.get(0);
+        let n: i64 = row.get(1);
+        if let Some(worker) = names.iter().position(|x| *x == name) {
+            counts[worker] = n as u32;
+        }
+    }
+    Ok(counts)
+}

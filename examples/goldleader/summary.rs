@@ -1,0 +1,130 @@
+//! The summary table, from the entries the database recorded (and the Busy/skip
+//! counts and connections the leader saw), ending with the overlap check.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use deadpool_postgres::Client;
+
+use crate::cli::{Cli, Mode};
+use crate::entries::{self, Overlap, WorkerStats};
+use crate::tally::{human, Board};
+
+pub struct Summary {
+    pub text: String,
+    pub overlaps: i64,
+}
+
+/// Reads the run's entries from the database and writes the summary.
+pub async fn summarize(
+    db: &Client,
+    cli: &Cli,
+    run: u32,
+    board: &Board,
+    ran: Duration,
+) -> Result<Summary, tokio_postgres::Error> {
+    let stats = entries::stats(db, run).await?;
+    let (overlaps, examples) = entries::overlaps(db, run).await?;
+    let text = table(cli, board, ran, &stats, overlaps, &examples);
+    Ok(Summary { text, overlaps })
+}
+
+/// The table's columns, each as wide as its heading (at least 7).
+const COLUMNS: [&str; 9] = [
+    "worker",
+    "entries",
+    "tasks",
+    "wait p50",
+    "wait p99",
+    "held",
+    "busy",
+    "skipped",
+    "lock conns",
+];
+
+/// A line of the table: each cell right-aligned under its heading.
+fn row(cells: [String; 9]) -> String {
+    let cells: Vec<String> = cells
+        .iter()
+        .zip(COLUMNS)
+        .map(|(cell, heading)| format!("{cell:>width$}", width = heading.len().max(7)))
+        .collect();
+    cells.join(" ").trim_end().to_string()
+}
+
+fn table(
+    cli: &Cli,
+    board: &Board,
+    ran: Duration,
+    stats: &[(u32, WorkerStats)],
+    overlaps: i64,
+    examples: &[Overlap],
+) -> String {
+    let us = |n: i64| human(Duration::from_micros(n.max(0) as u64));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "goldleader: {} worker(s) x {} task(s), {}, {:.1} s\n",
+        cli.workers,
+        cli.tasks_per_worker(),
+        cli.describe(),
+        ran.as_secs_f64()
+    );
+    let _ = writeln!(out, "{}", row(COLUMNS.map(String::from)));
+    let mut total = WorkerStats::default();
+    for (w, tally) in board.workers.iter().enumerate() {
+        let s = stats
+            .iter()
+            .find(|(worker, _)| *worker as usize == w)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default();
+        total.entries += s.entries;
+        total.held_us += s.held_us;
+        // No entries, no waits to speak of.
+        let waited = |n| if s.entries > 0 { us(n) } else { "-".into() };
+        let line = row([
+            w.to_string(),
+            s.entries.to_string(),
+            format!("{}/{}", s.tasks, cli.tasks_per_worker()),
+            waited(s.wait_p50_us),
+            waited(s.wait_p99_us),
+            us(s.held_us),
+            tally.busy.to_string(),
+            tally.skipped.to_string(),
+            tally.connections.to_string(),
+        ]);
+        let _ = writeln!(out, "{line}");
+    }
+    let busy: u64 = board.workers.iter().map(|t| t.busy).sum();
+    let skipped: u64 = board.workers.iter().map(|t| t.skipped).sum();
+    let (all, blank) = ("all".to_string(), String::new);
+    let line = row([
+        all,
+        total.entries.to_string(),
+        blank(),
+        blank(),
+        blank(),
+        us(total.held_us),
+        busy.to_string(),
+        skipped.to_string(),
+        blank(),
+    ]);
+    let _ = writeln!(out, "{line}\n");
+    if cli.tasks.is_some() && cli.mode == Mode::Wait {
+        let _ = writeln!(
+            out,
+            "(a Locker hands the lock to the next task of its own process up to {} times in\n \
+             a row before it goes back to the server's queue: hence some long waits)\n",
+            pglock::DEFAULT_HANDOFF_LIMIT
+        );
+    }
+    let _ = writeln!(
+        out,
+        "overlaps: {overlaps} (pairs among the {} entries whose [start, end) intersect)",
+        total.entries
+    );
+    for o in examples {
+        let _ = writeln!(out, "  {}  overlaps  {}", o.first, o.second);
+    }
+    out
+}

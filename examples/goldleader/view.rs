@@ -1,0 +1,126 @@
+//! The live view: in a terminal, a progress bar and a line per worker redrawn in
+//! place (indicatif); otherwise a plain line per second.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::{Cli, Mode};
+use crate::tally::{human, Board, Tally};
+
+pub struct View {
+    mode: Mode,
+    tasks: bool,
+    screen: Screen,
+}
+
+enum Screen {
+    Live {
+        multi: MultiProgress,
+        clock: ProgressBar,
+        rows: Vec<ProgressBar>,
+    },
+    Plain {
+        /// The last whole second reported.
+        second: u64,
+    },
+}
+
+impl View {
+    pub fn new(cli: &Cli) -> View {
+        let screen = if std::io::stdout().is_terminal() {
+            live(cli)
+        } else {
+            Screen::Plain { second: 0 }
+        };
+        View {
+            mode: cli.mode,
+            tasks: cli.tasks.is_some(),
+            screen,
+        }
+    }
+
+    /// A line of text above the live view (or just a line).
+    pub fn say(&self, line: &str) {
+        match &self.screen {
+            Screen::Live { multi, .. } => {
+                let _ = multi.println(line);
+            }
+            Screen::Plain { .. } => println!("{line}"),
+        }
+    }
+
+    pub fn render(&mut self, board: &Board, elapsed: Duration) {
+        let inside = board.inside(self.tasks);
+        match &mut self.screen {
+            Screen::Live { clock, rows, .. } => {
+                clock.set_position(elapsed.as_millis() as u64);
+                clock.set_message(format!("{:.1} s  inside: {inside}", elapsed.as_secs_f64()));
+                for (w, (row, tally)) in rows.iter().zip(&board.workers).enumerate() {
+                    row.set_message(line(w, tally, self.mode, self.tasks));
+                }
+            }
+            Screen::Plain { second } => {
+                if elapsed.as_secs() <= *second {
+                    return;
+                }
+                *second = elapsed.as_secs();
+                let column = |f: fn(&Tally) -> u64| {
+                    let counts: Vec<String> =
+                        board.workers.iter().map(|t| f(t).to_string()).collect();
+                    counts.join(" ")
+                };
+                println!(
+                    "[{:>3} s] inside: {inside} | entries {} | busy {} | skipped {}",
+                    second,
+                    column(|t| t.entries),
+                    column(|t| t.busy),
+                    column(|t| t.skipped),
+                );
+            }
+        }
+    }
+
+    /// Takes the live view off the screen, for the summary.
+    pub fn finish(&self) {
+        if let Screen::Live { clock, rows, .. } = &self.screen {
+            for bar in rows.iter().chain([clock]) {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+fn live(cli: &Cli) -> Screen {
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+    let style = |template| ProgressStyle::with_template(template).expect("a valid template");
+    let clock = multi.add(
+        ProgressBar::new(cli.duration * 1000)
+            .with_style(style("{prefix} [{bar:24.yellow/white}] {msg}").progress_chars("=> ")),
+    );
+    clock.set_prefix("goldleader");
+    let rows = (0..cli.workers)
+        .map(|_| multi.add(ProgressBar::new_spinner().with_style(style("{msg}"))))
+        .collect();
+    Screen::Live { multi, clock, rows }
+}
+
+/// A worker's line: `  worker 2  ▶ task 3   entries   12  wait p50  260 ms  busy 40  conns 2`.
+fn line(w: usize, tally: &Tally, mode: Mode, tasks: bool) -> String {
+    let here = match (tally.inside.first(), tasks) {
+        (None, _) => String::new(),
+        (Some(_), false) => "▶ inside".into(),
+        (Some(t), true) => format!("▶ task {t}"),
+    };
+    let p50 = tally.wait_p50().map(human).unwrap_or_else(|| "-".into());
+    let refused = match mode {
+        Mode::Try => format!("  busy {:>4}", tally.busy),
+        Mode::Skip => format!("  skipped {:>4}", tally.skipped),
+        Mode::Wait | Mode::None => String::new(),
+    };
+    format!(
+        "  worker {w:<2} {here:<10} entries {:>4}  wait p50 {p50:>7}{refused}  conns {}",
+        tally.entries, tally.connections
+    )
+}
