@@ -1,8 +1,10 @@
 //! Tasks of one process contending for one key through a Locker, for a while; the
 //! fairness test runs two of these at once and compares their entries.
 //!
-//! `cargo run --example locker_contend -- <database-url> <lock-name> <tasks> <seconds> [handoff-limit]`
-//! prints `entries N` and exits 0.
+//! `cargo run --example locker_contend -- <database-url> <lock-name> <tasks> <seconds> [unbounded]`
+//! prints `entries N` and exits 0. With `unbounded`, the process keeps the key for
+//! its own tasks without limit (no handoff limit, no handoff window): the control
+//! of the fairness test.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,22 +15,25 @@ use pglock::{AdvisoryLock, Locker};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (url, name, tasks, seconds, limit) = match args.as_slice() {
-        [url, name, tasks, seconds] => (url, name, tasks, seconds, None),
-        [url, name, tasks, seconds, limit] => (url, name, tasks, seconds, Some(limit.parse()?)),
-        _ => return Err(
-            "usage: locker_contend <database-url> <lock-name> <tasks> <seconds> [handoff-limit]"
-                .into(),
-        ),
-    };
+    let (url, name, tasks, seconds, unbounded) =
+        match args.as_slice() {
+            [url, name, tasks, seconds] => (url, name, tasks, seconds, false),
+            [url, name, tasks, seconds, flag] if flag == "unbounded" => {
+                (url, name, tasks, seconds, true)
+            }
+            _ => return Err(
+                "usage: locker_contend <database-url> <lock-name> <tasks> <seconds> [unbounded]"
+                    .into(),
+            ),
+        };
     let (tasks, seconds): (usize, u64) = (tasks.parse()?, seconds.parse()?);
     let manager = deadpool_postgres::Manager::new(url.parse()?, tokio_postgres::NoTls);
     let pool = deadpool_postgres::Pool::builder(manager)
         .max_size(4)
         .build()?;
     let mut locker = Locker::builder(pool);
-    if let Some(limit) = limit {
-        locker = locker.handoff_limit(limit);
+    if unbounded {
+        locker = locker.handoff_limit(u32::MAX).handoff_window(Duration::MAX);
     }
     let locker = locker.build();
     let lock = AdvisoryLock::new(name.as_str());

@@ -114,8 +114,10 @@ fn table(
         let _ = writeln!(
             out,
             "(a Locker hands the lock to the next task of its own process up to {} times in\n \
-             a row before it goes back to the server's queue: hence some long waits)\n",
-            pglock::DEFAULT_HANDOFF_LIMIT
+             a row, within {:?} of the server granting it, then gives it back to the\n \
+             server's queue, where the other workers come first)\n",
+            pglock::DEFAULT_HANDOFF_LIMIT,
+            pglock::DEFAULT_HANDOFF_WINDOW
         );
     }
     let _ = writeln!(

@@ -25,7 +25,8 @@ pub use holders::{holders, Holder};
 pub use key::LockKey;
 pub use lock::{AdvisoryLock, CallSite, LockId, LockMode, DEFAULT_KEEPALIVE};
 pub use locker::{
-    Locker, LockerBuilder, LockerGuard, DEFAULT_HANDOFF_LIMIT, DEFAULT_LOCK_SESSIONS,
+    Locker, LockerBuilder, LockerGuard, DEFAULT_HANDOFF_LIMIT, DEFAULT_HANDOFF_WINDOW,
+    DEFAULT_LOCK_SESSIONS,
 };
 pub use loss::CHECK_EVERY;
 pub use source::LockSource;

@@ -31,7 +31,7 @@ use crate::wait::wait_for;
 
 pub use guard::LockerGuard;
 use sessions::Sessions;
-use table::{Admission, Table, Ticket};
+use table::{Admission, Handoff, Table, Ticket};
 
 /// How many lock sessions a Locker opens at most, by default.
 pub const DEFAULT_LOCK_SESSIONS: usize = 2;
@@ -39,6 +39,11 @@ pub const DEFAULT_LOCK_SESSIONS: usize = 2;
 /// How many times in a row a key is handed from one task of the process to the next
 /// without going back to the server, by default.
 pub const DEFAULT_HANDOFF_LIMIT: u32 = 16;
+
+/// For how long after the server granted a key the process may keep handing it to
+/// its own tasks, by default: long critical sections go back to the server's queue
+/// after every holder, short ones after at most [`DEFAULT_HANDOFF_LIMIT`] handoffs.
+pub const DEFAULT_HANDOFF_WINDOW: Duration = Duration::from_millis(10);
 
 /// Many advisory locks on a few connections of a pool; a lock source like the pool
 /// itself.
@@ -68,8 +73,10 @@ pub const DEFAULT_HANDOFF_LIMIT: u32 = 16;
 ///   that connection until the process gives it back.
 /// - **Fairness.** A released key goes to the next waiting task of the process
 ///   without a server round trip, at most [`DEFAULT_HANDOFF_LIMIT`] times in a row
-///   (see [`LockerBuilder::handoff_limit`]); then it is unlocked in the server, where
-///   waiters of other processes come first, and this process queues behind them.
+///   and only within [`DEFAULT_HANDOFF_WINDOW`] (10 ms) of the server granting it
+///   (see [`LockerBuilder::handoff_limit`], [`LockerBuilder::handoff_window`]); then
+///   it is unlocked in the server, where waiters of other processes come first, and
+///   this process queues behind them.
 /// - **Connections.** At most the lock sessions, plus one connection per key this
 ///   process waits for in the server (or holds after such a wait).
 /// - **Loss.** When a lock session dies every guard on it reports lost, its keys are
@@ -84,6 +91,7 @@ pub struct LockerBuilder {
     pool: Pool,
     sessions: usize,
     handoff_limit: u32,
+    handoff_window: Duration,
     keepalive: Duration,
 }
 
@@ -101,6 +109,13 @@ impl LockerBuilder {
         self
     }
 
+    /// For how long after the server granted a key it may pass between tasks of this
+    /// process before going back to the server's queue (default 10 ms).
+    pub fn handoff_window(mut self, window: Duration) -> Self {
+        self.handoff_window = window;
+        self
+    }
+
     /// The bound within which a lock session whose server stopped answering is
     /// noticed (default [`DEFAULT_KEEPALIVE`], 5 s); a closed connection is noticed
     /// within [`CHECK_EVERY`](crate::CHECK_EVERY) regardless.
@@ -114,7 +129,10 @@ impl LockerBuilder {
         Locker {
             inner: Arc::new_cyclic(|me: &Weak<Inner>| Inner {
                 sessions: Sessions::new(self.sessions, me.as_ptr() as usize),
-                table: Arc::new(Mutex::new(Table::new(self.handoff_limit))),
+                table: Arc::new(Mutex::new(Table::new(Handoff {
+                    limit: self.handoff_limit,
+                    window: self.handoff_window,
+                }))),
                 pool: self.pool,
                 keepalive: self.keepalive,
             }),
@@ -141,6 +159,7 @@ impl Locker {
             pool,
             sessions: DEFAULT_LOCK_SESSIONS,
             handoff_limit: DEFAULT_HANDOFF_LIMIT,
+            handoff_window: DEFAULT_HANDOFF_WINDOW,
             keepalive: DEFAULT_KEEPALIVE,
         }
     }

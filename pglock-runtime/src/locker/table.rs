@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -20,7 +21,16 @@ pub(super) type Episode = u64;
 pub(super) struct Table {
     keys: HashMap<LockKey, Entry>,
     next_episode: Episode,
-    handoff_limit: u32,
+    handoff: Handoff,
+}
+
+/// How long the process may keep a key for its own tasks before giving it back to
+/// the server's queue: at most `limit` handoffs, and no handoff once `window` has
+/// passed since the server granted it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Handoff {
+    pub(super) limit: u32,
+    pub(super) window: Duration,
 }
 
 struct Entry {
@@ -36,6 +46,8 @@ struct Entry {
     waiters: VecDeque<Waiter>,
     /// Handoffs inside the process since the server lock was taken.
     handoffs: u32,
+    /// When the server granted the lock of this episode.
+    since: Instant,
 }
 
 struct Waiter {
@@ -130,11 +142,11 @@ pub(super) fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
 }
 
 impl Table {
-    pub(super) fn new(handoff_limit: u32) -> Self {
+    pub(super) fn new(handoff: Handoff) -> Self {
         Table {
             keys: HashMap::new(),
             next_episode: 1,
-            handoff_limit,
+            handoff,
         }
     }
 
@@ -190,6 +202,7 @@ impl Table {
                     session: None,
                     waiters: VecDeque::new(),
                     handoffs: 0,
+                    since: Instant::now(),
                 },
             );
             return Admission::AskServer(self.ticket(me, key, episode, TicketKind::Ask));
@@ -232,6 +245,7 @@ impl Table {
         entry.holders = 1;
         entry.session = Some(session.clone());
         entry.handoffs = 0;
+        entry.since = Instant::now();
         if mode == LockMode::Shared {
             self.admit_shared_waiters(key, me);
         }
@@ -284,16 +298,16 @@ impl Table {
     }
 
     /// A holder of `episode` lets go. The key goes to the next waiter of the process
-    /// without asking the server, unless the handoff limit is reached (then the key
-    /// goes back to the server's queue, where other processes' waiters come first)
-    /// or the next waiter wants another mode.
+    /// without asking the server, unless the handoff limit or window is reached
+    /// (then the key goes back to the server's queue, where other processes' waiters
+    /// come first) or the next waiter wants another mode.
     pub(super) fn release(
         &mut self,
         key: LockKey,
         episode: Episode,
         me: &Weak<Mutex<Table>>,
     ) -> Release {
-        let handoff_limit = self.handoff_limit;
+        let handoff = self.handoff;
         let Some(entry) = self.keys.get_mut(&key).filter(|e| e.episode == episode) else {
             // The episode ended already (its session was lost): nothing is held.
             return Release::Kept;
@@ -312,7 +326,8 @@ impl Table {
             return Release::Unlock(session, held);
         };
         let lost = session.is_lost();
-        if !lost && entry.handoffs < handoff_limit && next.lock.mode() == entry.mode {
+        let may_hand_off = entry.handoffs < handoff.limit && entry.since.elapsed() < handoff.window;
+        if !lost && may_hand_off && next.lock.mode() == entry.mode {
             entry.handoffs += 1;
             if self.hand_to_next(key, &session, me) {
                 return Release::Kept;
