@@ -11,6 +11,7 @@ mod lock;
 mod locker;
 mod loss;
 mod pending;
+mod private_xact;
 mod session;
 mod source;
 mod sql;

@@ -9,6 +9,7 @@ use crate::guard::LockGuard;
 use crate::source::LockSource;
 
 pub use crate::lock::{AdvisoryLock, CallSite, LockMode};
+pub use crate::private_xact::{acquire_xact, transaction, AsTransaction, XactWait};
 pub use crate::LockKey;
 pub use core::default::Default;
 pub use core::result::Result::{self, Err, Ok};
