@@ -179,6 +179,62 @@ fn an_async_trait_method_is_locked_inside_its_boxed_future() {
 }
 
 #[test]
+fn xact_takes_the_lock_in_the_transaction_and_runs_the_body_as_the_fns_own() {
+    let out = expand(
+        quote!(key = "invoice:{id}", xact = tx, wait),
+        quote!(
+            async fn pay(pool: &Pool, tx: &Transaction<'_>, id: i64) -> Result<u8, E> {
+                Ok(1)
+            }
+        ),
+    );
+    let p = ":: pglock :: __private ::";
+    assert_in_order(
+        &out,
+        &[
+            "async fn pay (pool : & Pool , tx : & Transaction < '_ > , id : i64) -> Result < u8 , E > {",
+            &format!("let __pglock_lock = & {p} lock_named ({p} format ! (\"invoice:{{}}\" , id) , & __PGLOCK_SITE) ;"),
+            &format!("match {p} acquire_xact ({p} transaction (& tx) , __pglock_lock , {p} XactWait :: Forever) . await {{"),
+            &format!("{p} Ok (()) => {{ }}"),
+            &format!("{p} Err (__pglock_error) => return {p} Err ({p} error (__pglock_error)) ,"),
+            "} { Ok (1) } }",
+        ],
+    );
+    // No session lock, no guard, no watch, no inner future: the `Pool` parameter
+    // is not used.
+    for absent in [
+        "source",
+        "acquire (",
+        "run (",
+        "__pglock_guard",
+        "async move",
+        "skips",
+    ] {
+        assert!(!out.contains(absent), "`{absent}` in:\n{out}");
+    }
+    let out = expand(
+        quote!(key = 7, xact = self.tx, shared, skip),
+        quote!(
+            async fn m(&self) -> Result<(), E> {
+                Ok(())
+            }
+        ),
+    );
+    assert!(
+        out.contains("lock_key (7i64 , & __PGLOCK_SITE) . shared ()"),
+        "{out}"
+    );
+    assert!(
+        out.contains("transaction (& self . tx) , __pglock_lock , :: pglock :: __private :: XactWait :: Never)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Err (__pglock_error) if :: pglock :: __private :: skips (& __pglock_error) => return :: pglock :: __private :: Ok (:: pglock :: __private :: Default :: default ())"),
+        "{out}"
+    );
+}
+
+#[test]
 fn on_error_the_fn_is_emitted_unchanged_with_one_error() {
     let item = quote!(
         async fn ship(pool: &Pool, id: i64) -> Result<(), E> {
