@@ -289,7 +289,11 @@ fn locked_body(
         quote!(#source, #lock, #wait),
     );
     let bind_guard = args.guard.as_ref().map(|name| {
-        let bind = call_at(name.span(), quote!(#p::bind_guard), quote!(&#guard));
+        // rustc blames a failed bound on the argument, so the argument is a call
+        // spanned at `name` too: the error for a guard without a session of its
+        // own (a Locker's) lands on `guard = name`, not on the whole attribute.
+        let held = call_at(name.span(), quote!(#p::held), quote!(&#guard));
+        let bind = call_at(name.span(), quote!(#p::bind_guard), held);
         quote!(let #name = #bind;)
     });
 

@@ -46,7 +46,7 @@ fn a_templated_key_is_formatted_then_the_body_runs_under_the_guard() {
             &format!("{p} lock_named ({p} format ! (\"order:{{:08}}\" , order_id) , & __PGLOCK_SITE)"),
             &format!("{p} acquire ({p} source (& pool) , __pglock_lock , {p} Wait :: Limit ({p} Duration :: new (1u64 , 500000000u32)))"),
             &format!("{p} Err (__pglock_error) => return {p} Err ({p} error (__pglock_error))"),
-            &format!("let conn = {p} bind_guard (& __pglock_guard) ;"),
+            &format!("let conn = {p} bind_guard ({p} held (& __pglock_guard)) ;"),
             &format!("{p} run (& __pglock_guard , {p} OnLost :: Abort , async move {{"),
             "let __pglock_fake_return : Result < () , AppError > = loop { } ;",
             "{ conn . execute (",
