@@ -388,3 +388,88 @@ async fn holder_pid(holder: &Holder) -> i32 {
         .unwrap()
         .get(0)
 }
+
+/// Every event `tracing` gets while it is the thread's default subscriber, as its
+/// fields (`message`, `how`, `lock`, ...).
+#[derive(Clone, Default)]
+struct Recorder(Arc<std::sync::Mutex<Vec<Fields>>>);
+
+/// An event's fields, as `(name, value)`.
+type Fields = Vec<(String, String)>;
+
+impl tracing::Subscriber for Recorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Visitor(Fields);
+        impl tracing::field::Visit for Visitor {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push((field.name().to_owned(), format!("{value:?}")));
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.push((field.name().to_owned(), value.to_owned()));
+            }
+        }
+        let mut fields = Visitor(Vec::new());
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+impl Recorder {
+    /// `(message, how)` of the events about the lock `name`.
+    fn about(&self, name: &str) -> Vec<(String, String)> {
+        let field = |event: &[(String, String)], key: &str| {
+            event
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|event| field(event, "lock") == name)
+            .map(|event| (field(event, "message"), field(event, "how")))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn xact_acquisitions_are_traced_like_every_other() {
+    let recorder = Recorder::default();
+    let _default = tracing::subscriber::set_default(recorder.clone());
+    let pool = attribute_common::pool(4);
+    let name = unique("xact-traced");
+    let ran = AtomicUsize::new(0);
+    let mut client = pool.get().await.unwrap();
+
+    let tx = client.transaction().await.unwrap();
+    try_in_tx(&tx, &name, &ran).await.unwrap();
+    wait_in_tx(&tx, &name, &ran).await.unwrap();
+    tx.commit().await.unwrap();
+    let holder = Holder::take(&pool, key_of(&name)).await;
+    let tx = client.transaction().await.unwrap();
+    try_in_tx(&tx, &name, &ran).await.unwrap_err();
+    tx.rollback().await.unwrap();
+    holder.release().await;
+
+    let acquired = "advisory lock acquired".to_owned();
+    assert_eq!(
+        recorder.about(&name),
+        [
+            (acquired.clone(), "xact try".to_owned()),
+            (acquired, "xact wait".to_owned()),
+            ("advisory lock busy".to_owned(), "xact try".to_owned()),
+        ]
+    );
+}

@@ -1,6 +1,7 @@
 //! `xact = expr`: a `deadpool_postgres` or `tokio_postgres` transaction, by
 //! reference, by `&mut` or by value, or a field; in every mode; the futures are
-//! `Send`. A `Pool` parameter is no lock source when `xact` is given.
+//! `Send`, also as an `#[async_trait]` method. A `Pool` parameter is no lock
+//! source when `xact` is given.
 #![deny(warnings)]
 
 use deadpool_postgres::{Pool, Transaction};
@@ -64,6 +65,24 @@ impl Job<'_> {
     }
 }
 
+#[async_trait::async_trait]
+pub trait Settle: Send + Sync {
+    async fn settle(&self, tx: &Transaction<'_>, id: i64) -> Result<i64, AppError>;
+}
+
+pub struct Ledger;
+
+#[async_trait::async_trait]
+impl Settle for Ledger {
+    #[advisory_locked(key = "ledger:{id}", xact = tx, wait)]
+    async fn settle(&self, tx: &Transaction<'_>, id: i64) -> Result<i64, AppError> {
+        if id < 0 {
+            return Ok(-id);
+        }
+        Ok(id)
+    }
+}
+
 fn is_send<T: Send>(_: &T) {}
 
 async fn all(pool: Pool) -> Result<(), AppError> {
@@ -73,6 +92,7 @@ async fn all(pool: Pool) -> Result<(), AppError> {
     by_ref(&tx, 1).await?;
     by_mut(&mut tx).await?;
     with_pools(&pool, &pool, &tx).await?;
+    Ledger.settle(&tx, 4).await?;
     by_value(tx).await?;
     let job = Job {
         tx: client.transaction().await?,
