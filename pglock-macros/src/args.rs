@@ -3,7 +3,8 @@
 //! One option at a time is parsed into a [`Config`] whose `set_*` methods refuse a
 //! second occurrence (on the second keyword's span); [`Config::build`] then applies
 //! the rules that span several options (a `key` is required, `skip` needs a bound
-//! on `wait`). Every error names the option or value it is about.
+//! on `wait`, `xact` excludes the options of session locks). Every error names the
+//! option or value it is about.
 
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
@@ -15,7 +16,7 @@ use crate::duration::{self, Duration};
 
 /// The options, in the order the docs list them.
 pub(crate) const OPTIONS: &[&str] = &[
-    "key", "pool", "wait", "skip", "shared", "guard", "on_lost", "crate",
+    "key", "pool", "xact", "wait", "skip", "shared", "guard", "on_lost", "crate",
 ];
 
 /// What the attribute asked for.
@@ -24,6 +25,8 @@ pub(crate) struct Args {
     pub key: Key,
     /// `pool = expr`, if given; otherwise the parameter typed `Pool` / `Locker`.
     pub pool: Option<Expr>,
+    /// `xact = expr`: the transaction to take the lock in, instead of a session lock.
+    pub xact: Option<Expr>,
     pub wait: Wait,
     /// The `skip` keyword, if given (its span carries the `Default` requirement).
     pub skip: Option<Span>,
@@ -64,6 +67,7 @@ pub(crate) enum OnLost {
 struct Config {
     key: Option<(Span, Key)>,
     pool: Option<(Span, Expr)>,
+    xact: Option<(Span, Expr)>,
     wait: Option<(Span, Wait)>,
     skip: Option<Span>,
     shared: Option<Span>,
@@ -111,6 +115,7 @@ impl Config {
         match text.as_str() {
             "key" => set(&mut self.key, &name, value_of(input, &name, parse_key)?),
             "pool" => set(&mut self.pool, &name, value_of(input, &name, Expr::parse)?),
+            "xact" => set(&mut self.xact, &name, value_of(input, &name, Expr::parse)?),
             "wait" => {
                 let wait = if input.peek(Token![=]) {
                     Wait::Limit(value_of(input, &name, parse_duration)?)
@@ -140,6 +145,7 @@ impl Config {
 
     /// The rules that span several options.
     fn build(self) -> syn::Result<Args> {
+        self.xact_conflicts()?;
         let Some((_, key)) = self.key else {
             return Err(syn::Error::new(
                 Span::call_site(),
@@ -158,6 +164,7 @@ impl Config {
         Ok(Args {
             key,
             pool: self.pool.map(|(_, p)| p),
+            xact: self.xact.map(|(_, x)| x),
             wait,
             skip: self.skip,
             shared: self.shared.is_some(),
@@ -167,6 +174,56 @@ impl Config {
                 .krate
                 .map_or_else(|| syn::parse_quote!(::pglock), |(_, k)| k),
         })
+    }
+}
+
+impl Config {
+    /// `xact` takes the lock inside a transaction: the options that only mean
+    /// something for a session lock are refused, each on its own keyword.
+    fn xact_conflicts(&self) -> syn::Result<()> {
+        if self.xact.is_none() {
+            return Ok(());
+        }
+        let mut errors: Vec<syn::Error> = Vec::new();
+        if let Some((pool, _)) = &self.pool {
+            errors.push(syn::Error::new(
+                *pool,
+                "`pool` with `xact`: pick one; with `xact` the lock is taken in that \
+                 transaction, on its own session, so there is no pool to take it from",
+            ));
+        }
+        if let Some((wait, Wait::Limit(_))) = &self.wait {
+            errors.push(syn::Error::new(
+                *wait,
+                "`wait = \"...\"` with `xact` is not supported: bounding the wait inside \
+                 your transaction would set its `lock_timeout` for the rest of it, and a \
+                 wait that runs out aborts the transaction; write `wait` (until granted) \
+                 or leave it out (`Error::Busy` at once)",
+            ));
+        }
+        if let Some((guard, _)) = &self.guard {
+            errors.push(syn::Error::new(
+                *guard,
+                "`guard` with `xact`: the transaction is the locked session; run the \
+                 body's queries on the transaction itself",
+            ));
+        }
+        if let Some((on_lost, _)) = &self.on_lost {
+            errors.push(syn::Error::new(
+                *on_lost,
+                "`on_lost` with `xact`: nothing to watch; the lock lives and dies with the \
+                 transaction, and if its session is lost the transaction's own \
+                 statements fail",
+            ));
+        }
+        let mut errors = errors.into_iter();
+        match errors.next() {
+            None => Ok(()),
+            Some(mut first) => {
+                errors.for_each(|e| first.combine(e));
+                Err(first)
+            }
+        }
     }
 }
 
@@ -232,6 +289,7 @@ fn value_of<T>(
         let example = match name.to_string().as_str() {
             "key" => "key = \"order:{id}\"",
             "pool" => "pool = self.pool",
+            "xact" => "xact = tx",
             "guard" => "guard = conn",
             "on_lost" => "on_lost = \"ignore\"",
             "crate" => "crate = ::pglock",
@@ -453,6 +511,7 @@ mod tests {
                 "on_lost",
             ),
             (r#"key = "a", crate = a, crate = b"#, "crate"),
+            (r#"key = "a", xact = a, xact = b"#, "xact"),
         ] {
             let err = parse(src).unwrap_err();
             assert_eq!(
@@ -469,7 +528,7 @@ mod tests {
         assert_eq!(
             err,
             "unknown option `wiat` (did you mean `wait`?); expected one of: key, pool, \
-             wait, skip, shared, guard, on_lost, crate"
+             xact, wait, skip, shared, guard, on_lost, crate"
         );
         let err = parse(r#"key = "a", timeout = "1s""#).unwrap_err();
         assert!(
@@ -488,6 +547,38 @@ mod tests {
             .starts_with("`skip` with an unbounded `wait` never skips"));
         assert!(parse(r#"key = "a", wait = "1s", skip"#).is_ok());
         assert!(parse(r#"key = "a", skip"#).is_ok());
+    }
+
+    #[test]
+    fn xact_refuses_the_options_of_session_locks_each_by_name() {
+        let a = parse(r#"key = "a", xact = self.tx, wait, skip"#);
+        assert!(a.is_err(), "unbounded wait with skip");
+        let a = parse(r#"key = "a", xact = tx, wait, shared"#).unwrap();
+        assert!(a.xact.is_some() && a.pool.is_none());
+        assert!(matches!(a.wait, Wait::Forever));
+        assert!(parse(r#"key = "a", xact = tx, skip"#).is_ok());
+        for (src, starts) in [
+            (
+                r#"key = "a", xact = tx, pool = p"#,
+                "`pool` with `xact`: pick one",
+            ),
+            (r#"key = "a", xact = tx, guard = c"#, "`guard` with `xact`"),
+            (
+                r#"key = "a", xact = tx, wait = "1s""#,
+                "`wait = \"...\"` with `xact` is not supported",
+            ),
+            (
+                r#"key = "a", xact = tx, on_lost = "abort""#,
+                "`on_lost` with `xact`: nothing to watch",
+            ),
+        ] {
+            let err = parse(src).unwrap_err();
+            assert!(err.starts_with(starts), "{src}: {err}");
+        }
+        // Each conflicting option gets its own error.
+        let err =
+            syn::parse_str::<Args>(r#"key = "a", pool = p, guard = c, xact = tx"#).unwrap_err();
+        assert_eq!(err.into_iter().count(), 2);
     }
 
     #[test]

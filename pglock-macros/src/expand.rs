@@ -25,6 +25,17 @@
 //! The body is a future of its own, so `return` and `?` inside it keep their
 //! meaning; the guard is a local of the outer future, so it is dropped (and the lock
 //! released) however that future ends: a value, an error, a panic, or being dropped.
+//!
+//! With `xact = tx` there is no guard: the lock is taken in the caller's transaction
+//! and the server frees it when that transaction ends, so the body simply follows:
+//!
+//! ```text
+//! match acquire_xact(transaction(&tx), __pglock_lock, XactWait::Never).await {
+//!     Ok(()) => {}
+//!     Err(error) => return Err(error(error)),
+//! }
+//! { body }
+//! ```
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
@@ -119,13 +130,16 @@ fn locked_body(
             }
         }
     };
-    let pool = check::lock_source(args.pool.as_ref(), sig);
-    let pool = match pool {
-        Ok(pool) => Some(pool),
-        Err(e) => {
-            note(Err(e));
-            None
-        }
+    // With `xact = ...` the lock is taken in that transaction: no lock source.
+    let pool = match &args.xact {
+        Some(_) => None,
+        None => match check::lock_source(args.pool.as_ref(), sig) {
+            Ok(pool) => Some(pool),
+            Err(e) => {
+                note(Err(e));
+                None
+            }
+        },
     };
     let template = match &args.key {
         Key::Template(lit) => match template::scan(&lit.value()) {
@@ -146,7 +160,6 @@ fn locked_body(
     if let Some(errors) = errors {
         return Err(errors);
     }
-    let pool = pool.expect("no error, so a lock source");
 
     let mixed = Span::mixed_site();
     let lock = Ident::new("__pglock_lock", mixed);
@@ -206,6 +219,54 @@ fn locked_body(
         (Key::Template(_), None) => unreachable!("a template that did not scan is an error"),
     };
 
+    // Type errors about the fn's own types are reported where the user wrote them:
+    // `E: From<pglock::Error>` at the return type, `T: Default` at `skip`, the lock
+    // source's type at `pool = ...`, the transaction's at `xact = ...`, the guard's
+    // kind at `guard = ...`. rustc puts such an error on the whole call, so the
+    // call's path and parentheses carry the user's span (the arguments keep theirs,
+    // for hygiene).
+    let acquire_error = call_at(ret_span, quote!(#p::error), quote!(#error));
+    let skip_arm = args.skip.map(|skip| {
+        let default = call_at(skip, quote!(#p::Default::default), quote!());
+        quote! {
+            #p::Err(#error) if #p::skips(&#error) => return #p::Ok(#default),
+        }
+    });
+    let head = quote! {
+        #site
+        #items
+        let #lock = #lock_expr;
+    };
+
+    let Some(pool) = pool else {
+        // `xact = tx`: the lock is taken in the caller's transaction and freed by the
+        // server at its end; no guard, nothing to release or watch. The body runs
+        // as the fn's own, after the lock is granted.
+        let xact = args.xact.as_ref().expect("no lock source, so `xact`");
+        let wait = match args.wait {
+            Wait::Never => quote!(#p::XactWait::Never),
+            Wait::Forever => quote!(#p::XactWait::Forever),
+            Wait::Limit(_) => unreachable!("`Args` refuses `wait = \"...\"` with `xact`"),
+        };
+        let xact_span = xact.span();
+        let tx = quote_spanned!(xact_span=> &#xact);
+        let tx = call_at(xact_span, quote!(#p::transaction), tx);
+        let acquire = call_at(
+            xact_span,
+            quote!(#p::acquire_xact),
+            quote!(#tx, #lock, #wait),
+        );
+        return Ok(quote! {
+            #head
+            match #acquire.await {
+                #p::Ok(()) => {}
+                #skip_arm
+                #p::Err(#error) => return #p::Err(#acquire_error),
+            }
+            { #body }
+        });
+    };
+
     let wait = match args.wait {
         Wait::Never => quote!(#p::Wait::Never),
         Wait::Forever => quote!(#p::Wait::Forever),
@@ -218,14 +279,7 @@ fn locked_body(
         OnLost::Abort => quote!(#p::OnLost::Abort),
         OnLost::Ignore => quote!(#p::OnLost::Ignore),
     };
-
-    // Type errors about the fn's own types are reported where the user wrote them:
-    // `E: From<pglock::Error>` at the return type, `T: Default` at `skip`, the lock
-    // source's type at `pool = ...`, the guard's kind at `guard = ...`. rustc puts
-    // such an error on the whole call, so the call's path and parentheses carry the
-    // user's span (the arguments keep theirs, for hygiene).
-    let lock_error = |error: &Ident| call_at(ret_span, quote!(#p::error), quote!(#error));
-    let (acquire_error, lost_error) = (lock_error(&error), lock_error(&error));
+    let lost_error = call_at(ret_span, quote!(#p::error), quote!(#error));
     let pool_span = pool.span();
     let source = quote_spanned!(pool_span=> &#pool);
     let source = call_at(pool_span, quote!(#p::source), source);
@@ -234,14 +288,12 @@ fn locked_body(
         quote!(#p::acquire),
         quote!(#source, #lock, #wait),
     );
-    let skip_arm = args.skip.map(|skip| {
-        let default = call_at(skip, quote!(#p::Default::default), quote!());
-        quote! {
-            #p::Err(#error) if #p::skips(&#error) => return #p::Ok(#default),
-        }
-    });
     let bind_guard = args.guard.as_ref().map(|name| {
-        let bind = call_at(name.span(), quote!(#p::bind_guard), quote!(&#guard));
+        // rustc blames a failed bound on the argument, so the argument is a call
+        // spanned at `name` too: the error for a guard without a session of its
+        // own (a Locker's) lands on `guard = name`, not on the whole attribute.
+        let held = call_at(name.span(), quote!(#p::held), quote!(&#guard));
+        let bind = call_at(name.span(), quote!(#p::bind_guard), held);
         quote!(let #name = #bind;)
     });
 
@@ -264,9 +316,7 @@ fn locked_body(
     };
 
     Ok(quote! {
-        #site
-        #items
-        let #lock = #lock_expr;
+        #head
         let #guard = match #acquire.await {
             #p::Ok(#guard) => #guard,
             #skip_arm

@@ -46,7 +46,7 @@ fn a_templated_key_is_formatted_then_the_body_runs_under_the_guard() {
             &format!("{p} lock_named ({p} format ! (\"order:{{:08}}\" , order_id) , & __PGLOCK_SITE)"),
             &format!("{p} acquire ({p} source (& pool) , __pglock_lock , {p} Wait :: Limit ({p} Duration :: new (1u64 , 500000000u32)))"),
             &format!("{p} Err (__pglock_error) => return {p} Err ({p} error (__pglock_error))"),
-            &format!("let conn = {p} bind_guard (& __pglock_guard) ;"),
+            &format!("let conn = {p} bind_guard ({p} held (& __pglock_guard)) ;"),
             &format!("{p} run (& __pglock_guard , {p} OnLost :: Abort , async move {{"),
             "let __pglock_fake_return : Result < () , AppError > = loop { } ;",
             "{ conn . execute (",
@@ -175,6 +175,62 @@ fn an_async_trait_method_is_locked_inside_its_boxed_future() {
             "let __pglock_fake_return : Result < u8 , E > = loop { } ;",
             "{ let __self = self ; let id = id ;",
         ],
+    );
+}
+
+#[test]
+fn xact_takes_the_lock_in_the_transaction_and_runs_the_body_as_the_fns_own() {
+    let out = expand(
+        quote!(key = "invoice:{id}", xact = tx, wait),
+        quote!(
+            async fn pay(pool: &Pool, tx: &Transaction<'_>, id: i64) -> Result<u8, E> {
+                Ok(1)
+            }
+        ),
+    );
+    let p = ":: pglock :: __private ::";
+    assert_in_order(
+        &out,
+        &[
+            "async fn pay (pool : & Pool , tx : & Transaction < '_ > , id : i64) -> Result < u8 , E > {",
+            &format!("let __pglock_lock = & {p} lock_named ({p} format ! (\"invoice:{{}}\" , id) , & __PGLOCK_SITE) ;"),
+            &format!("match {p} acquire_xact ({p} transaction (& tx) , __pglock_lock , {p} XactWait :: Forever) . await {{"),
+            &format!("{p} Ok (()) => {{ }}"),
+            &format!("{p} Err (__pglock_error) => return {p} Err ({p} error (__pglock_error)) ,"),
+            "} { Ok (1) } }",
+        ],
+    );
+    // No session lock, no guard, no watch, no inner future: the `Pool` parameter
+    // is not used.
+    for absent in [
+        "source",
+        "acquire (",
+        "run (",
+        "__pglock_guard",
+        "async move",
+        "skips",
+    ] {
+        assert!(!out.contains(absent), "`{absent}` in:\n{out}");
+    }
+    let out = expand(
+        quote!(key = 7, xact = self.tx, shared, skip),
+        quote!(
+            async fn m(&self) -> Result<(), E> {
+                Ok(())
+            }
+        ),
+    );
+    assert!(
+        out.contains("lock_key (7i64 , & __PGLOCK_SITE) . shared ()"),
+        "{out}"
+    );
+    assert!(
+        out.contains("transaction (& self . tx) , __pglock_lock , :: pglock :: __private :: XactWait :: Never)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Err (__pglock_error) if :: pglock :: __private :: skips (& __pglock_error) => return :: pglock :: __private :: Ok (:: pglock :: __private :: Default :: default ())"),
+        "{out}"
     );
 }
 

@@ -11,6 +11,7 @@ mod key;
 mod lock;
 mod locker;
 mod loss;
+mod private_xact;
 mod release;
 mod session;
 mod source;

@@ -9,6 +9,7 @@ use crate::guard::LockGuard;
 use crate::source::LockSource;
 
 pub use crate::lock::{AdvisoryLock, CallSite, LockMode};
+pub use crate::private_xact::{acquire_xact, transaction, AsTransaction, XactWait};
 pub use crate::LockKey;
 pub use core::default::Default;
 pub use core::result::Result::{self, Err, Ok};
@@ -218,16 +219,33 @@ pub fn error<E: FromLockError>(error: Error) -> E {
 }
 
 /// A guard with a session of its own: what `guard = name` binds.
+///
+/// Only a [`LockGuard`] has one, and `bind_guard` returns that concrete type: when
+/// the bound fails (a `LockerGuard`), the body's uses of the binding still type-check
+/// against a `LockGuard`, so the one mistake gives one error.
 #[diagnostic::on_unimplemented(
-    message = "`guard = ...` needs a lock taken from a `Pool`",
-    label = "a `{Self}` shares its session with other locks, so it gives no connection",
-    note = "take the lock from a `deadpool_postgres::Pool` to run queries on the locked session"
+    message = "`guard = ...` cannot bind a lock taken through a `Locker`: its session is shared",
+    label = "a `{Self}` lives on a session the Locker shares with the locks of other tasks, so it gives no connection",
+    note = "take the lock from a `deadpool_postgres::Pool` to run queries on the locked session, or drop `guard = ...`"
 )]
-pub trait OwnSession {}
+pub trait OwnSession {
+    /// The guard, with its session.
+    fn own_session(&self) -> &LockGuard;
+}
 
-impl OwnSession for LockGuard {}
+impl OwnSession for LockGuard {
+    fn own_session(&self) -> &LockGuard {
+        self
+    }
+}
+
+/// The guard, as it is (the argument of `bind_guard`, placed where the user wrote
+/// `guard = name`).
+pub fn held<G>(guard: &G) -> &G {
+    guard
+}
 
 /// The guard, for `guard = name`.
-pub fn bind_guard<G: OwnSession>(guard: &G) -> &G {
-    guard
+pub fn bind_guard<G: OwnSession>(guard: &G) -> &LockGuard {
+    guard.own_session()
 }

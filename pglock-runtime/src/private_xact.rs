@@ -1,0 +1,101 @@
+//! The part of the door (`__private`) that `#[advisory_locked(xact = tx)]` uses: the
+//! lock taken inside the caller's transaction, freed by the server at its commit
+//! or rollback. No guard, so nothing to release and nothing to watch.
+
+use crate::context::Held;
+use crate::error::Error;
+use crate::lock::AdvisoryLock;
+use crate::trace;
+use crate::xact::Transactional;
+
+/// What `wait` asked for, for a lock taken inside a transaction. There is no bounded
+/// wait: the only server-side bound is `lock_timeout`, and setting it inside the
+/// caller's transaction would change it for the rest of that transaction (and a
+/// wait that errors aborts the transaction anyway).
+#[derive(Clone, Copy, Debug)]
+pub enum XactWait {
+    /// No `wait`: `pg_try_advisory_xact_lock`, `Busy` when held elsewhere.
+    Never,
+    /// `wait`: `pg_advisory_xact_lock`, until granted.
+    Forever,
+}
+
+/// What `xact = ...` may be: a transaction, or a reference to one.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a transaction",
+    label = "`xact = ...` must be a `tokio_postgres::Transaction` or a `deadpool_postgres::Transaction`, or a reference to one",
+    note = "write `xact = <expression>` naming the open transaction to take the lock in"
+)]
+pub trait AsTransaction {
+    /// The transaction behind it.
+    type Transaction: Transactional + ?Sized;
+    /// Borrows it.
+    fn as_transaction(&self) -> &Self::Transaction;
+}
+
+impl<'c> AsTransaction for tokio_postgres::Transaction<'c> {
+    type Transaction = tokio_postgres::Transaction<'c>;
+    fn as_transaction(&self) -> &Self::Transaction {
+        self
+    }
+}
+
+impl<'c> AsTransaction for deadpool_postgres::Transaction<'c> {
+    type Transaction = deadpool_postgres::Transaction<'c>;
+    fn as_transaction(&self) -> &Self::Transaction {
+        self
+    }
+}
+
+impl<T: AsTransaction + ?Sized> AsTransaction for &T {
+    type Transaction = T::Transaction;
+    fn as_transaction(&self) -> &Self::Transaction {
+        (**self).as_transaction()
+    }
+}
+
+impl<T: AsTransaction + ?Sized> AsTransaction for &mut T {
+    type Transaction = T::Transaction;
+    fn as_transaction(&self) -> &Self::Transaction {
+        (**self).as_transaction()
+    }
+}
+
+/// Borrows the transaction of `xact = ...` (never moves it).
+pub fn transaction<T: AsTransaction + ?Sized>(transaction: &T) -> &T::Transaction {
+    transaction.as_transaction()
+}
+
+/// Takes `lock` inside `transaction` as `wait` says, and reports the outcome to
+/// `tracing` as every other acquisition is.
+///
+/// A key that an enclosing annotated body of this task holds with a session lock
+/// is refused at once (`WouldDeadlock` when waiting, `Busy` when trying): that lock
+/// lives on a session the body cannot open a transaction on, so a wait for it
+/// would never end. Locks taken with `xact` are not recorded for nested calls: a
+/// second xact lock on the same key in the same transaction is granted by
+/// PostgreSQL itself (they are re-entrant within a transaction).
+pub async fn acquire_xact<T: Transactional + ?Sized>(
+    transaction: &T,
+    lock: &AdvisoryLock,
+    wait: XactWait,
+) -> Result<(), Error> {
+    let how = match wait {
+        XactWait::Never => "xact try",
+        XactWait::Forever => "xact wait",
+    };
+    trace::acquiring(lock, how, async {
+        if Held::current().conflicts_with(lock) {
+            let lock = lock.id().clone();
+            return Err(match wait {
+                XactWait::Never => Error::Busy { lock },
+                XactWait::Forever => Error::WouldDeadlock { lock },
+            });
+        }
+        match wait {
+            XactWait::Never => lock.try_acquire_xact(transaction).await,
+            XactWait::Forever => lock.acquire_xact(transaction).await,
+        }
+    })
+    .await
+}
