@@ -2,10 +2,8 @@
 //! lock taken inside the caller's transaction, freed by the server at its commit
 //! or rollback. No guard, so nothing to release and nothing to watch.
 
-use crate::context::Held;
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
-use crate::trace;
 use crate::xact::Transactional;
 
 /// What `wait` asked for, for a lock taken inside a transaction. There is no bounded
@@ -66,36 +64,15 @@ pub fn transaction<T: AsTransaction + ?Sized>(transaction: &T) -> &T::Transactio
     transaction.as_transaction()
 }
 
-/// Takes `lock` inside `transaction` as `wait` says, and reports the outcome to
-/// `tracing` as every other acquisition is.
-///
-/// A key that an enclosing annotated body of this task holds with a session lock
-/// is refused at once (`WouldDeadlock` when waiting, `Busy` when trying): that lock
-/// lives on a session the body cannot open a transaction on, so a wait for it
-/// would never end. Locks taken with `xact` are not recorded for nested calls: a
-/// second xact lock on the same key in the same transaction is granted by
-/// PostgreSQL itself (they are re-entrant within a transaction).
+/// Takes `lock` inside `transaction` as `wait` says (the public methods trace it and
+/// refuse a key an enclosing body holds).
 pub async fn acquire_xact<T: Transactional + ?Sized>(
     transaction: &T,
     lock: &AdvisoryLock,
     wait: XactWait,
 ) -> Result<(), Error> {
-    let how = match wait {
-        XactWait::Never => "xact try",
-        XactWait::Forever => "xact wait",
-    };
-    trace::acquiring(lock, how, async {
-        if Held::current().conflicts_with(lock) {
-            let lock = lock.id().clone();
-            return Err(match wait {
-                XactWait::Never => Error::Busy { lock },
-                XactWait::Forever => Error::WouldDeadlock { lock },
-            });
-        }
-        match wait {
-            XactWait::Never => lock.try_acquire_xact(transaction).await,
-            XactWait::Forever => lock.acquire_xact(transaction).await,
-        }
-    })
-    .await
+    match wait {
+        XactWait::Never => lock.try_acquire_xact(transaction).await,
+        XactWait::Forever => lock.acquire_xact(transaction).await,
+    }
 }

@@ -5,9 +5,11 @@
 
 use tokio_postgres::types::{ToSql, Type};
 
+use crate::context::Held;
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::sql::{self, Op};
+use crate::trace;
 use crate::LockKey;
 
 mod sealed {
@@ -53,7 +55,11 @@ impl AdvisoryLock {
         &self,
         transaction: &T,
     ) -> Result<(), Error> {
-        self.run_xact(Op::WaitXact, transaction).await.map(drop)
+        trace::acquiring(self, "xact wait", async {
+            self.refuse_enclosing(true)?;
+            self.run_xact(Op::WaitXact, transaction).await.map(drop)
+        })
+        .await
     }
 
     /// Takes the lock inside `transaction` if it is free, else [`Error::Busy`].
@@ -61,14 +67,36 @@ impl AdvisoryLock {
         &self,
         transaction: &T,
     ) -> Result<(), Error> {
-        let row = self.run_xact(Op::TryXact, transaction).await?;
-        if row.get::<_, bool>(0) {
-            Ok(())
-        } else {
-            Err(Error::Busy {
-                lock: self.id().clone(),
-            })
+        trace::acquiring(self, "xact try", async {
+            self.refuse_enclosing(false)?;
+            let row = self.run_xact(Op::TryXact, transaction).await?;
+            if row.get::<_, bool>(0) {
+                Ok(())
+            } else {
+                Err(Error::Busy {
+                    lock: self.id().clone(),
+                })
+            }
+        })
+        .await
+    }
+
+    /// A key that an enclosing annotated body of this task holds with a session lock
+    /// is refused at once (`WouldDeadlock` when waiting, `Busy` when trying): that
+    /// lock lives on another session, so a wait for it would never end. Locks taken
+    /// inside a transaction are not recorded for nested calls: a second xact lock on
+    /// the same key in the same transaction is granted by PostgreSQL itself (they
+    /// are re-entrant within a transaction).
+    fn refuse_enclosing(&self, waits: bool) -> Result<(), Error> {
+        if !Held::current().conflicts_with(self) {
+            return Ok(());
         }
+        let lock = self.id().clone();
+        Err(if waits {
+            Error::WouldDeadlock { lock }
+        } else {
+            Error::Busy { lock }
+        })
     }
 
     async fn run_xact<T: Transactional + ?Sized>(
