@@ -240,6 +240,19 @@ async fn shared_holders_share_and_exclusive_waits_through_a_locker() {
     assert_eq!(gone_within(&observer, shared.key(), SECOND).await, vec![]);
 }
 
+/// Two shared tries of a free key at once: the second one, finding the first one's
+/// request on its way to the server, waits for that answer and joins it, as two
+/// shared tries through the server would both succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_shared_tries_of_a_free_key_both_get_it() {
+    let locker = Locker::new(common::pool(4));
+    for round in 0..50 {
+        let lock = AdvisoryLock::new(unique("locker-shared-tries")).shared();
+        let (a, b) = tokio::join!(lock.try_acquire(&locker), lock.try_acquire(&locker));
+        assert!(a.is_ok() && b.is_ok(), "round {round}: {a:?} {b:?}");
+    }
+}
+
 #[tokio::test]
 async fn psql_and_a_locker_exclude_each_other() {
     let locker = Locker::new(common::pool(2));

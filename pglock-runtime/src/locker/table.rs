@@ -216,16 +216,22 @@ impl Table {
                 entry.holders += 1;
                 Admission::Holds(session.clone(), entry.episode)
             }
+            // A shared try while a shared ask of this process is on its way waits for
+            // that answer (one round trip) and joins it, as it would on the server.
+            None if joins_shared => self.queue(key, lock),
             _ if !wait => Admission::Busy,
-            _ => {
-                let (tell, ticket) = oneshot::channel();
-                entry.waiters.push_back(Waiter {
-                    lock: lock.clone(),
-                    tell,
-                });
-                Admission::Queued(ticket)
-            }
+            _ => self.queue(key, lock),
         }
+    }
+
+    fn queue(&mut self, key: LockKey, lock: &AdvisoryLock) -> Admission {
+        let entry = self.keys.get_mut(&key).expect("queued behind an entry");
+        let (tell, ticket) = oneshot::channel();
+        entry.waiters.push_back(Waiter {
+            lock: lock.clone(),
+            tell,
+        });
+        Admission::Queued(ticket)
     }
 
     /// The asker of `episode` got the server lock on `session` in `mode`. Shared
