@@ -45,6 +45,8 @@
 //! The README has the guarantees with their bounds, the rules of the [`Locker`]
 //! (fairness, connection budget), and notes on PgBouncer and failover.
 
+#![warn(missing_docs)]
+
 pub use pglock_runtime::*;
 
 #[doc(inline)]

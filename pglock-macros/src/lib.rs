@@ -15,6 +15,8 @@
 //! | `async_trait` | recognising a method already desugared by `#[async_trait]` |
 //! | `expand` | writing the locked body |
 
+#![warn(missing_docs)]
+
 mod args;
 mod async_trait;
 mod check;

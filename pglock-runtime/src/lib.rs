@@ -2,6 +2,8 @@
 //! critical sections. Users depend on the facade crate `pglock`, which re-exports
 //! everything here together with the `#[advisory_locked]` attribute.
 
+#![warn(missing_docs)]
+
 mod acquire;
 mod context;
 mod error;
