@@ -3,6 +3,8 @@
 //! after it, and freed by the server at that transaction's commit or rollback.
 
 mod attribute_common;
+#[path = "common/capture.rs"]
+mod capture;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -389,65 +391,21 @@ async fn holder_pid(holder: &Holder) -> i32 {
         .get(0)
 }
 
-/// Every event `tracing` gets while it is the thread's default subscriber, as its
-/// fields (`message`, `how`, `lock`, ...).
-#[derive(Clone, Default)]
-struct Recorder(Arc<std::sync::Mutex<Vec<Fields>>>);
-
-/// An event's fields, as `(name, value)`.
-type Fields = Vec<(String, String)>;
-
-impl tracing::Subscriber for Recorder {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Visitor(Fields);
-        impl tracing::field::Visit for Visitor {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push((field.name().to_owned(), format!("{value:?}")));
-            }
-            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                self.0.push((field.name().to_owned(), value.to_owned()));
-            }
-        }
-        let mut fields = Visitor(Vec::new());
-        event.record(&mut fields);
-        self.0.lock().unwrap().push(fields.0);
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-impl Recorder {
-    /// `(message, how)` of the events about the lock `name`.
-    fn about(&self, name: &str) -> Vec<(String, String)> {
-        let field = |event: &[(String, String)], key: &str| {
-            event
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|event| field(event, "lock") == name)
-            .map(|event| (field(event, "message"), field(event, "how")))
-            .collect()
-    }
+/// `(message, how)` of the events about the lock `name`.
+fn traced(name: &str) -> Vec<(String, String)> {
+    capture::Capture::global()
+        .about(name)
+        .iter()
+        .map(|e| {
+            let field = |key| e.field(key).unwrap_or("").to_string();
+            (field("message"), field("how"))
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn xact_acquisitions_are_traced_like_every_other() {
-    let recorder = Recorder::default();
-    let _default = tracing::subscriber::set_default(recorder.clone());
+    capture::Capture::global();
     let pool = attribute_common::pool(4);
     let name = unique("xact-traced");
     let ran = AtomicUsize::new(0);
@@ -465,7 +423,7 @@ async fn xact_acquisitions_are_traced_like_every_other() {
 
     let acquired = "advisory lock acquired".to_owned();
     assert_eq!(
-        recorder.about(&name),
+        traced(&name),
         [
             (acquired.clone(), "xact try".to_owned()),
             (acquired, "xact wait".to_owned()),

@@ -3,86 +3,12 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use common::capture::Capture;
 use common::unique;
 use pglock::AdvisoryLock;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
-
-/// One event as the subscriber saw it: level, target and every field as text.
-#[derive(Clone, Debug)]
-struct Captured {
-    level: Level,
-    target: String,
-    fields: Vec<(String, String)>,
-}
-
-impl Captured {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A subscriber that keeps every event: the runtime logs from a task of its own,
-/// so it is installed for the whole process, not per thread.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Captured>>>);
-
-impl Capture {
-    fn global() -> &'static Capture {
-        static CAPTURE: OnceLock<Capture> = OnceLock::new();
-        CAPTURE.get_or_init(|| {
-            let capture = Capture::default();
-            tracing::subscriber::set_global_default(capture.clone())
-                .expect("no other subscriber in this test binary");
-            capture
-        })
-    }
-
-    fn events(&self) -> Vec<Captured> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-struct Fields<'a>(&'a mut Vec<(String, String)>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .push((field.name().to_string(), format!("{value:?}")));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.push((field.name().to_string(), value.to_string()));
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut fields = Vec::new();
-        event.record(&mut Fields(&mut fields));
-        self.0.lock().unwrap().push(Captured {
-            level: *event.metadata().level(),
-            target: event.metadata().target().to_string(),
-            fields,
-        });
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
+use tracing::Level;
 
 async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
     client

@@ -2,6 +2,8 @@
 //! `pg_locks` / `pg_stat_activity` read from a connection of their own.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod capture;
+
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
