@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
 use crate::release;
-use crate::session::Session;
+use crate::session::{Reserved, Session};
 use crate::trace;
 
 /// A held advisory lock on a pooled session. It derefs to that session's client, so
@@ -27,15 +27,18 @@ use crate::trace;
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard {
     session: Arc<Session>,
+    /// The guard's key on its session; released after the unlock is queued.
+    _reserved: Reserved,
     since: std::time::Instant,
     lock: AdvisoryLock,
     held: bool,
 }
 
 impl LockGuard {
-    pub(crate) fn new(session: Arc<Session>, lock: AdvisoryLock) -> Self {
+    pub(crate) fn new(reserved: Reserved, lock: AdvisoryLock) -> Self {
         LockGuard {
-            session,
+            session: reserved.session().clone(),
+            _reserved: reserved,
             since: std::time::Instant::now(),
             lock,
             held: true,

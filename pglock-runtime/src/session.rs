@@ -2,6 +2,7 @@
 //! one rule that keeps the pool clean: the connection goes back to the pool only when
 //! we know it holds no lock; otherwise it is closed, which frees everything it held.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,36 @@ pub(crate) struct Session {
     /// Set once a cancel request was sent for this session: a cancel signal may land
     /// on any later statement, so the connection is closed instead of reused.
     close_when_done: AtomicBool,
+    /// Keys that guards (or acquisitions on their way) hold on this session. The
+    /// server grants a key again to a session that holds it (advisory locks are
+    /// re-entrant per session), so a session is used for a key only while no one
+    /// else of ours holds that key on it.
+    reserved: std::sync::Mutex<HashMap<LockKey, usize>>,
     loss: LossWatch,
+}
+
+/// A key reserved on a session for one guard: released when dropped.
+pub(crate) struct Reserved {
+    session: Arc<Session>,
+    key: LockKey,
+}
+
+impl Reserved {
+    pub(crate) fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        let mut reserved = self.session.reserved();
+        if let Some(count) = reserved.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                reserved.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Session {
@@ -60,6 +90,7 @@ impl Session {
             scope,
             maybe_held: AtomicUsize::new(0),
             close_when_done: AtomicBool::new(false),
+            reserved: Default::default(),
             loss: LossWatch::default(),
         }))
     }
@@ -73,6 +104,41 @@ impl Session {
     /// The pool this session came from.
     pub(crate) fn pool_id(&self) -> usize {
         self.pool_id
+    }
+
+    fn reserved(&self) -> std::sync::MutexGuard<'_, HashMap<LockKey, usize>> {
+        // One map operation per change: a panic elsewhere cannot leave it torn.
+        self.reserved.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves `key` on this session unless someone of ours holds it here already.
+    pub(crate) fn reserve(self: &Arc<Self>, key: LockKey) -> Option<Reserved> {
+        let mut reserved = self.reserved();
+        if reserved.contains_key(&key) {
+            return None;
+        }
+        reserved.insert(key, 1);
+        drop(reserved);
+        Some(Reserved {
+            session: self.clone(),
+            key,
+        })
+    }
+
+    /// Reserves `key` on this session only if no one of ours holds anything here:
+    /// for a session picked up because an unlock is queued on it, which must not
+    /// belong to a lock still held (an enclosing body's, say).
+    pub(crate) fn reserve_alone(self: &Arc<Self>, key: LockKey) -> Option<Reserved> {
+        let mut reserved = self.reserved();
+        if !reserved.is_empty() {
+            return None;
+        }
+        reserved.insert(key, 1);
+        drop(reserved);
+        Some(Reserved {
+            session: self.clone(),
+            key,
+        })
     }
 
     /// Who takes locks on this session.

@@ -2,7 +2,6 @@
 //! its own ([`LockGuard`]); `&Locker` a share of a few sessions.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -12,8 +11,8 @@ use crate::error::Error;
 use crate::guard::LockGuard;
 use crate::lock::AdvisoryLock;
 use crate::release;
-use crate::session::{pool_id, Session};
-use crate::wait::wait_for;
+use crate::session::{pool_id, Reserved, Session};
+use crate::wait::{wait_for, within};
 
 mod sealed {
     pub trait Sealed {}
@@ -42,19 +41,23 @@ pub trait LockSource: sealed::Sealed + Sync {
     ) -> impl Future<Output = Result<Self::Guard, Error>> + Send + 'a;
 }
 
-/// The session a lock from `pool` is taken on: the one an enclosing lock of the task
-/// lives on (so the server's deadlock detector sees nested waits), else one with
-/// an unlock of this key still queued (so the request runs after it), else a fresh
-/// one from the pool.
-async fn session_for(pool: &Pool, held: &Held, lock: &AdvisoryLock) -> Result<Arc<Session>, Error> {
+/// The session a lock from `pool` is taken on, reserved for its key: the one an
+/// enclosing lock of the task lives on (so the server's deadlock detector sees
+/// nested waits), else one with an unlock of this key still queued and no other
+/// lock on it (so the request runs after that unlock), else a fresh one from the
+/// pool. A session where someone of ours already holds the key is never used for it:
+/// the server would grant it again there, to a second holder.
+async fn session_for(pool: &Pool, held: &Held, lock: &AdvisoryLock) -> Result<Reserved, Error> {
     let id = pool_id(pool);
-    if let Some(session) = held.session_of(id) {
-        return Ok(session);
+    let key = lock.key();
+    if let Some(reserved) = held.session_of(id).and_then(|s| s.reserve(key)) {
+        return Ok(reserved);
     }
-    if let Some(session) = release::take_session_for(id, lock.key()) {
-        return Ok(session);
+    if let Some(reserved) = release::take_session_for(id, key).and_then(|s| s.reserve_alone(key)) {
+        return Ok(reserved);
     }
-    Session::checkout(pool, lock).await
+    let session = Session::checkout(pool, lock).await?;
+    Ok(session.reserve(key).expect("a fresh session holds nothing"))
 }
 
 impl LockSource for Pool {
@@ -67,9 +70,9 @@ impl LockSource for Pool {
                 lock: lock.id().clone(),
             });
         }
-        let session = session_for(self, &held, lock).await?;
-        if session.try_lock(lock).await? {
-            Ok(LockGuard::new(session, lock.clone()))
+        let reserved = session_for(self, &held, lock).await?;
+        if reserved.session().try_lock(lock).await? {
+            Ok(LockGuard::new(reserved, lock.clone()))
         } else {
             Err(Error::Busy {
                 lock: lock.id().clone(),
@@ -88,8 +91,21 @@ impl LockSource for Pool {
                 lock: lock.id().clone(),
             });
         }
-        let session = session_for(self, &held, lock).await?;
-        wait_for(&session, lock, limit).await?;
-        Ok(LockGuard::new(session, lock.clone()))
+        let deadline = limit.map(|limit| (tokio::time::Instant::now() + limit, limit));
+        let reserved = within(deadline, lock, session_for(self, &held, lock)).await?;
+        let remaining =
+            deadline.map(|(d, _)| d.saturating_duration_since(tokio::time::Instant::now()));
+        wait_for(reserved.session(), lock, remaining)
+            .await
+            .map_err(|e| match (e, limit) {
+                // Report the caller's whole limit, not what was left of it.
+                (Error::Timeout { lock, source, .. }, Some(limit)) => Error::Timeout {
+                    lock,
+                    after: Some(limit),
+                    source,
+                },
+                (e, _) => e,
+            })?;
+        Ok(LockGuard::new(reserved, lock.clone()))
     }
 }

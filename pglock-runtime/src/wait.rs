@@ -61,6 +61,27 @@ pub(crate) async fn wait_for(
     }
 }
 
+/// Runs `step` (getting a connection, say) within what is left of a time limit:
+/// a limit covers the whole acquisition, not only the wait in the server's queue.
+/// `deadline` is when the limit runs out, and the limit itself (for the error).
+pub(crate) async fn within<T>(
+    deadline: Option<(tokio::time::Instant, Duration)>,
+    lock: &AdvisoryLock,
+    step: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let Some((deadline, limit)) = deadline else {
+        return step.await;
+    };
+    match tokio::time::timeout_at(deadline, step).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(Error::Timeout {
+            lock: lock.id().clone(),
+            after: Some(limit),
+            source: None,
+        }),
+    }
+}
+
 /// A `pg_advisory_lock` sent and not yet answered. Dropped unanswered, it hands
 /// itself to a task that cancels it and cleans up.
 struct InFlight {

@@ -27,7 +27,7 @@ use crate::loss::Watch;
 use crate::release;
 use crate::session::Session;
 use crate::source::LockSource;
-use crate::wait::wait_for;
+use crate::wait::{wait_for, within};
 
 pub use guard::LockerGuard;
 use sessions::Sessions;
@@ -320,7 +320,11 @@ impl Inner {
         ticket: Ticket,
         patience: Patience,
     ) -> Result<LockerGuard, Error> {
-        let session = self.sessions.for_key(self, lock).await?;
+        let deadline = match patience {
+            Patience::Wait(Some(l)) => Some((l.deadline, l.limit)),
+            _ => None,
+        };
+        let session = within(deadline, lock, self.sessions.for_key(self, lock)).await?;
         if session.try_lock(lock).await? {
             return self.granted(lock, ticket, session);
         }
@@ -331,7 +335,8 @@ impl Inner {
         };
         // Busy elsewhere: wait in the server's queue, on a connection of its own.
         let remaining = limit.map(|l| l.deadline.saturating_duration_since(Instant::now()));
-        let waiting = Session::checkout_for(&self.pool, lock, self.sessions.scope()).await?;
+        let checkout = Session::checkout_for(&self.pool, lock, self.sessions.scope());
+        let waiting = within(deadline, lock, checkout).await?;
         wait_for(&waiting, lock, remaining)
             .await
             .map_err(|e| match (e, limit) {

@@ -48,10 +48,14 @@ struct Entry {
     handoffs: u32,
     /// When the server granted the lock of this episode.
     since: Instant,
+    /// The task asking the server now only tries (so its answer comes at once).
+    asker_tries: bool,
 }
 
 struct Waiter {
     lock: AdvisoryLock,
+    /// A try: it must not wait longer than one answer of the server.
+    tries: bool,
     tell: oneshot::Sender<Ticket>,
 }
 
@@ -203,32 +207,40 @@ impl Table {
                     waiters: VecDeque::new(),
                     handoffs: 0,
                     since: Instant::now(),
+                    asker_tries: !wait,
                 },
             );
             return Admission::AskServer(self.ticket(me, key, episode, TicketKind::Ask));
         };
         entry.waiters.retain(|w| !w.tell.is_closed());
+        let within_handoff =
+            entry.handoffs < self.handoff.limit && entry.since.elapsed() < self.handoff.window;
         let joins_shared = entry.mode == LockMode::Shared
             && lock.mode() == LockMode::Shared
             && entry.waiters.is_empty();
         match &entry.session {
-            Some(session) if joins_shared && entry.holders > 0 => {
+            // Joining the shared holders counts as a handoff: overlapping shared
+            // holders of this process must not keep the key from other processes.
+            Some(session) if joins_shared && within_handoff && entry.holders > 0 => {
                 entry.holders += 1;
+                entry.handoffs += 1;
                 Admission::Holds(session.clone(), entry.episode)
             }
-            // A shared try while a shared ask of this process is on its way waits for
-            // that answer (one round trip) and joins it, as it would on the server.
-            None if joins_shared => self.queue(key, lock),
+            // A shared try while a shared *try* of this process is on its way to the
+            // server waits for that answer (one round trip) and joins it, as it would
+            // on the server; behind a waiting request it is Busy at once.
+            None if joins_shared && (wait || entry.asker_tries) => self.queue(key, lock, !wait),
             _ if !wait => Admission::Busy,
-            _ => self.queue(key, lock),
+            _ => self.queue(key, lock, false),
         }
     }
 
-    fn queue(&mut self, key: LockKey, lock: &AdvisoryLock) -> Admission {
+    fn queue(&mut self, key: LockKey, lock: &AdvisoryLock, tries: bool) -> Admission {
         let entry = self.keys.get_mut(&key).expect("queued behind an entry");
         let (tell, ticket) = oneshot::channel();
         entry.waiters.push_back(Waiter {
             lock: lock.clone(),
+            tries,
             tell,
         });
         Admission::Queued(ticket)
@@ -293,6 +305,7 @@ impl Table {
                 used: false,
             };
             entry.mode = waiter.lock.mode();
+            entry.asker_tries = waiter.tries;
             entry.lock = waiter.lock;
             match waiter.tell.send(ticket) {
                 Ok(()) => return,
