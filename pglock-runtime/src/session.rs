@@ -348,7 +348,13 @@ impl Watched for Session {
         let (classid, objid, objsubid) = sql::pg_locks_columns(key);
         let mode = sql::pg_locks_mode(mode);
         let check = async {
-            let client = self.pool.manager().create().await.ok()?;
+            let client = match self.pool.manager().create().await {
+                Ok(client) => client,
+                // The server answered (a connection limit, say): it has not stopped
+                // answering, and this backend's state is unknown: not a loss.
+                Err(e) if e.as_db_error().is_some() => return Some(true),
+                Err(_) => return None,
+            };
             let row = client
                 .query_one(sql::HOLDER_IS_ACTIVE, &[&classid, &objid, &objsubid, &mode])
                 .await
