@@ -99,19 +99,9 @@ pub struct Member {
     pub id: &'static str,
     /// What it runs, in words.
     pub what: &'static str,
-    pub role: Role,
-}
-
-#[derive(Clone)]
-pub enum Role {
-    /// Measured; compared with the baseline (a target, or none: for information).
-    Measured {
-        workload: Workload,
-        target: Option<Target>,
-    },
-    /// A place kept for a scenario whose code does not exist yet: listed in the
-    /// report as not measured, with the reason. Never replaced by a stand-in.
-    Pending { why: &'static str },
+    pub workload: Workload,
+    /// Its target ratio to the baseline; `None`: measured for information.
+    pub target: Option<Target>,
 }
 
 /// A comparison between two measured members of a group other than "vs baseline":
@@ -153,38 +143,40 @@ impl Group {
         }
     }
 
-    fn push(mut self, id: &'static str, what: &'static str, role: Role) -> Group {
-        if let Role::Measured { workload, .. } = &role {
-            let shape = match workload {
-                Workload::Latency(_) => Shape::Latency,
-                Workload::Throughput(_) => Shape::Throughput,
-            };
-            assert_eq!(
-                shape, self.shape,
-                "{}/{id}: wrong workload shape",
-                self.name
-            );
-        }
+    fn push(
+        mut self,
+        id: &'static str,
+        what: &'static str,
+        workload: Workload,
+        target: Option<Target>,
+    ) -> Group {
+        let shape = match workload {
+            Workload::Latency(_) => Shape::Latency,
+            Workload::Throughput(_) => Shape::Throughput,
+        };
+        assert_eq!(
+            shape, self.shape,
+            "{}/{id}: wrong workload shape",
+            self.name
+        );
         assert!(
             self.members.iter().all(|m| m.id != id),
             "{}/{id}: duplicate id",
             self.name
         );
-        self.members.push(Member { id, what, role });
+        self.members.push(Member {
+            id,
+            what,
+            workload,
+            target,
+        });
         self
     }
 
     /// The baseline: must come first.
     pub fn baseline(self, id: &'static str, what: &'static str, workload: Workload) -> Group {
         assert!(self.members.is_empty(), "{}: baseline first", self.name);
-        self.push(
-            id,
-            what,
-            Role::Measured {
-                workload,
-                target: None,
-            },
-        )
+        self.push(id, what, workload, None)
     }
 
     /// A scenario with a target ratio to the baseline.
@@ -195,26 +187,12 @@ impl Group {
         workload: Workload,
         target: Target,
     ) -> Group {
-        self.push(
-            id,
-            what,
-            Role::Measured {
-                workload,
-                target: Some(target),
-            },
-        )
+        self.push(id, what, workload, Some(target))
     }
 
     /// A scenario measured for information (no target).
     pub fn info(self, id: &'static str, what: &'static str, workload: Workload) -> Group {
-        self.push(
-            id,
-            what,
-            Role::Measured {
-                workload,
-                target: None,
-            },
-        )
+        self.push(id, what, workload, None)
     }
 
     /// The baseline and the member `id` only (for a closer look at one scenario);
@@ -231,11 +209,6 @@ impl Group {
                 .all(|x| *x == baseline || *x == id)
         });
         Some(self)
-    }
-
-    /// A place for a scenario that cannot be written yet.
-    pub fn pending(self, id: &'static str, what: &'static str, why: &'static str) -> Group {
-        self.push(id, what, Role::Pending { why })
     }
 
     /// `slower` must take at least `factor` x as long per call as `faster`.
@@ -344,10 +317,7 @@ pub async fn run_group(ctx: &Ctx, group: Group, plan: Plan) -> Report {
         .members
         .iter()
         .enumerate()
-        .filter_map(|(i, m)| match &m.role {
-            Role::Measured { workload, .. } => Some((i, workload.clone())),
-            Role::Pending { .. } => None,
-        })
+        .map(|(i, m)| (i, m.workload.clone()))
         .collect();
     let rounds = match group.shape {
         Shape::Latency => plan.rounds,
@@ -457,11 +427,7 @@ impl Report {
     pub fn verdicts(&self) -> Vec<Verdict> {
         let mut out = Vec::new();
         for row in &self.rows[1..] {
-            if let Role::Measured {
-                target: Some(target),
-                ..
-            } = row.member.role
-            {
+            if let Some(target) = row.member.target {
                 if row.values.is_empty() {
                     continue;
                 }
@@ -527,25 +493,10 @@ impl Report {
             "| scenario | {unit} | {spread} | {ratio_head} (medians) | per-round ratio: median (p10–p90) | target | | client CPU µs/call | calls |"
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|---:|---:|");
-        let (mut legend, mut pending) = (Vec::new(), Vec::new());
+        let mut legend = Vec::new();
         for (i, row) in self.rows.iter().enumerate() {
             let m = &row.member;
-            let (target, why) = match &m.role {
-                Role::Measured { target, .. } => (*target, None),
-                Role::Pending { why } => (None, Some(*why)),
-            };
-            if let Some(why) = why {
-                let _ = writeln!(
-                    s,
-                    "| `{}` | — | — | — | — | | **not measured yet** | | |",
-                    m.id
-                );
-                pending.push(format!(
-                    "- `{}`: {} — **not measured yet**: {why}",
-                    m.id, m.what
-                ));
-                continue;
-            }
+            let target = m.target;
             let show = |v: f64| match g.shape {
                 Shape::Latency => format!("{:.1}", v * 1e6),
                 Shape::Throughput => format!("{:.0}", v),
@@ -588,7 +539,7 @@ impl Report {
             legend.push(format!("- `{}`: {}", m.id, m.what));
         }
         let _ = writeln!(s);
-        for line in legend.iter().chain(&pending) {
+        for line in &legend {
             let _ = writeln!(s, "{line}");
         }
         if !g.checks.is_empty() {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use pglock::testdb::Cluster;
 
-use crate::harness::{Ctx, Group, Plan, Role};
+use crate::harness::{Ctx, Group, Plan};
 use crate::scenarios::Env;
 
 #[derive(Default)]
@@ -96,9 +96,7 @@ pub fn run(runtime: &tokio::runtime::Runtime, groups: Vec<Group>) -> String {
         let marker = cluster.db().connect().await.expect("marker connection");
         for group in groups {
             for member in &group.members {
-                let Role::Measured { workload, .. } = &member.role else {
-                    continue;
-                };
+                let workload = &member.workload;
                 crate::harness::batch(&ctx, workload, &plan).await; // warm-up: connections, caches
                 let tag = format!("pglock-bench-mark {}/{}", group.name, member.id);
                 marker

@@ -8,8 +8,10 @@
 //!
 //! Each workload takes a key of its own (`ctx.name("group/id")`), so that a queued
 //! unlock left by one member's batch never makes the next member's first call busy.
-//! A `Locker` scenario (many locks on few sessions) will be a member of these groups,
-//! with the same baselines, plus groups of its own (hundreds of keys held at once).
+//! (The attribute's literal keys are fixed at compile time, so they are the same in
+//! every bench process: two runs at once on one `DATABASE_URL` would collide on them.)
+//! `Locker` scenarios are members of these groups, beside the same baselines; what
+//! holding thousands of keys at once costs is in `capacity.rs`.
 
 use std::future::Future;
 use std::task::{Context, Waker};
@@ -17,7 +19,7 @@ use std::time::Instant;
 
 use deadpool_postgres::Pool;
 use pglock::testdb::TestDb;
-use pglock::{AdvisoryLock, LockKey};
+use pglock::{advisory_locked, AdvisoryLock, LockKey, Locker};
 use sqlx::postgres::{PgAdvisoryLock, PgAdvisoryLockKey, PgPoolOptions};
 
 use crate::harness::{latency, throughput, Ctx, Group, Target};
@@ -29,6 +31,11 @@ pub struct Env {
     pub pool: Pool,
     /// sqlx's pool, default options (so `test_before_acquire` is on, as for users).
     pub sqlx: sqlx::PgPool,
+    /// A Locker on `pool` with the default options (2 lock sessions), as a service
+    /// would have one.
+    pub locker: Locker,
+    /// A Locker on `pool` with one lock session (`distinct_keys`).
+    pub locker_one: Locker,
     prefix: String,
 }
 
@@ -39,8 +46,11 @@ impl Env {
             .connect(db.url())
             .await
             .expect("sqlx pool on the test database");
+        let pool = db.pool(48);
         Env {
-            pool: db.pool(48),
+            locker: Locker::new(pool.clone()),
+            locker_one: Locker::builder(pool.clone()).sessions(1).build(),
+            pool,
             sqlx,
             prefix: format!("pglock-bench:{}:", std::process::id()),
         }
@@ -59,10 +69,6 @@ impl Env {
         }
     }
 }
-
-/// Why the attribute rows are empty for now.
-const ATTRIBUTE: &str = "`#[advisory_locked]` is being written on branch `macro`; \
-                         see ATTRIBUTE SCENARIOS in benches/locks/scenarios.rs";
 
 pub fn groups() -> Vec<Group> {
     vec![
@@ -94,15 +100,29 @@ pub fn groups() -> Vec<Group> {
                 latency!(runtime_try_drop),
                 Target::AtMost(0.65),
             )
-            .pending(
+            .scenario(
                 "attribute",
-                "empty `#[advisory_locked(key = \"...\")]` fn, literal key",
-                ATTRIBUTE,
+                "empty `#[advisory_locked(key = \"...\")]` fn, literal key (hashed at compile time), lock from the `&Pool` argument",
+                latency!(attribute_literal),
+                Target::AtMost(0.65),
             )
-            .pending(
+            .scenario(
                 "attribute_template",
-                "empty `#[advisory_locked(key = \"job:{a}:{b}\")]` fn, key from two arguments",
-                ATTRIBUTE,
+                "empty `#[advisory_locked(key = \"job:{a}:{b}\")]` fn, key formatted from two arguments (a `&str`, a `u32`) and hashed per call",
+                latency!(attribute_template),
+                Target::AtMost(0.65),
+            )
+            .scenario(
+                "locker",
+                "`try_acquire(&locker)` + `release()` (Locker with 2 lock sessions: no pool checkout; the release awaits its unlock)",
+                latency!(locker_try_release),
+                Target::AtMost(0.65),
+            )
+            .scenario(
+                "locker_drop",
+                "`try_acquire(&locker)` + drop (unlock queued on the lock session)",
+                latency!(locker_try_drop),
+                Target::AtMost(0.65),
             ),
         Group::latency("wait_uncontended", "one task, one key, nobody else; wait")
             .baseline(
@@ -122,10 +142,16 @@ pub fn groups() -> Vec<Group> {
                 latency!(runtime_wait_drop),
                 Target::AtMost(0.65),
             )
-            .pending(
+            .scenario(
                 "attribute",
-                "empty `#[advisory_locked(wait, key = \"...\")]` fn",
-                ATTRIBUTE,
+                "empty `#[advisory_locked(wait, key = \"...\")]` fn, literal key, lock from the `&Pool` argument",
+                latency!(attribute_wait),
+                Target::AtMost(0.65),
+            )
+            .info(
+                "locker_drop",
+                "`acquire(&locker)` + drop (the Locker tries first; nobody holds the key, so that is the one request)",
+                latency!(locker_wait_drop),
             )
             .info(
                 "sqlx",
@@ -138,6 +164,7 @@ pub fn groups() -> Vec<Group> {
                 latency!(sqlx_conn_kept),
             )
             .check("runtime_drop", "sqlx", 1.5, true)
+            .check("attribute", "sqlx", 1.5, true)
             .check("runtime", "sqlx", 1.5, false),
         Group::throughput("contended", "4 tasks, one key, wait; locked calls (handoffs) per second")
             .baseline(
@@ -162,15 +189,42 @@ pub fn groups() -> Vec<Group> {
                 throughput!(runtime_contended_drop),
                 Target::AtLeast(0.9),
             )
-            .pending(
+            .scenario(
                 "attribute",
-                "4 tasks calling an empty `#[advisory_locked(wait)]` fn",
-                ATTRIBUTE,
+                "4 tasks calling an empty `#[advisory_locked(wait, key = \"...\")]` fn (lock from the `&Pool` argument)",
+                throughput!(attribute_contended),
+                Target::AtLeast(0.9),
             ),
+        Group::throughput(
+            "contended16",
+            "16 tasks of one process, one key, wait; locked calls (handoffs) per second",
+        )
+        .baseline(
+            "raw",
+            "16 tasks, each its own pooled client: `pg_advisory_lock($1)` then `pg_advisory_unlock($1)` (the server's queue)",
+            throughput!(raw_contended16),
+        )
+        .info(
+            "runtime",
+            "16 tasks: `acquire(&pool)` + `release()` (each waits on a pooled connection, in the server's queue)",
+            throughput!(runtime_contended16),
+        )
+        .scenario(
+            "locker",
+            "16 tasks: `acquire(&locker)` + `release()` (waiters queue in the process; default handoff limit 16)",
+            throughput!(locker_contended16_release),
+            Target::AtLeast(2.0),
+        )
+        .scenario(
+            "locker_drop",
+            "16 tasks: `acquire(&locker)` + drop",
+            throughput!(locker_contended16_drop),
+            Target::AtLeast(2.0),
+        ),
         Group::throughput("distinct_keys", "16 tasks, 16 keys (one each), try; locked calls per second")
             .baseline(
                 "raw",
-                "16 tasks: pool.get + prepared try, then unlock, each awaited",
+                "16 tasks: pool.get + prepared try, then unlock, each awaited (16 connections)",
                 throughput!(raw_distinct),
             )
             .scenario(
@@ -185,40 +239,75 @@ pub fn groups() -> Vec<Group> {
                 throughput!(runtime_distinct_drop),
                 Target::AtLeast(0.9),
             )
-            .pending(
+            .scenario(
                 "attribute",
-                "16 tasks calling an empty `#[advisory_locked(key = \"k:{i}\")]` fn",
-                ATTRIBUTE,
+                "16 tasks calling an empty `#[advisory_locked(key = \"{prefix}{i}\")]` fn (lock from the `&Pool` argument)",
+                throughput!(attribute_distinct),
+                Target::AtLeast(0.9),
+            )
+            .scenario(
+                "locker_1s",
+                "16 tasks: `try_acquire(&locker)` + `release()`, Locker with **one** lock session (`sessions(1)`)",
+                throughput!(locker_distinct_release),
+                Target::AtLeast(1.0),
+            )
+            .scenario(
+                "locker_1s_drop",
+                "16 tasks: `try_acquire(&locker)` + drop, the same one-session Locker",
+                throughput!(locker_distinct_drop),
+                Target::AtLeast(1.0),
             ),
     ]
 }
 
 // ---------------------------------------------------------------------------------
-// ATTRIBUTE SCENARIOS (not written yet: `#[advisory_locked]` is on branch `macro`).
-//
-// When it lands, replace each `.pending("attribute...", ...)` row above with a
-// `.scenario(...)` of the same target as the `runtime_drop` row of its group (the
-// attribute drops its guard, so its unlock is queued), and add fns like these:
-//
-//     #[pglock::advisory_locked(key = "pglock-bench/attribute", pool = pool)]
-//     async fn locked_literal(pool: &Pool) -> Result<(), pglock::Error> {
-//         Ok(())
-//     }
-//
-//     #[pglock::advisory_locked(key = "pglock-bench/job:{a}:{b}", pool = pool)]
-//     async fn locked_template(pool: &Pool, a: u32, b: &str) -> Result<(), pglock::Error> {
-//         Ok(())
-//     }
-//
-//     async fn attribute_literal(ctx: Ctx, calls: usize) {
-//         for _ in 0..calls {
-//             locked_literal(&ctx.pool).await.unwrap();
-//         }
-//     }
-//
-// (`wait` and the throughput groups alike.) Until then the rows print as "not
-// measured yet": nothing stands in for the attribute.
+// The annotated fns. Their bodies are empty: what is measured is what the attribute
+// adds around a body (take the lock, run the body under it, queue the unlock).
 // ---------------------------------------------------------------------------------
+
+#[advisory_locked(key = "pglock-bench/uncontended/attribute")]
+async fn locked_literal(pool: &Pool) -> Result<(), pglock::Error> {
+    Ok(())
+}
+
+#[advisory_locked(key = "job:{a}:{b}")]
+async fn locked_template(pool: &Pool, a: &str, b: u32) -> Result<(), pglock::Error> {
+    Ok(())
+}
+
+#[advisory_locked(wait, key = "pglock-bench/wait_uncontended/attribute")]
+async fn locked_wait(pool: &Pool) -> Result<(), pglock::Error> {
+    Ok(())
+}
+
+#[advisory_locked(wait, key = "pglock-bench/contended/attribute")]
+async fn locked_contended(pool: &Pool) -> Result<(), pglock::Error> {
+    Ok(())
+}
+
+#[advisory_locked(key = "{prefix}{i}")]
+async fn locked_distinct(pool: &Pool, prefix: &str, i: usize) -> Result<(), pglock::Error> {
+    Ok(())
+}
+
+async fn attribute_literal(ctx: Ctx, calls: usize) {
+    for _ in 0..calls {
+        locked_literal(&ctx.pool).await.unwrap();
+    }
+}
+
+async fn attribute_template(ctx: Ctx, calls: usize) {
+    let a = ctx.name("uncontended/attribute_template");
+    for _ in 0..calls {
+        locked_template(&ctx.pool, &a, 7).await.unwrap();
+    }
+}
+
+async fn attribute_wait(ctx: Ctx, calls: usize) {
+    for _ in 0..calls {
+        locked_wait(&ctx.pool).await.unwrap();
+    }
+}
 
 const TRY: &str = "SELECT pg_try_advisory_lock($1::int8)";
 const WAIT: &str = "SELECT pg_advisory_lock($1::int8)";
@@ -329,6 +418,28 @@ async fn runtime_wait_drop(ctx: Ctx, calls: usize) {
     }
 }
 
+async fn locker_try_release(ctx: Ctx, calls: usize) {
+    let lock = AdvisoryLock::new(ctx.name("uncontended/locker"));
+    for _ in 0..calls {
+        let guard = lock.try_acquire(&ctx.locker).await.unwrap();
+        guard.release().await.unwrap();
+    }
+}
+
+async fn locker_try_drop(ctx: Ctx, calls: usize) {
+    let lock = AdvisoryLock::new(ctx.name("uncontended/locker_drop"));
+    for _ in 0..calls {
+        drop(lock.try_acquire(&ctx.locker).await.unwrap());
+    }
+}
+
+async fn locker_wait_drop(ctx: Ctx, calls: usize) {
+    let lock = AdvisoryLock::new(ctx.name("wait_uncontended/locker_drop"));
+    for _ in 0..calls {
+        drop(lock.acquire(&ctx.locker).await.unwrap());
+    }
+}
+
 async fn sqlx_pool(ctx: Ctx, calls: usize) {
     let lock =
         PgAdvisoryLock::with_key(PgAdvisoryLockKey::BigInt(ctx.key("wait_uncontended/sqlx")));
@@ -368,9 +479,11 @@ where
 
 const CONTENDERS: usize = 4;
 
-async fn raw_contended(ctx: Ctx, deadline: Instant) -> u64 {
-    spawn_all(&ctx, CONTENDERS, deadline, |ctx, _, deadline| async move {
-        let key = ctx.key("contended/raw");
+/// `tasks` tasks, each with a pooled client of its own for the whole batch, taking
+/// and releasing `name`'s key with `pg_advisory_lock` / `pg_advisory_unlock`.
+async fn raw_blocking(ctx: Ctx, deadline: Instant, tasks: usize, name: &'static str) -> u64 {
+    spawn_all(&ctx, tasks, deadline, move |ctx, _, deadline| async move {
+        let key = ctx.key(name);
         let client = ctx.pool.get().await.unwrap();
         let lock = client.prepare_cached(WAIT).await.unwrap();
         let unlock = client.prepare_cached(UNLOCK).await.unwrap();
@@ -386,6 +499,10 @@ async fn raw_contended(ctx: Ctx, deadline: Instant) -> u64 {
     .await
 }
 
+async fn raw_contended(ctx: Ctx, deadline: Instant) -> u64 {
+    raw_blocking(ctx, deadline, CONTENDERS, "contended/raw").await
+}
+
 async fn raw_contended_checkout(ctx: Ctx, deadline: Instant) -> u64 {
     spawn_all(&ctx, CONTENDERS, deadline, |ctx, _, deadline| async move {
         let key = ctx.key("contended/raw_checkout");
@@ -399,17 +516,30 @@ async fn raw_contended_checkout(ctx: Ctx, deadline: Instant) -> u64 {
     .await
 }
 
-async fn runtime_contended(ctx: Ctx, deadline: Instant, name: &str, release: bool) -> u64 {
+/// `tasks` tasks taking `name` from a lock source (`ctx.pool` or `ctx.locker`),
+/// waiting, then releasing it (`release`) or dropping the guard.
+async fn source_contended<S>(
+    ctx: Ctx,
+    deadline: Instant,
+    tasks: usize,
+    name: &str,
+    source: fn(&Ctx) -> &S,
+    release: bool,
+) -> u64
+where
+    S: pglock::LockSource + Send + ?Sized + 'static,
+    S::Guard: Releasable,
+{
     let lock = AdvisoryLock::new(ctx.name(name));
-    spawn_all(&ctx, CONTENDERS, deadline, move |ctx, _, deadline| {
+    spawn_all(&ctx, tasks, deadline, move |ctx, _, deadline| {
         let lock = lock.clone();
         async move {
             let mut calls = 0;
             while Instant::now() < deadline {
-                let guard = lock.acquire(&ctx.pool).await.unwrap();
+                let guard = lock.acquire(source(&ctx)).await.unwrap();
                 calls += 1;
                 if release {
-                    guard.release().await.unwrap();
+                    guard.release_now().await;
                 } else {
                     drop(guard);
                 }
@@ -420,12 +550,99 @@ async fn runtime_contended(ctx: Ctx, deadline: Instant, name: &str, release: boo
     .await
 }
 
+/// `release()` of either kind of guard.
+pub trait Releasable: Send + Sized + 'static {
+    fn release_now(self) -> impl Future<Output = ()> + Send;
+}
+
+impl Releasable for pglock::LockGuard {
+    async fn release_now(self) {
+        self.release().await.unwrap();
+    }
+}
+
+impl Releasable for pglock::LockerGuard {
+    async fn release_now(self) {
+        self.release().await.unwrap();
+    }
+}
+
+fn pool(ctx: &Ctx) -> &Pool {
+    &ctx.pool
+}
+
+fn locker(ctx: &Ctx) -> &Locker {
+    &ctx.locker
+}
+
+fn locker_one(ctx: &Ctx) -> &Locker {
+    &ctx.locker_one
+}
+
+async fn runtime_contended(ctx: Ctx, deadline: Instant, name: &str, release: bool) -> u64 {
+    source_contended(ctx, deadline, CONTENDERS, name, pool, release).await
+}
+
 async fn runtime_contended_release(ctx: Ctx, deadline: Instant) -> u64 {
     runtime_contended(ctx, deadline, "contended/runtime", true).await
 }
 
 async fn runtime_contended_drop(ctx: Ctx, deadline: Instant) -> u64 {
     runtime_contended(ctx, deadline, "contended/runtime_drop", false).await
+}
+
+async fn attribute_contended(ctx: Ctx, deadline: Instant) -> u64 {
+    spawn_all(&ctx, CONTENDERS, deadline, |ctx, _, deadline| async move {
+        let mut calls = 0;
+        while Instant::now() < deadline {
+            locked_contended(&ctx.pool).await.unwrap();
+            calls += 1;
+        }
+        calls
+    })
+    .await
+}
+
+const CONTENDERS16: usize = 16;
+
+async fn raw_contended16(ctx: Ctx, deadline: Instant) -> u64 {
+    raw_blocking(ctx, deadline, CONTENDERS16, "contended16/raw").await
+}
+
+async fn runtime_contended16(ctx: Ctx, deadline: Instant) -> u64 {
+    source_contended(
+        ctx,
+        deadline,
+        CONTENDERS16,
+        "contended16/runtime",
+        pool,
+        true,
+    )
+    .await
+}
+
+async fn locker_contended16_release(ctx: Ctx, deadline: Instant) -> u64 {
+    source_contended(
+        ctx,
+        deadline,
+        CONTENDERS16,
+        "contended16/locker",
+        locker,
+        true,
+    )
+    .await
+}
+
+async fn locker_contended16_drop(ctx: Ctx, deadline: Instant) -> u64 {
+    source_contended(
+        ctx,
+        deadline,
+        CONTENDERS16,
+        "contended16/locker_drop",
+        locker,
+        false,
+    )
+    .await
 }
 
 const DISTINCT: usize = 16;
@@ -443,7 +660,19 @@ async fn raw_distinct(ctx: Ctx, deadline: Instant) -> u64 {
     .await
 }
 
-async fn runtime_distinct(ctx: Ctx, deadline: Instant, name: &'static str, release: bool) -> u64 {
+/// 16 tasks, each trying its own key of `name` from a lock source, then releasing it
+/// (`release`) or dropping the guard.
+async fn source_distinct<S>(
+    ctx: Ctx,
+    deadline: Instant,
+    name: &'static str,
+    source: fn(&Ctx) -> &S,
+    release: bool,
+) -> u64
+where
+    S: pglock::LockSource + Send + ?Sized + 'static,
+    S::Guard: Releasable,
+{
     spawn_all(
         &ctx,
         DISTINCT,
@@ -452,10 +681,10 @@ async fn runtime_distinct(ctx: Ctx, deadline: Instant, name: &'static str, relea
             let lock = AdvisoryLock::new(ctx.name(&format!("{name}/{i}")));
             let mut calls = 0;
             while Instant::now() < deadline {
-                let guard = lock.try_acquire(&ctx.pool).await.unwrap();
+                let guard = lock.try_acquire(source(&ctx)).await.unwrap();
                 calls += 1;
                 if release {
-                    guard.release().await.unwrap();
+                    guard.release_now().await;
                 } else {
                     drop(guard);
                 }
@@ -466,10 +695,42 @@ async fn runtime_distinct(ctx: Ctx, deadline: Instant, name: &'static str, relea
     .await
 }
 
+async fn runtime_distinct(ctx: Ctx, deadline: Instant, name: &'static str, release: bool) -> u64 {
+    source_distinct(ctx, deadline, name, pool, release).await
+}
+
 async fn runtime_distinct_release(ctx: Ctx, deadline: Instant) -> u64 {
     runtime_distinct(ctx, deadline, "distinct_keys/runtime", true).await
 }
 
 async fn runtime_distinct_drop(ctx: Ctx, deadline: Instant) -> u64 {
     runtime_distinct(ctx, deadline, "distinct_keys/runtime_drop", false).await
+}
+
+async fn attribute_distinct(ctx: Ctx, deadline: Instant) -> u64 {
+    spawn_all(&ctx, DISTINCT, deadline, |ctx, i, deadline| async move {
+        let prefix = ctx.name("distinct_keys/attribute/");
+        let mut calls = 0;
+        while Instant::now() < deadline {
+            locked_distinct(&ctx.pool, &prefix, i).await.unwrap();
+            calls += 1;
+        }
+        calls
+    })
+    .await
+}
+
+async fn locker_distinct_release(ctx: Ctx, deadline: Instant) -> u64 {
+    source_distinct(ctx, deadline, "distinct_keys/locker_1s", locker_one, true).await
+}
+
+async fn locker_distinct_drop(ctx: Ctx, deadline: Instant) -> u64 {
+    source_distinct(
+        ctx,
+        deadline,
+        "distinct_keys/locker_1s_drop",
+        locker_one,
+        false,
+    )
+    .await
 }
