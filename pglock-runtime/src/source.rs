@@ -93,19 +93,7 @@ impl LockSource for Pool {
         }
         let deadline = limit.map(|limit| (tokio::time::Instant::now() + limit, limit));
         let reserved = within(deadline, lock, session_for(self, &held, lock)).await?;
-        let remaining =
-            deadline.map(|(d, _)| d.saturating_duration_since(tokio::time::Instant::now()));
-        wait_for(reserved.session(), lock, remaining)
-            .await
-            .map_err(|e| match (e, limit) {
-                // Report the caller's whole limit, not what was left of it.
-                (Error::Timeout { lock, source, .. }, Some(limit)) => Error::Timeout {
-                    lock,
-                    after: Some(limit),
-                    source,
-                },
-                (e, _) => e,
-            })?;
+        wait_for(reserved.session(), lock, deadline).await?;
         Ok(LockGuard::new(reserved, lock.clone()))
     }
 }

@@ -24,22 +24,25 @@ use crate::LockKey;
 
 type Reply = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send>>;
 
-/// Waits on `session` until the lock is granted, or for at most `limit`.
+/// Waits on `session` until the lock is granted, or until `deadline` (when the
+/// caller's limit runs out, and that limit: a timeout reports the caller's whole
+/// limit, not what was left of it for this step).
 pub(crate) async fn wait_for(
     session: &Arc<Session>,
     lock: &AdvisoryLock,
-    limit: Option<Duration>,
+    deadline: Option<(tokio::time::Instant, Duration)>,
 ) -> Result<(), Error> {
-    let op = if limit.is_some() {
+    let remaining = deadline.map(|(d, _)| d.saturating_duration_since(tokio::time::Instant::now()));
+    let op = if remaining.is_some() {
         Op::WaitLimited
     } else {
         Op::Wait
     };
     let statement = session.lock_statement(op, lock).await?;
-    let mut wait = InFlight::send(session.clone(), lock.clone(), statement, limit);
+    let mut wait = InFlight::send(session.clone(), lock.clone(), statement, remaining);
     match wait.reply().await {
         Ok(_) => Ok(()),
-        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) && limit.is_some() => {
+        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) && deadline.is_some() => {
             // PostgreSQL can grant the lock and still raise lock_timeout for the
             // same statement: the session's rows in pg_locks say which it was.
             if settle(session, lock).await? {
@@ -47,7 +50,7 @@ pub(crate) async fn wait_for(
             } else {
                 Err(Error::Timeout {
                     lock: lock.id().clone(),
-                    after: limit,
+                    after: deadline.map(|(_, limit)| limit),
                     source: Some(e),
                 })
             }

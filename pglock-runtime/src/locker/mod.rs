@@ -332,26 +332,15 @@ impl Inner {
         if session.try_lock(lock).await? {
             return self.granted(lock, ticket, session);
         }
-        let Patience::Wait(limit) = patience else {
+        let Patience::Wait(_) = patience else {
             return Err(Error::Busy {
                 lock: lock.id().clone(),
             });
         };
         // Busy elsewhere: wait in the server's queue, on a connection of its own.
-        let remaining = limit.map(|l| l.deadline.saturating_duration_since(Instant::now()));
         let checkout = Session::checkout_for(&self.pool, lock, self.sessions.scope());
         let waiting = within(deadline, lock, checkout).await?;
-        wait_for(&waiting, lock, remaining)
-            .await
-            .map_err(|e| match (e, limit) {
-                // Report the caller's whole limit, not what was left of it.
-                (Error::Timeout { lock, source, .. }, Some(l)) => Error::Timeout {
-                    lock,
-                    after: Some(l.limit),
-                    source,
-                },
-                (e, _) => e,
-            })?;
+        wait_for(&waiting, lock, deadline).await?;
         self.granted(lock, ticket, waiting)
     }
 
