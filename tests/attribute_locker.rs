@@ -2,13 +2,13 @@
 //! `&Locker` parameter is found like a `Pool` one; every mode behaves as with a
 //! pool; the lock is released on every way out; a lost lock session stops the body.
 
-mod attribute_common;
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use attribute_common::{assert_released_within_1s, holders, unique, AppError, Holder};
+use common::{assert_released_within_1s, holders, unique, AppError, Foreign};
 use deadpool_postgres::Client;
 use pglock::{advisory_locked, LockKey, Locker};
 use tokio::sync::{oneshot, Barrier, Notify, Semaphore};
@@ -20,7 +20,7 @@ fn key_of(name: &str) -> LockKey {
 }
 
 fn locker() -> Locker {
-    Locker::new(attribute_common::pool(4))
+    Locker::new(common::pool(4))
 }
 
 #[advisory_locked(key = "{name}")]
@@ -45,14 +45,13 @@ async fn hold_until(
 #[tokio::test]
 async fn busy_by_default_when_held_elsewhere_or_by_another_task() {
     let locker = locker();
-    let pool = attribute_common::pool(2);
     let name = unique("locker-busy");
     let ran = AtomicUsize::new(0);
 
     assert_eq!(at_once(&locker, &name, &ran).await.unwrap(), 7);
 
     // Another session holds it.
-    let holder = Holder::take(&pool, key_of(&name)).await;
+    let holder = Foreign::holding(key_of(&name)).await;
     let started = Instant::now();
     let err = at_once(&locker, &name, &ran).await.unwrap_err();
     assert!(err.lock().is_busy(), "{err:?}");
@@ -61,7 +60,7 @@ async fn busy_by_default_when_held_elsewhere_or_by_another_task() {
         started.elapsed() < Duration::from_secs(5),
         "Busy without waiting"
     );
-    holder.release().await;
+    holder.unlock(key_of(&name)).await;
 
     // Another task of this process holds it through the same Locker.
     let (inside, gate) = (Notify::new(), Notify::new());
@@ -87,10 +86,9 @@ async fn waiting(locker: &Locker, name: &str, ran: &AtomicUsize) -> Result<u32, 
 #[tokio::test]
 async fn wait_gets_the_lock_after_release() {
     let locker = locker();
-    let pool = attribute_common::pool(2);
     let name = unique("locker-wait");
     let ran = Arc::new(AtomicUsize::new(0));
-    let holder = Holder::take(&pool, key_of(&name)).await;
+    let holder = Foreign::holding(key_of(&name)).await;
 
     // Spawned: the future of a fn locked through a Locker is Send.
     let call = tokio::spawn({
@@ -101,7 +99,7 @@ async fn wait_gets_the_lock_after_release() {
     assert!(!call.is_finished(), "must wait while the lock is held");
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 
-    holder.release().await;
+    holder.unlock(key_of(&name)).await;
     let out = tokio::time::timeout(Duration::from_secs(10), call)
         .await
         .expect("granted once released")
@@ -119,10 +117,9 @@ async fn bounded(locker: &Locker, name: &str, ran: &AtomicUsize) -> Result<u32, 
 #[tokio::test]
 async fn wait_with_a_bound_times_out() {
     let locker = locker();
-    let pool = attribute_common::pool(2);
     let name = unique("locker-timeout");
     let ran = AtomicUsize::new(0);
-    let holder = Holder::take(&pool, key_of(&name)).await;
+    let holder = Foreign::holding(key_of(&name)).await;
 
     let started = Instant::now();
     let err = bounded(&locker, &name, &ran).await.unwrap_err();
@@ -135,7 +132,7 @@ async fn wait_with_a_bound_times_out() {
     assert!(waited < Duration::from_secs(10), "waited {waited:?}");
     assert_eq!(ran.load(Ordering::SeqCst), 0, "the body must not run");
 
-    holder.release().await;
+    holder.unlock(key_of(&name)).await;
     assert_eq!(bounded(&locker, &name, &ran).await.unwrap(), 9);
 }
 
@@ -158,7 +155,6 @@ async fn skipping_after_a_wait(
 #[tokio::test]
 async fn skip_returns_default_without_running_the_body() {
     let locker = locker();
-    let pool = attribute_common::pool(2);
     let name = unique("locker-skip");
     let ran = AtomicUsize::new(0);
 
@@ -169,7 +165,7 @@ async fn skip_returns_default_without_running_the_body() {
     );
     assert_eq!(ran.load(Ordering::SeqCst), 2);
 
-    let holder = Holder::take(&pool, key_of(&name)).await;
+    let holder = Foreign::holding(key_of(&name)).await;
     assert_eq!(skipping(&locker, &name, &ran).await.unwrap(), 0);
     let started = Instant::now();
     assert_eq!(
@@ -181,7 +177,7 @@ async fn skip_returns_default_without_running_the_body() {
         "waited first"
     );
     assert_eq!(ran.load(Ordering::SeqCst), 2, "a skipped body must not run");
-    holder.release().await;
+    holder.unlock(key_of(&name)).await;
 }
 
 /// Inside the body (counted on `arrived`) until `gate` opens.
@@ -202,7 +198,7 @@ async fn reader(
 #[tokio::test]
 async fn shared_holders_share_one_server_lock_and_keep_an_exclusive_one_out() {
     let locker = locker();
-    let pool = attribute_common::pool(2);
+    let pool = common::pool(2);
     let observer = pool.get().await.unwrap();
     let name = unique("locker-shared");
     let key = key_of(&name);
@@ -236,7 +232,7 @@ async fn shared_holders_share_one_server_lock_and_keep_an_exclusive_one_out() {
         .await
         .expect("both shared holders must be inside at once");
 
-    let (classid, objid, objsubid) = attribute_common::pg_locks_columns(key);
+    let (classid, objid, objsubid) = common::columns(key);
     let rows = observer
         .query(
             "SELECT mode FROM pg_locks WHERE locktype = 'advisory' AND granted \
@@ -289,7 +285,7 @@ async fn templated(
 #[tokio::test]
 async fn a_templated_key_is_held_in_pg_locks_while_the_body_runs() {
     let locker = locker();
-    let pool = attribute_common::pool(2);
+    let pool = common::pool(2);
     let observer = pool.get().await.unwrap();
     let run = unique("locker-template");
     let order = Order {
@@ -353,7 +349,7 @@ async fn body(
 #[tokio::test]
 async fn released_on_every_way_out_of_the_body() {
     let locker = locker();
-    let pool = attribute_common::pool(2);
+    let pool = common::pool(2);
     let observer = pool.get().await.unwrap();
 
     for exit in [
@@ -431,7 +427,7 @@ async fn until_lost(
 #[tokio::test]
 async fn on_lost_abort_stops_the_body_within_a_second_of_the_lock_session_dying() {
     let locker = locker();
-    let pool = attribute_common::pool(2);
+    let pool = common::pool(2);
     let observer = pool.get().await.unwrap();
     let name = unique("locker-on-lost");
     let (entered, ticks) = (Notify::new(), AtomicUsize::new(0));

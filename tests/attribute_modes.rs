@@ -1,13 +1,13 @@
 //! Live tests of what `#[advisory_locked]` does when the lock is taken elsewhere:
 //! the default (`Busy`), `wait`, `wait = "..."`, `skip`, `shared` and `on_lost`.
 
-mod attribute_common;
+mod common;
 
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use attribute_common::{assert_released_within_1s, holders, unique, AppError, Holder};
+use common::{assert_released_within_1s, holders, unique, AppError, Foreign};
 use deadpool_postgres::{Client, Pool};
 use pglock::{advisory_locked, LockKey};
 use tokio::sync::{Barrier, Notify};
@@ -24,7 +24,7 @@ async fn at_once(pool: &Pool, name: &str, ran: &AtomicUsize) -> Result<u32, AppE
 
 #[tokio::test]
 async fn busy_by_default_when_held_elsewhere() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let name = unique("busy");
     let ran = AtomicUsize::new(0);
 
@@ -33,7 +33,7 @@ async fn busy_by_default_when_held_elsewhere() {
     assert_eq!(ran.load(Ordering::SeqCst), 1);
 
     // Held by another session: Busy at once, naming the lock; the body did not run.
-    let holder = Holder::take(&pool, key_of(&name)).await;
+    let holder = Foreign::holding(key_of(&name)).await;
     let started = Instant::now();
     let err = at_once(&pool, &name, &ran).await.unwrap_err();
     assert!(err.lock().is_busy(), "{err:?}");
@@ -47,7 +47,7 @@ async fn busy_by_default_when_held_elsewhere() {
         "Busy without waiting"
     );
     assert_eq!(ran.load(Ordering::SeqCst), 1, "the body must not run");
-    holder.release().await;
+    holder.unlock(key_of(&name)).await;
 }
 
 #[advisory_locked(key = "{name}", wait)]
@@ -58,10 +58,10 @@ async fn waiting(pool: &Pool, name: &str, ran: &AtomicUsize) -> Result<u32, AppE
 
 #[tokio::test]
 async fn wait_gets_the_lock_after_release() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let name = unique("wait");
     let ran = Arc::new(AtomicUsize::new(0));
-    let holder = Holder::take(&pool, key_of(&name)).await;
+    let holder = Foreign::holding(key_of(&name)).await;
 
     let call = tokio::spawn({
         let (pool, name, ran) = (pool.clone(), name.clone(), ran.clone());
@@ -72,7 +72,7 @@ async fn wait_gets_the_lock_after_release() {
     assert!(!call.is_finished(), "must wait while the lock is held");
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 
-    holder.release().await;
+    holder.unlock(key_of(&name)).await;
     let out = tokio::time::timeout(Duration::from_secs(10), call)
         .await
         .expect("granted once released")
@@ -89,10 +89,10 @@ async fn bounded(pool: &Pool, name: &str, ran: &AtomicUsize) -> Result<u32, AppE
 
 #[tokio::test]
 async fn wait_with_a_bound_times_out() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let name = unique("timeout");
     let ran = AtomicUsize::new(0);
-    let holder = Holder::take(&pool, key_of(&name)).await;
+    let holder = Foreign::holding(key_of(&name)).await;
 
     let started = Instant::now();
     let err = bounded(&pool, &name, &ran).await.unwrap_err();
@@ -106,7 +106,7 @@ async fn wait_with_a_bound_times_out() {
     assert_eq!(ran.load(Ordering::SeqCst), 0, "the body must not run");
 
     // Once free, the same fn gets it.
-    holder.release().await;
+    holder.unlock(key_of(&name)).await;
     assert_eq!(bounded(&pool, &name, &ran).await.unwrap(), 9);
 }
 
@@ -128,7 +128,7 @@ async fn skipping_after_a_wait(
 
 #[tokio::test]
 async fn skip_returns_default_without_running_the_body() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let name = unique("skip");
     let ran = AtomicUsize::new(0);
 
@@ -141,7 +141,7 @@ async fn skip_returns_default_without_running_the_body() {
     assert_eq!(ran.load(Ordering::SeqCst), 2);
 
     // Held: Ok(Default::default()), and the body never ran.
-    let holder = Holder::take(&pool, key_of(&name)).await;
+    let holder = Foreign::holding(key_of(&name)).await;
     assert_eq!(skipping(&pool, &name, &ran).await.unwrap(), 0);
     let started = Instant::now();
     assert_eq!(
@@ -153,7 +153,7 @@ async fn skip_returns_default_without_running_the_body() {
         "waited first"
     );
     assert_eq!(ran.load(Ordering::SeqCst), 2, "a skipped body must not run");
-    holder.release().await;
+    holder.unlock(key_of(&name)).await;
 }
 
 /// Inside the body until `gate` lets it go; reports the session that holds the lock.
@@ -172,7 +172,7 @@ async fn writer(pool: &Pool, name: &str) -> Result<(), AppError> {
 
 #[tokio::test]
 async fn shared_admits_two_holders_and_keeps_an_exclusive_one_out() {
-    let pool = attribute_common::pool(6);
+    let pool = common::pool(6);
     let observer = pool.get().await.unwrap();
     let name = unique("shared");
     let key = key_of(&name);
@@ -259,7 +259,7 @@ async fn terminate(observer: &Client, pid: i32) {
 
 #[tokio::test]
 async fn on_lost_abort_stops_the_body_and_ignore_lets_it_finish() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
 
     // abort (the default): the body is dropped once the session dies.

@@ -6,13 +6,13 @@
 //! outermost lock's session, so a cross-task deadlock is seen by the server and
 //! reported as `Deadlock` to one side.
 
-mod attribute_common;
+mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use attribute_common::{assert_released_within_1s, holders, unique, AppError};
+use common::{assert_released_within_1s, holders, unique, AppError};
 use deadpool_postgres::{Client, Pool};
 use pglock::{advisory_locked, Error, LockKey, Locker};
 use tokio::sync::Barrier;
@@ -119,7 +119,7 @@ fn assert_busy(result: Result<(), AppError>, name: &str) {
 
 #[tokio::test]
 async fn a_nested_wait_for_the_held_key_would_deadlock_through_a_pool() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     for nested in [Nested::Wait, Nested::WaitTwoLevelsDown] {
         let name = unique(&format!("nested-pool-{nested:?}"));
@@ -133,8 +133,8 @@ async fn a_nested_wait_for_the_held_key_would_deadlock_through_a_pool() {
 
 #[tokio::test]
 async fn a_nested_wait_for_the_held_key_would_deadlock_through_a_locker() {
-    let locker = Locker::new(attribute_common::pool(4));
-    let observer = attribute_common::pool(1).get().await.unwrap();
+    let locker = Locker::new(common::pool(4));
+    let observer = common::pool(1).get().await.unwrap();
     for nested in [Nested::Wait, Nested::WaitTwoLevelsDown] {
         let name = unique(&format!("nested-locker-{nested:?}"));
         let result = through_locker::holder(&locker, &name, nested).await;
@@ -151,8 +151,8 @@ async fn a_nested_wait_for_the_held_key_would_deadlock_through_a_locker() {
 
 #[tokio::test]
 async fn futures_side_by_side_in_one_task_wait_for_each_other() {
-    let pool = attribute_common::pool(4);
-    let locker = Locker::new(attribute_common::pool(4));
+    let pool = common::pool(4);
+    let locker = Locker::new(common::pool(4));
     let (inside, entered) = (AtomicBool::new(false), AtomicUsize::new(0));
 
     let name = unique("join-pool");
@@ -184,8 +184,8 @@ async fn futures_side_by_side_in_one_task_wait_for_each_other() {
 
 #[tokio::test]
 async fn spawned_tasks_wait_for_each_other() {
-    let pool = attribute_common::pool(4);
-    let locker = Locker::new(attribute_common::pool(4));
+    let pool = common::pool(4);
+    let locker = Locker::new(common::pool(4));
     let inside = Arc::new(AtomicBool::new(false));
     let entered = Arc::new(AtomicUsize::new(0));
 
@@ -232,7 +232,7 @@ async fn hold_then_wait(
 
 #[tokio::test]
 async fn a_deadlock_between_two_tasks_is_reported_to_one_and_the_other_proceeds() {
-    let pool = attribute_common::pool(6);
+    let pool = common::pool(6);
     let observer = pool.get().await.unwrap();
     let (k1, k2) = (unique("deadlock-1"), unique("deadlock-2"));
     let both_hold = Arc::new(Barrier::new(2));
@@ -304,7 +304,7 @@ async fn inner_locked(
 
 #[tokio::test]
 async fn nested_locks_from_a_pool_live_on_the_outermost_session() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let (outer, inner) = (unique("outermost"), unique("nested"));
     let (pid, (inner_pid, outer_holders, inner_holders)) =

@@ -4,11 +4,11 @@
 //! Each test first shows the lock *was* held inside the body, so that "released"
 //! cannot pass for a lock never taken.
 
-mod attribute_common;
+mod common;
 
 use std::time::Duration;
 
-use attribute_common::{assert_released_within_1s, holders, unique, AppError};
+use common::{assert_released_within_1s, holders, unique, AppError};
 use deadpool_postgres::{Client, Pool};
 use pglock::{advisory_locked, LockKey};
 use tokio::sync::oneshot;
@@ -64,7 +64,7 @@ fn assert_held_inside(seen: Vec<i32>, exit: Exit) {
 }
 
 async fn setup(label: &str) -> (Pool, Client, String, LockKey) {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let name = unique(label);
     let key = LockKey::from_name(&name);

@@ -4,13 +4,13 @@
 //! a Locker's overlapping shared holders do not starve an exclusive waiter of
 //! another session (with the Pool behaviour as the control).
 
-mod attribute_common;
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use attribute_common::{holders, unique, AppError, Holder};
+use common::{holders, unique, AppError, Foreign};
 use deadpool_postgres::Pool;
 use pglock::{advisory_locked, AdvisoryLock, LockKey, Locker};
 
@@ -53,7 +53,7 @@ async fn outer_joins_two_sections(
 /// nested: they wait for each other as normal." Inside an annotated body they do not.
 #[tokio::test]
 async fn join_inside_a_body_waits_for_each_other() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let inside = Inside::default();
     let name = unique("rv-join-in-body");
     outer_joins_two_sections(&pool, &unique("rv-join-outer"), &name, &inside)
@@ -84,7 +84,7 @@ async fn outer_tries_twice(pool: &Pool, outer: &str, name: &str) -> Result<(), A
 /// gives Busy". Inside an annotated body (Pool) the second try is granted.
 #[tokio::test]
 async fn try_acquire_twice_inside_a_body_is_busy_the_second_time() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     outer_tries_twice(&pool, &unique("rv-try2-outer"), &unique("rv-try2"))
         .await
         .unwrap();
@@ -112,7 +112,7 @@ async fn outer_lends_its_session(
 /// then both that task and the body hold the same exclusive key.
 #[tokio::test]
 async fn a_queued_unlock_on_an_enclosing_session_is_never_lent_to_another_task() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let name = unique("rv-lend");
     let (go, other_holds) = (
@@ -146,11 +146,11 @@ async fn a_queued_unlock_on_an_enclosing_session_is_never_lent_to_another_task()
 /// a shared waiter of the process is queued on the server waits as long as it does.
 #[tokio::test]
 async fn locker_shared_try_behind_a_shared_server_waiter_is_busy_at_once() {
-    let pool = attribute_common::pool(6);
+    let pool = common::pool(6);
     let locker = Locker::new(pool.clone());
     let name = unique("rv-shared-try");
     let key = LockKey::from_name(&name);
-    let holder = Holder::take(&pool, key).await; // exclusive elsewhere
+    let holder = Foreign::holding(key).await; // exclusive elsewhere
     let waiter = {
         let (locker, name) = (locker.clone(), name.clone());
         tokio::spawn(async move {
@@ -171,7 +171,7 @@ async fn locker_shared_try_behind_a_shared_server_waiter_is_busy_at_once() {
     )
     .await;
     let took = started.elapsed();
-    holder.release().await;
+    holder.unlock(key).await;
     let _ = waiter.await;
     match attempt {
         Ok(Err(e)) if e.is_busy() => {}
@@ -187,7 +187,7 @@ async fn locker_shared_try_behind_a_shared_server_waiter_is_busy_at_once() {
 /// With the pool's connections all in use, the limit does not cover getting one.
 #[tokio::test]
 async fn acquire_timeout_covers_getting_a_connection() {
-    let pool = attribute_common::pool(1);
+    let pool = common::pool(1);
     let _busy = pool.get().await.unwrap(); // e.g. another task's lock or query
     let lock = AdvisoryLock::new(unique("rv-timeout-pool").as_str());
     let r = tokio::time::timeout(
@@ -202,7 +202,7 @@ async fn acquire_timeout_covers_getting_a_connection() {
 /// the server. Overlapping shared holders in one Locker keep the key forever.
 #[tokio::test]
 async fn locker_shared_holders_do_not_starve_an_exclusive_waiter_elsewhere() {
-    let pool = attribute_common::pool(6);
+    let pool = common::pool(6);
     let locker = Locker::new(pool.clone());
     let name = unique("rv-starve");
     let key = LockKey::from_name(&name);
@@ -254,7 +254,7 @@ async fn locker_shared_holders_do_not_starve_an_exclusive_waiter_elsewhere() {
 /// exclusive waiter, so it gets its turn (control for f4).
 #[tokio::test]
 async fn pool_shared_holders_do_not_starve_an_exclusive_waiter_either() {
-    let pool = attribute_common::pool(8);
+    let pool = common::pool(8);
     let name = unique("rv-starve-pool");
     let key = LockKey::from_name(&name);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
