@@ -4,7 +4,8 @@
 //! Locker, at any depth; futures side by side (`join!`, spawned tasks) are not
 //! nested and wait for each other as usual; nested locks from a Pool live on the
 //! outermost lock's session, so a cross-task deadlock is seen by the server and
-//! reported as `Deadlock` to one side.
+//! reported as `Deadlock` to one side; inside a body, futures side by side still
+//! wait for each other and a second try of a held key is `Busy`.
 
 mod common;
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use common::{assert_released_within_1s, holders, unique, AppError};
 use deadpool_postgres::{Client, Pool};
-use pglock::{advisory_locked, Error, LockKey, Locker};
+use pglock::{advisory_locked, AdvisoryLock, Error, LockKey, Locker};
 use tokio::sync::Barrier;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -320,4 +321,81 @@ async fn nested_locks_from_a_pool_live_on_the_outermost_session() {
     for name in [&outer, &inner] {
         assert_released_within_1s(&observer, LockKey::from_name(name), "after").await;
     }
+}
+
+/// Counts how many bodies are inside at once; records the maximum.
+#[derive(Default)]
+struct Inside {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl Inside {
+    /// Stays inside for `for_`: a window wide enough for a second holder to show.
+    async fn visit(&self, for_: Duration) {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(n, Ordering::SeqCst);
+        tokio::time::sleep(for_).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[advisory_locked(key = "{name}", wait)]
+async fn section(pool: &Pool, name: &str, inside: &Inside) -> Result<(), AppError> {
+    inside.visit(Duration::from_millis(300)).await;
+    Ok(())
+}
+
+#[advisory_locked(key = "{outer}", wait)]
+async fn outer_joins_two_sections(
+    pool: &Pool,
+    outer: &str,
+    name: &str,
+    inside: &Inside,
+) -> Result<(), AppError> {
+    let (a, b) = tokio::join!(section(pool, name, inside), section(pool, name, inside));
+    a?;
+    b?;
+    Ok(())
+}
+
+/// DESIGN: "Futures that run side by side (join!, select!, spawned tasks) are not
+/// nested: they wait for each other as normal", inside an annotated body as well.
+#[tokio::test]
+async fn join_inside_a_body_waits_for_each_other() {
+    let pool = common::pool(4);
+    let inside = Inside::default();
+    let name = unique("join-in-body");
+    outer_joins_two_sections(&pool, &unique("join-outer"), &name, &inside)
+        .await
+        .unwrap();
+    assert_eq!(
+        inside.max.load(Ordering::SeqCst),
+        1,
+        "two holders of one exclusive key were inside at once"
+    );
+}
+
+#[advisory_locked(key = "{outer}")]
+async fn outer_tries_twice(pool: &Pool, outer: &str, name: &str) -> Result<(), AppError> {
+    let lock = AdvisoryLock::new(name);
+    let first = lock.try_acquire(pool).await?;
+    let second = lock.try_acquire(pool).await;
+    assert!(
+        second.as_ref().err().is_some_and(|e| e.is_busy()),
+        "try_acquire of a key this task already holds must be Busy; got {:?} (first {:?})",
+        second.as_ref().map(|g| g.lock().id().clone()),
+        first.lock().id()
+    );
+    Ok(())
+}
+
+/// DESIGN: "try_acquire of a key that is already held, by this task or anyone else,
+/// gives Busy", inside an annotated body (whose session the try shares) as well.
+#[tokio::test]
+async fn try_acquire_twice_inside_a_body_is_busy_the_second_time() {
+    let pool = common::pool(4);
+    outer_tries_twice(&pool, &unique("try2-outer"), &unique("try2"))
+        .await
+        .unwrap();
 }

@@ -1,6 +1,7 @@
 //! The Locker against the live server: many locks on few connections, waiters that
 //! queue in the process, mutual exclusion, modes, interop, re-entrancy, loss, the
-//! server's lock table limit, and drops at any point.
+//! server's lock table limit, drops at any point, and a shared try that is Busy at
+//! once behind a shared waiter of the process.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use common::{gone_within, lock_rows, unique, waiter_within, Foreign};
 use pglock::__private::{run, OnLost};
-use pglock::{AdvisoryLock, Error, Locker};
+use pglock::{AdvisoryLock, Error, LockKey, Locker};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -450,4 +451,54 @@ async fn drops_at_any_point_leave_nothing_behind() {
     assert_eq!(lock_rows(&observer, lock.key()).await.len(), 1);
     drop(guard);
     assert_eq!(gone_within(&observer, lock.key(), SECOND).await, vec![]);
+}
+
+/// README: try_acquire fails at once with Busy. Through a Locker, a shared try while
+/// a shared waiter of the process is queued on the server must not wait as long as
+/// that waiter does.
+#[tokio::test]
+async fn locker_shared_try_behind_a_shared_server_waiter_is_busy_at_once() {
+    let pool = common::pool(6);
+    let locker = Locker::new(pool.clone());
+    let observer = common::observer().await;
+    let name = unique("shared-try");
+    let key = LockKey::from_name(&name);
+    let holder = Foreign::holding(key).await; // exclusive elsewhere
+    let waiter = {
+        let (locker, name) = (locker.clone(), name.clone());
+        tokio::spawn(async move {
+            let g = AdvisoryLock::new(name.as_str())
+                .shared()
+                .acquire(&locker)
+                .await;
+            g.map(drop)
+        })
+    };
+    let queued = common::assert_waiting(&observer, key, "the shared waiter").await;
+    assert_eq!(
+        queued.mode, "ShareLock",
+        "the waiter asks for a shared lock"
+    );
+    let started = std::time::Instant::now();
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(3),
+        AdvisoryLock::new(name.as_str())
+            .shared()
+            .try_acquire(&locker),
+    )
+    .await;
+    let took = started.elapsed();
+    holder.unlock(key).await;
+    waiter
+        .await
+        .unwrap()
+        .expect("the shared waiter is granted once the key is free");
+    match attempt {
+        Ok(Err(e)) if e.is_busy() => {}
+        Ok(other) => panic!(
+            "expected Busy at once, got {:?} after {took:?}",
+            other.map(|_| ())
+        ),
+        Err(_) => panic!("shared try_acquire through a Locker still waiting after {took:?}"),
+    }
 }
