@@ -163,7 +163,8 @@ async fn wait_waits_in_the_transaction_then_proceeds() {
             (out, pid, held_by)
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Still waiting, on the server, while the other session holds it.
+    common::assert_waiting(&observer, key, "the transaction's wait").await;
     assert!(!call.is_finished(), "must wait while the lock is held");
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 
