@@ -15,6 +15,24 @@ use pglock::{AdvisoryLock, Error, LockKey, Locker};
 
 const SECOND: Duration = Duration::from_secs(1);
 
+/// Spawns a Locker acquisition after polling it once. A Locker admits a request
+/// (holds, queues it in the process, or lets it ask the server) before its first
+/// wait, so once this returns the request is in the Locker's queue: no sleep
+/// needed for "a waiter is queued in the process", which the server cannot show.
+fn spawn_queued<F>(acquisition: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut acquisition = Box::pin(acquisition);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        acquisition.as_mut().poll(&mut cx).is_pending(),
+        "the acquisition waits"
+    );
+    tokio::spawn(acquisition)
+}
+
 /// Advisory locks held (granted) by any backend in `pids`.
 async fn held_by(observer: &tokio_postgres::Client, pids: &[i32]) -> i64 {
     observer
@@ -220,11 +238,10 @@ async fn shared_holders_share_and_exclusive_waits_through_a_locker() {
     let pool = common::pool(2);
     assert!(exclusive.try_acquire(&pool).await.unwrap_err().is_busy());
     assert!(shared.try_acquire(&pool).await.is_ok());
-    let waiting = tokio::spawn({
+    let waiting = spawn_queued({
         let (locker, exclusive) = (locker.clone(), exclusive.clone());
         async move { exclusive.acquire(&locker).await.map(drop) }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!waiting.is_finished());
     drop(a);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -310,11 +327,10 @@ async fn a_lost_lock_session_is_reported_to_every_guard_and_replaced() {
         guards.push(lock.try_acquire(&locker).await.unwrap());
     }
     // A waiter queued in the process behind the first key's holder.
-    let waiter = tokio::spawn({
+    let waiter = spawn_queued({
         let (locker, lock) = (locker.clone(), locks[0].clone());
         async move { lock.acquire(&locker).await }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
     let backends = backends_named(&observer, &name).await;
     assert_eq!(backends.len(), 1, "one lock session");
     observer
@@ -422,11 +438,16 @@ async fn drops_at_any_point_leave_nothing_behind() {
         async move { lock.acquire(&locker).await.map(drop) }
     });
     waiter_within(&observer, lock.key(), SECOND).await.unwrap();
-    let process_waiter = tokio::spawn({
+    let process_waiter = spawn_queued({
         let (locker, lock) = (locker.clone(), lock.clone());
         async move { lock.acquire(&locker).await.map(drop) }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rows = lock_rows(&observer, lock.key()).await;
+    assert_eq!(
+        rows.iter().filter(|r| !r.granted).count(),
+        1,
+        "the second waiter queues in the process, not on the server: {rows:?}"
+    );
     server_waiter.abort();
     process_waiter.abort();
     let _ = (server_waiter.await, process_waiter.await);
