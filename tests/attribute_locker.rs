@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_released_within_1s, holders, lock_rows, unique, AppError};
+use common::{assert_released_within_1s, holders, lock_rows, unique, AppError, Exit};
 use deadpool_postgres::Client;
 use pglock::{advisory_locked, LockKey, Locker};
 use tokio::sync::{oneshot, Barrier, Notify, Semaphore};
@@ -151,21 +151,6 @@ async fn a_templated_key_is_held_in_pg_locks_while_the_body_runs() {
     assert_released_within_1s(&observer, key_of(&name), "after the body").await;
 }
 
-/// How the body ends.
-#[derive(Clone, Copy, Debug)]
-enum Exit {
-    Value,
-    Err,
-    Question,
-    Panic,
-    /// Never ends: the caller drops the future.
-    Hang,
-}
-
-fn fails() -> Result<(), AppError> {
-    Err(AppError::Body("via ?"))
-}
-
 /// Reports who holds the key while the body runs, then leaves as `exit` says.
 #[advisory_locked(key = "{name}")]
 async fn body(
@@ -178,19 +163,7 @@ async fn body(
     inside
         .send(holders(observer, LockKey::from_name(name)).await)
         .unwrap();
-    match exit {
-        Exit::Value => Ok(1),
-        Exit::Err => Err(AppError::Body("returned Err")),
-        Exit::Question => {
-            fails()?;
-            unreachable!("`?` returned from the body")
-        }
-        Exit::Panic => panic!("the body panics"),
-        Exit::Hang => {
-            std::future::pending::<()>().await;
-            unreachable!()
-        }
-    }
+    common::leave!(exit)
 }
 
 #[tokio::test]

@@ -8,25 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_released_within_1s, holders, unique, AppError};
+use common::{assert_released_within_1s, holders, unique, AppError, Exit};
 use deadpool_postgres::{Client, Pool};
 use pglock::{advisory_locked, LockKey};
 use tokio::sync::oneshot;
-
-/// How the body ends.
-#[derive(Clone, Copy, Debug)]
-enum Exit {
-    Value,
-    Err,
-    Question,
-    Panic,
-    /// Never ends: the caller drops the future.
-    Hang,
-}
-
-fn fails() -> Result<(), AppError> {
-    Err(AppError::Body("via ?"))
-}
 
 #[advisory_locked(key = "{name}", guard = conn)]
 async fn body(
@@ -42,19 +27,7 @@ async fn body(
     let mut seen = holders(observer, LockKey::from_name(name)).await;
     seen.push(pid);
     inside.send(seen).unwrap();
-    match exit {
-        Exit::Value => Ok(1),
-        Exit::Err => Err(AppError::Body("returned Err")),
-        Exit::Question => {
-            fails()?;
-            unreachable!("`?` returned from the body")
-        }
-        Exit::Panic => panic!("the body panics"),
-        Exit::Hang => {
-            std::future::pending::<()>().await;
-            unreachable!()
-        }
-    }
+    common::leave!(exit)
 }
 
 /// Checks what the body reported: exactly its own session held the key.

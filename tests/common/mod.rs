@@ -1,19 +1,22 @@
 //! What the live tests share, one helper for each job: connections to the test
 //! database (`server`), `pg_locks` as the judge of who holds or waits for what
 //! (`pg_locks`), a session outside the library that holds keys (`foreign`), the error
-//! type of annotated fns (`app_error`), example binaries (`examples`), and a tracing
+//! type of annotated fns (`app_error`), how their bodies end (`exit`), example
+//! binaries (`examples`), and a tracing
 //! subscriber that keeps events (`capture`).
 #![allow(dead_code, unused_imports)] // each test binary uses a different part
 
 pub mod app_error;
 pub mod capture;
 pub mod examples;
+pub mod exit;
 pub mod foreign;
 pub mod pg_locks;
 pub mod server;
 
 pub use app_error::AppError;
 pub use examples::example_binary;
+pub(crate) use exit::{leave, Exit};
 pub use foreign::Foreign;
 pub use pg_locks::{
     advisory_locks_of, assert_held_by_at_least, assert_released_within_1s, assert_waiting, columns,
