@@ -13,6 +13,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, Ident, Lit, LitInt, LitStr, Path, Token, UnOp};
 
 use crate::duration::{self, Duration};
+use crate::errors;
 
 /// The options, in the order the docs list them.
 pub(crate) const OPTIONS: &[&str] = &[
@@ -216,14 +217,7 @@ impl Config {
                  statements fail",
             ));
         }
-        let mut errors = errors.into_iter();
-        match errors.next() {
-            None => Ok(()),
-            Some(mut first) => {
-                errors.for_each(|e| first.combine(e));
-                Err(first)
-            }
-        }
+        errors::all(errors)
     }
 }
 

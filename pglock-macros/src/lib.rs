@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `args` | the attribute's options, parsed and checked against each other |
 //! | `duration` | `wait = "1.5s"` read at compile time |
+//! | `errors` | several independent mistakes reported at once |
 //! | `template` | the key template scanner (`"order:{id:08}"`) |
 //! | `item` | the annotated fn, taken apart as far as needed |
 //! | `check` | the rules for the fn: `Result` return, lock source, placeholders, `guard` |
@@ -21,6 +22,7 @@ mod args;
 mod async_trait;
 mod check;
 mod duration;
+mod errors;
 mod expand;
 mod item;
 mod template;
