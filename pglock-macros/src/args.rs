@@ -24,18 +24,41 @@ pub(crate) const OPTIONS: &[&str] = &[
 #[derive(Debug)]
 pub(crate) struct Args {
     pub key: Key,
-    /// `pool = expr`, if given; otherwise the parameter typed `Pool` / `Locker`.
-    pub pool: Option<Expr>,
-    /// `xact = expr`: the transaction to take the lock in, instead of a session lock.
-    pub xact: Option<Expr>,
-    pub wait: Wait,
+    /// Where the lock is taken, with the options that only mean something there.
+    pub source: Source,
     /// The `skip` keyword, if given (its span carries the `Default` requirement).
     pub skip: Option<Span>,
     pub shared: bool,
-    pub guard: Option<Ident>,
-    pub on_lost: OnLost,
     /// Path of the facade crate: `::pglock` unless `crate = ...`.
     pub krate: Path,
+}
+
+/// Where the lock is taken: `pool` (or the fn's `Pool` / `Locker` parameter) or
+/// `xact`, chosen once, by [`Config::build`].
+#[derive(Debug)]
+pub(crate) enum Source {
+    /// A session lock, held by a guard while the body runs.
+    Pool(SessionLock),
+    /// `xact = tx`: a lock taken in that transaction, freed by the server at its end.
+    Xact(XactLock),
+}
+
+/// The options of a session lock.
+#[derive(Debug)]
+pub(crate) struct SessionLock {
+    /// `pool = expr`, if given; otherwise the parameter typed `Pool` / `Locker`.
+    pub pool: Option<Expr>,
+    pub wait: Wait,
+    pub guard: Option<Ident>,
+    pub on_lost: OnLost,
+}
+
+/// The options of a transaction lock.
+#[derive(Debug)]
+pub(crate) struct XactLock {
+    /// The transaction to take the lock in.
+    pub tx: Expr,
+    pub wait: XactWait,
 }
 
 /// `key = ...`.
@@ -55,6 +78,13 @@ pub(crate) enum Wait {
     Never,
     Forever,
     Limit(Duration),
+}
+
+/// `wait` or nothing, in a transaction: a bound is refused (see [`Config::xact_lock`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum XactWait {
+    Never,
+    Forever,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -146,7 +176,7 @@ impl Config {
 
     /// The rules that span several options.
     fn build(self) -> syn::Result<Args> {
-        self.xact_conflicts()?;
+        let source = self.source()?;
         let Some((_, key)) = self.key else {
             return Err(syn::Error::new(
                 Span::call_site(),
@@ -154,8 +184,7 @@ impl Config {
                  `{arg}` allowed), `key = 42` or `key = (1, 2)`",
             ));
         };
-        let wait = self.wait.map_or(Wait::Never, |(_, w)| w);
-        if let (Some(skip), Wait::Forever) = (self.skip, wait) {
+        if let (Some(skip), Some((_, Wait::Forever))) = (self.skip, self.wait) {
             return Err(syn::Error::new(
                 skip,
                 "`skip` with an unbounded `wait` never skips: `wait` waits until the lock \
@@ -164,60 +193,73 @@ impl Config {
         }
         Ok(Args {
             key,
-            pool: self.pool.map(|(_, p)| p),
-            xact: self.xact.map(|(_, x)| x),
-            wait,
+            source,
             skip: self.skip,
             shared: self.shared.is_some(),
-            guard: self.guard.map(|(_, g)| g),
-            on_lost: self.on_lost.map_or(OnLost::Abort, |(_, o)| o),
             krate: self
                 .krate
                 .map_or_else(|| syn::parse_quote!(::pglock), |(_, k)| k),
         })
     }
-}
 
-impl Config {
+    /// The choice between a session lock and `xact`.
+    fn source(&self) -> syn::Result<Source> {
+        match &self.xact {
+            Some((_, tx)) => self.xact_lock(tx).map(Source::Xact),
+            None => Ok(Source::Pool(SessionLock {
+                pool: self.pool.as_ref().map(|(_, p)| p.clone()),
+                wait: self.wait.map_or(Wait::Never, |(_, w)| w),
+                guard: self.guard.as_ref().map(|(_, g)| g.clone()),
+                on_lost: self.on_lost.map_or(OnLost::Abort, |(_, o)| o),
+            })),
+        }
+    }
+
     /// `xact` takes the lock inside a transaction: the options that only mean
     /// something for a session lock are refused, each on its own keyword.
-    fn xact_conflicts(&self) -> syn::Result<()> {
-        if self.xact.is_none() {
-            return Ok(());
-        }
-        let mut errors: Vec<syn::Error> = Vec::new();
-        if let Some((pool, _)) = &self.pool {
-            errors.push(syn::Error::new(
-                *pool,
-                "`pool` with `xact`: pick one; with `xact` the lock is taken in that \
-                 transaction, on its own session, so there is no pool to take it from",
-            ));
-        }
-        if let Some((wait, Wait::Limit(_))) = &self.wait {
-            errors.push(syn::Error::new(
-                *wait,
+    fn xact_lock(&self, tx: &Expr) -> syn::Result<XactLock> {
+        let pool = refuse(
+            self.pool.as_ref().map(|(span, _)| *span),
+            "`pool` with `xact`: pick one; with `xact` the lock is taken in that \
+             transaction, on its own session, so there is no pool to take it from",
+        );
+        let wait = match self.wait {
+            None => Ok(XactWait::Never),
+            Some((_, Wait::Never)) => Ok(XactWait::Never),
+            Some((_, Wait::Forever)) => Ok(XactWait::Forever),
+            Some((span, Wait::Limit(_))) => Err(syn::Error::new(
+                span,
                 "`wait = \"...\"` with `xact` is not supported: bounding the wait inside \
                  your transaction would set its `lock_timeout` for the rest of it, and a \
                  wait that runs out aborts the transaction; write `wait` (until granted) \
                  or leave it out (`Error::Busy` at once)",
-            ));
-        }
-        if let Some((guard, _)) = &self.guard {
-            errors.push(syn::Error::new(
-                *guard,
-                "`guard` with `xact`: the transaction is the locked session; run the \
-                 body's queries on the transaction itself",
-            ));
-        }
-        if let Some((on_lost, _)) = &self.on_lost {
-            errors.push(syn::Error::new(
-                *on_lost,
-                "`on_lost` with `xact`: nothing to watch; the lock lives and dies with the \
-                 transaction, and if its session is lost the transaction's own \
-                 statements fail",
-            ));
-        }
-        errors::all(errors)
+            )),
+        };
+        let guard = refuse(
+            self.guard.as_ref().map(|(span, _)| *span),
+            "`guard` with `xact`: the transaction is the locked session; run the \
+             body's queries on the transaction itself",
+        );
+        let on_lost = refuse(
+            self.on_lost.map(|(span, _)| span),
+            "`on_lost` with `xact`: nothing to watch; the lock lives and dies with the \
+             transaction, and if its session is lost the transaction's own \
+             statements fail",
+        );
+        let wait = errors::both(errors::both(pool, wait), errors::both(guard, on_lost))?;
+        let (((), wait), ((), ())) = wait;
+        Ok(XactLock {
+            tx: tx.clone(),
+            wait,
+        })
+    }
+}
+
+/// An error on `span` when the option there was given.
+fn refuse(given: Option<Span>, why: &str) -> syn::Result<()> {
+    match given {
+        Some(span) => Err(syn::Error::new(span, why)),
+        None => Ok(()),
     }
 }
 
@@ -439,6 +481,13 @@ mod tests {
         syn::parse_str::<Args>(s).map_err(|e| e.to_string())
     }
 
+    fn session(args: &Args) -> &SessionLock {
+        match &args.source {
+            Source::Pool(session) => session,
+            Source::Xact(_) => panic!("a session lock expected: {args:?}"),
+        }
+    }
+
     #[test]
     fn every_option_parses() {
         let a = parse(
@@ -447,20 +496,22 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(a.key, Key::Template(ref s) if s.value() == "order:{id}"));
-        assert!(a.pool.is_some());
-        assert!(matches!(a.wait, Wait::Limit(d) if d.secs == 1 && d.nanos == 500_000_000));
+        let s = session(&a);
+        assert!(s.pool.is_some());
+        assert!(matches!(s.wait, Wait::Limit(d) if d.secs == 1 && d.nanos == 500_000_000));
         assert!(a.skip.is_some() && a.shared);
-        assert_eq!(a.guard.unwrap(), "conn");
-        assert!(matches!(a.on_lost, OnLost::Ignore));
+        assert_eq!(s.guard.as_ref().unwrap(), "conn");
+        assert!(matches!(s.on_lost, OnLost::Ignore));
         assert_eq!(a.krate.to_token_stream().to_string(), ":: my :: pglock");
     }
 
     #[test]
     fn defaults() {
         let a = parse(r#"key = "x""#).unwrap();
-        assert!(a.pool.is_none() && a.skip.is_none() && !a.shared && a.guard.is_none());
-        assert!(matches!(a.wait, Wait::Never));
-        assert!(matches!(a.on_lost, OnLost::Abort));
+        let s = session(&a);
+        assert!(s.pool.is_none() && a.skip.is_none() && !a.shared && s.guard.is_none());
+        assert!(matches!(s.wait, Wait::Never));
+        assert!(matches!(s.on_lost, OnLost::Abort));
         assert_eq!(a.krate.to_token_stream().to_string(), ":: pglock");
     }
 
@@ -548,9 +599,21 @@ mod tests {
         let a = parse(r#"key = "a", xact = self.tx, wait, skip"#);
         assert!(a.is_err(), "unbounded wait with skip");
         let a = parse(r#"key = "a", xact = tx, wait, shared"#).unwrap();
-        assert!(a.xact.is_some() && a.pool.is_none());
-        assert!(matches!(a.wait, Wait::Forever));
-        assert!(parse(r#"key = "a", xact = tx, skip"#).is_ok());
+        assert!(matches!(
+            a.source,
+            Source::Xact(XactLock {
+                wait: XactWait::Forever,
+                ..
+            })
+        ));
+        let a = parse(r#"key = "a", xact = tx, skip"#).unwrap();
+        assert!(matches!(
+            a.source,
+            Source::Xact(XactLock {
+                wait: XactWait::Never,
+                ..
+            })
+        ));
         for (src, starts) in [
             (
                 r#"key = "a", xact = tx, pool = p"#,

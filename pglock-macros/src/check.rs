@@ -10,16 +10,22 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, Ident, LitStr, Pat, PathArguments, ReturnType, Signature, Type};
 
-use crate::args::{Args, Key};
+use crate::args::{Args, Key, SessionLock, Source, XactLock};
 use crate::errors;
 use crate::template::{self, Template};
 
 /// What [`validate`] resolved, for the expansion to write.
 pub(crate) struct Checked<'a> {
-    /// The lock source: `pool = ...` as written, or the `Pool` / `Locker`
-    /// parameter; `None` with `xact`, whose lock needs none.
-    pub pool: Option<TokenStream>,
+    pub source: CheckedSource<'a>,
     pub key: CheckedKey<'a>,
+}
+
+/// [`Source`], with the lock source of a session lock resolved.
+pub(crate) enum CheckedSource<'a> {
+    /// The session lock's options, and its lock source: `pool = ...` as written,
+    /// or the `Pool` / `Locker` parameter.
+    Pool(&'a SessionLock, TokenStream),
+    Xact(&'a XactLock),
 }
 
 /// `key = ...`, its template scanned and its placeholders held against the
@@ -36,17 +42,21 @@ pub(crate) enum CheckedKey<'a> {
 /// once.
 pub(crate) fn validate<'a>(args: &'a Args, sig: &Signature) -> syn::Result<Checked<'a>> {
     let params = Params::of(sig);
-    let pool = match &args.xact {
-        Some(_) => Ok(None),
-        None => lock_source(args.pool.as_ref(), sig).map(Some),
+    let source = match &args.source {
+        Source::Pool(session) => {
+            lock_source(session.pool.as_ref(), sig).map(|pool| CheckedSource::Pool(session, pool))
+        }
+        Source::Xact(xact) => Ok(CheckedSource::Xact(xact)),
     };
     let key = checked_key(&args.key, &params);
-    let guard = match &args.guard {
-        Some(guard) => guard_name(guard, &params),
-        None => Ok(()),
+    let guard = match &args.source {
+        Source::Pool(SessionLock {
+            guard: Some(guard), ..
+        }) => guard_name(guard, &params),
+        _ => Ok(()),
     };
-    let ((pool, key), ()) = errors::both(errors::both(pool, key), guard)?;
-    Ok(Checked { pool, key })
+    let ((source, key), ()) = errors::both(errors::both(source, key), guard)?;
+    Ok(Checked { source, key })
 }
 
 fn checked_key<'a>(key: &'a Key, params: &Params) -> syn::Result<CheckedKey<'a>> {

@@ -12,12 +12,3 @@ pub(crate) fn both<A, B>(a: syn::Result<A>, b: syn::Result<B>) -> syn::Result<(A
         }
     }
 }
-
-/// `Ok(())` when `errors` is empty, else every one of them, in order.
-pub(crate) fn all(errors: impl IntoIterator<Item = syn::Error>) -> syn::Result<()> {
-    let mut result = Ok(());
-    for error in errors {
-        result = both(result, Err::<(), _>(error)).map(|((), ())| ());
-    }
-    result
-}

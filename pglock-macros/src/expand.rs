@@ -43,9 +43,9 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{Ident, Signature, Type};
 
-use crate::args::{Args, OnLost, Wait};
+use crate::args::{Args, OnLost, SessionLock, Wait, XactLock, XactWait};
 use crate::async_trait;
-use crate::check::{self, CheckedKey};
+use crate::check::{self, CheckedKey, CheckedSource};
 use crate::item::Function;
 
 /// Rewrites `func` as `args` ask, or says why it cannot.
@@ -119,19 +119,18 @@ fn locked_body(
     let krate = &args.krate;
     let p = quote!(#krate::__private);
     let names = Names::new();
-    let head = lock_head(&p, args, sig, &checked.key, &names);
-    let acquire_failed = acquire_failed(&p, args, ret, &names);
     let parts = Parts {
+        head: lock_head(&p, args, sig, &checked.key, &names),
+        acquire_failed: acquire_failed(&p, args, ret, &names),
+        wait: wait_tokens(&p, &checked.source),
         p,
         names,
-        head,
-        acquire_failed,
         ret,
         body,
     };
-    Ok(match &checked.pool {
-        Some(pool) => session_body(&parts, args, pool),
-        None => xact_body(&parts, args),
+    Ok(match checked.source {
+        CheckedSource::Pool(session, pool) => session_body(&parts, session, &pool),
+        CheckedSource::Xact(xact) => xact_body(&parts, xact),
     })
 }
 
@@ -167,6 +166,8 @@ struct Parts<'a> {
     head: TokenStream,
     /// The `match` arms for a lock not taken: `skip`'s, then the error returned.
     acquire_failed: TokenStream,
+    /// How long to wait for the lock.
+    wait: TokenStream,
     ret: &'a Type,
     body: TokenStream,
 }
@@ -264,17 +265,17 @@ fn acquire_failed(p: &TokenStream, args: &Args, ret: &Type, names: &Names) -> To
 /// `xact = tx`: the lock is taken in the caller's transaction and freed by the
 /// server at its end; no guard, nothing to release or watch. The body runs as the
 /// fn's own, after the lock is granted.
-fn xact_body(parts: &Parts, args: &Args) -> TokenStream {
+fn xact_body(parts: &Parts, xact: &XactLock) -> TokenStream {
     let Parts {
         p,
         names,
         head,
         acquire_failed,
+        wait,
         body,
         ..
     } = parts;
-    let xact = args.xact.as_ref().expect("no lock source, so `xact`");
-    let wait = wait_tokens(p, args.wait, WaitType::Xact);
+    let xact = &xact.tx;
     let xact_span = xact.span();
     let tx = quote_spanned!(xact_span=> &#xact);
     let tx = call_at(xact_span, quote!(#p::transaction), tx);
@@ -296,12 +297,13 @@ fn xact_body(parts: &Parts, args: &Args) -> TokenStream {
 
 /// A session lock from `pool`: held by a guard, a local of the outer future, while
 /// the body runs as a future of its own, watched for the loss of the lock.
-fn session_body(parts: &Parts, args: &Args, pool: &TokenStream) -> TokenStream {
+fn session_body(parts: &Parts, session: &SessionLock, pool: &TokenStream) -> TokenStream {
     let Parts {
         p,
         names,
         head,
         acquire_failed,
+        wait,
         ret,
         body,
     } = parts;
@@ -312,8 +314,7 @@ fn session_body(parts: &Parts, args: &Args, pool: &TokenStream) -> TokenStream {
         output,
         ..
     } = names;
-    let wait = wait_tokens(p, args.wait, WaitType::Session);
-    let on_lost = match args.on_lost {
+    let on_lost = match session.on_lost {
         OnLost::Abort => quote!(#p::OnLost::Abort),
         OnLost::Ignore => quote!(#p::OnLost::Ignore),
     };
@@ -326,7 +327,10 @@ fn session_body(parts: &Parts, args: &Args, pool: &TokenStream) -> TokenStream {
         quote!(#p::acquire),
         quote!(#source, #lock, #wait),
     );
-    let bind_guard = args.guard.as_ref().map(|name| bind_guard(p, name, guard));
+    let bind_guard = session
+        .guard
+        .as_ref()
+        .map(|name| bind_guard(p, name, guard));
     let fake_return_edge = fake_return_edge(ret, &names.fake_return);
     quote! {
         #head
@@ -348,27 +352,22 @@ fn session_body(parts: &Parts, args: &Args, pool: &TokenStream) -> TokenStream {
     }
 }
 
-/// Which runtime type a wait is written as.
-#[derive(Clone, Copy)]
-enum WaitType {
-    Session,
-    Xact,
-}
-
-/// How long to wait for the lock, as `acquire` / `acquire_xact` take it.
-fn wait_tokens(p: &TokenStream, wait: Wait, ty: WaitType) -> TokenStream {
-    match (ty, wait) {
-        (WaitType::Session, Wait::Never) => quote!(#p::Wait::Never),
-        (WaitType::Session, Wait::Forever) => quote!(#p::Wait::Forever),
-        (WaitType::Session, Wait::Limit(d)) => {
-            let (secs, nanos) = (d.secs, d.nanos);
-            quote!(#p::Wait::Limit(#p::Duration::new(#secs, #nanos)))
-        }
-        (WaitType::Xact, Wait::Never) => quote!(#p::XactWait::Never),
-        (WaitType::Xact, Wait::Forever) => quote!(#p::XactWait::Forever),
-        (WaitType::Xact, Wait::Limit(_)) => {
-            unreachable!("`Args` refuses `wait = \"...\"` with `xact`")
-        }
+/// How long to wait for the lock, as `acquire` (`Wait`) and `acquire_xact`
+/// (`XactWait`) take it.
+fn wait_tokens(p: &TokenStream, source: &CheckedSource) -> TokenStream {
+    match source {
+        CheckedSource::Pool(session, _) => match session.wait {
+            Wait::Never => quote!(#p::Wait::Never),
+            Wait::Forever => quote!(#p::Wait::Forever),
+            Wait::Limit(d) => {
+                let (secs, nanos) = (d.secs, d.nanos);
+                quote!(#p::Wait::Limit(#p::Duration::new(#secs, #nanos)))
+            }
+        },
+        CheckedSource::Xact(xact) => match xact.wait {
+            XactWait::Never => quote!(#p::XactWait::Never),
+            XactWait::Forever => quote!(#p::XactWait::Forever),
+        },
     }
 }
 
