@@ -1,10 +1,11 @@
 //! The attribute's arguments: `key = ..., pool = ..., wait, ...` parsed into [`Args`].
 //!
-//! One option at a time is parsed into a [`Config`] whose `set_*` methods refuse a
-//! second occurrence (on the second keyword's span); [`Config::build`] then applies
-//! the rules that span several options (a `key` is required, `skip` needs a bound
-//! on `wait`, `xact` excludes the options of session locks). Every error names the
-//! option or value it is about.
+//! [`OPTIONS`] is the one list of the options: each row names one and says how its
+//! value is parsed and where in the [`Config`] it goes; a second occurrence is
+//! refused on its keyword. [`Config::build`] then applies the rules that span
+//! several options (a `key` is required, `skip` needs a bound on `wait`, `xact`
+//! excludes the options of session locks) and makes the one choice between a
+//! session lock and `xact`. Every error names the option or value it is about.
 
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
@@ -15,10 +16,60 @@ use syn::{Expr, Ident, Lit, LitInt, LitStr, Path, Token, UnOp};
 use crate::duration::{self, Duration};
 use crate::errors;
 
-/// The options, in the order the docs list them.
-pub(crate) const OPTIONS: &[&str] = &[
-    "key", "pool", "xact", "wait", "skip", "shared", "guard", "on_lost", "crate",
+/// One option of the attribute: its name, and how it is read into a [`Config`].
+struct Opt {
+    name: &'static str,
+    /// Parses what follows the name (`= value`, or nothing for a flag) and
+    /// records it.
+    read: fn(&mut Config, &Given<'_>) -> syn::Result<()>,
+}
+
+/// Every option, in the order the docs list them: adding one is adding a row (and
+/// its field in [`Config`]).
+const OPTIONS: &[Opt] = &[
+    Opt {
+        name: "key",
+        read: |c, o| o.set(&mut c.key, o.value("\"order:{id}\"", parse_key)?),
+    },
+    Opt {
+        name: "pool",
+        read: |c, o| o.set(&mut c.pool, o.value("self.pool", Expr::parse)?),
+    },
+    Opt {
+        name: "xact",
+        read: |c, o| o.set(&mut c.xact, o.value("tx", Expr::parse)?),
+    },
+    Opt {
+        name: "wait",
+        read: |c, o| o.set(&mut c.wait, parse_wait(o.input)?),
+    },
+    Opt {
+        name: "skip",
+        read: |c, o| o.set_flag(&mut c.skip),
+    },
+    Opt {
+        name: "shared",
+        read: |c, o| o.set_flag(&mut c.shared),
+    },
+    Opt {
+        name: "guard",
+        read: |c, o| o.set(&mut c.guard, o.value("conn", parse_guard)?),
+    },
+    Opt {
+        name: "on_lost",
+        read: |c, o| o.set(&mut c.on_lost, o.value("\"ignore\"", parse_on_lost)?),
+    },
+    Opt {
+        name: "crate",
+        read: |c, o| o.set(&mut c.krate, o.value("::pglock", parse_crate)?),
+    },
 ];
+
+/// `key, pool, ...`: the options' names, for the errors that list them.
+fn option_names() -> String {
+    let names: Vec<&str> = OPTIONS.iter().map(|o| o.name).collect();
+    names.join(", ")
+}
 
 /// What the attribute asked for.
 #[derive(Debug)]
@@ -107,71 +158,77 @@ struct Config {
     krate: Option<(Span, Path)>,
 }
 
-/// The error for an option given twice, on its second keyword.
-fn repeated(name: &Ident) -> syn::Error {
-    syn::Error::new(
-        name.span(),
-        format!("`{name}` is set more than once; keep one `{name}`"),
-    )
+/// An option's name as written, and the tokens after it.
+struct Given<'a> {
+    name: &'a Ident,
+    input: ParseStream<'a>,
 }
 
-fn set<T>(slot: &mut Option<(Span, T)>, name: &Ident, value: T) -> syn::Result<()> {
-    if slot.is_some() {
-        return Err(repeated(name));
+impl Given<'_> {
+    /// `= value`, parsed with `parse`; `example` is a value to show when there is
+    /// none.
+    fn value<T>(&self, example: &str, parse: fn(ParseStream) -> syn::Result<T>) -> syn::Result<T> {
+        let name = self.name;
+        if !self.input.peek(Token![=]) {
+            return Err(syn::Error::new(
+                name.span(),
+                format!("`{name}` needs a value: `{name} = {example}`"),
+            ));
+        }
+        self.input.parse::<Token![=]>()?;
+        parse(self.input)
     }
-    *slot = Some((name.span(), value));
-    Ok(())
-}
 
-fn set_flag(slot: &mut Option<Span>, name: &Ident) -> syn::Result<()> {
-    if slot.is_some() {
-        return Err(repeated(name));
+    /// Records `value` in `slot`, on the name's span, unless it is set already.
+    fn set<T>(&self, slot: &mut Option<(Span, T)>, value: T) -> syn::Result<()> {
+        if slot.is_some() {
+            return Err(self.repeated());
+        }
+        *slot = Some((self.name.span(), value));
+        Ok(())
     }
-    *slot = Some(name.span());
-    Ok(())
+
+    /// Records a flag, which takes no `= value` (nor any other trailing tokens).
+    fn set_flag(&self, slot: &mut Option<Span>) -> syn::Result<()> {
+        let (name, input) = (self.name, self.input);
+        if !(input.is_empty() || input.peek(Token![,])) {
+            let rest: TokenStream = input.fork().parse()?;
+            let rest_span = rest.into_iter().next().map_or(name.span(), |t| t.span());
+            return Err(syn::Error::new(
+                rest_span,
+                format!("`{name}` is a flag and takes no value: write just `{name}`"),
+            ));
+        }
+        if slot.is_some() {
+            return Err(self.repeated());
+        }
+        *slot = Some(name.span());
+        Ok(())
+    }
+
+    /// The error for an option given twice, on its second keyword.
+    fn repeated(&self) -> syn::Error {
+        let name = self.name;
+        syn::Error::new(
+            name.span(),
+            format!("`{name}` is set more than once; keep one `{name}`"),
+        )
+    }
 }
 
 impl Config {
     /// Parses one `name` or `name = value` and records it.
     fn parse_option(&mut self, input: ParseStream) -> syn::Result<()> {
         if !input.peek(Ident::peek_any) {
-            return Err(input.error(format!(
-                "expected an option, one of: {}",
-                OPTIONS.join(", ")
-            )));
+            return Err(input.error(format!("expected an option, one of: {}", option_names())));
         }
-        // `crate` is a keyword: take any identifier, then match on its text.
+        // `crate` is a keyword: take any identifier, then look its text up.
         let name = input.call(Ident::parse_any)?;
-        let text = name.to_string();
-        match text.as_str() {
-            "key" => set(&mut self.key, &name, value_of(input, &name, parse_key)?),
-            "pool" => set(&mut self.pool, &name, value_of(input, &name, Expr::parse)?),
-            "xact" => set(&mut self.xact, &name, value_of(input, &name, Expr::parse)?),
-            "wait" => {
-                let wait = if input.peek(Token![=]) {
-                    Wait::Limit(value_of(input, &name, parse_duration)?)
-                } else {
-                    Wait::Forever
-                };
-                set(&mut self.wait, &name, wait)
-            }
-            "skip" => {
-                no_value(input, &name)?;
-                set_flag(&mut self.skip, &name)
-            }
-            "shared" => {
-                no_value(input, &name)?;
-                set_flag(&mut self.shared, &name)
-            }
-            "guard" => set(&mut self.guard, &name, value_of(input, &name, parse_guard)?),
-            "on_lost" => set(
-                &mut self.on_lost,
-                &name,
-                value_of(input, &name, parse_on_lost)?,
-            ),
-            "crate" => set(&mut self.krate, &name, value_of(input, &name, parse_crate)?),
-            _ => Err(unknown_option(&name)),
-        }
+        let option = OPTIONS
+            .iter()
+            .find(|o| name == o.name)
+            .ok_or_else(|| unknown_option(&name))?;
+        (option.read)(self, &Given { name: &name, input })
     }
 
     /// The rules that span several options.
@@ -285,6 +342,7 @@ fn unknown_option(name: &Ident) -> syn::Error {
     let text = name.to_string();
     let close = OPTIONS
         .iter()
+        .map(|o| o.name)
         .find(|o| edit_distance(o, &text.to_lowercase()) <= 2 && text.len() > 2);
     let hint = match close {
         Some(o) => format!(" (did you mean `{o}`?)"),
@@ -294,7 +352,7 @@ fn unknown_option(name: &Ident) -> syn::Error {
         name.span(),
         format!(
             "unknown option `{text}`{hint}; expected one of: {}",
-            OPTIONS.join(", ")
+            option_names()
         ),
     )
 }
@@ -313,45 +371,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
-}
-
-/// `= value` after `name`, parsed with `parse`.
-fn value_of<T>(
-    input: ParseStream,
-    name: &Ident,
-    parse: fn(ParseStream) -> syn::Result<T>,
-) -> syn::Result<T> {
-    if !input.peek(Token![=]) {
-        let example = match name.to_string().as_str() {
-            "key" => "key = \"order:{id}\"",
-            "pool" => "pool = self.pool",
-            "xact" => "xact = tx",
-            "guard" => "guard = conn",
-            "on_lost" => "on_lost = \"ignore\"",
-            "crate" => "crate = ::pglock",
-            _ => "name = value",
-        };
-        return Err(syn::Error::new(
-            name.span(),
-            format!("`{name}` needs a value: `{example}`"),
-        ));
-    }
-    input.parse::<Token![=]>()?;
-    parse(input)
-}
-
-/// A flag must not have `= value` (or any other trailing tokens).
-fn no_value(input: ParseStream, name: &Ident) -> syn::Result<()> {
-    if input.is_empty() || input.peek(Token![,]) {
-        Ok(())
-    } else {
-        let rest: TokenStream = input.fork().parse()?;
-        let rest_span = rest.into_iter().next().map_or(name.span(), |t| t.span());
-        Err(syn::Error::new(
-            rest_span,
-            format!("`{name}` is a flag and takes no value: write just `{name}`"),
-        ))
-    }
 }
 
 fn parse_key(input: ParseStream) -> syn::Result<Key> {
@@ -416,6 +435,14 @@ fn int_of<N: std::str::FromStr>(expr: &Expr, ty: &str) -> syn::Result<N> {
             format!("`{digits}` does not fit an `{ty}` key"),
         )
     })
+}
+
+/// `wait` (until granted) or `wait = "5s"`.
+fn parse_wait(input: ParseStream) -> syn::Result<Wait> {
+    match input.parse::<Option<Token![=]>>()? {
+        Some(_) => parse_duration(input).map(Wait::Limit),
+        None => Ok(Wait::Forever),
+    }
 }
 
 fn parse_duration(input: ParseStream) -> syn::Result<Duration> {
@@ -636,6 +663,32 @@ mod tests {
         let err =
             syn::parse_str::<Args>(r#"key = "a", pool = p, guard = c, xact = tx"#).unwrap_err();
         assert_eq!(err.into_iter().count(), 2);
+    }
+
+    #[test]
+    fn each_option_without_its_value_shows_one() {
+        for (src, message) in [
+            (r#"key"#, "`key` needs a value: `key = \"order:{id}\"`"),
+            (
+                r#"key = "a", pool"#,
+                "`pool` needs a value: `pool = self.pool`",
+            ),
+            (r#"key = "a", xact"#, "`xact` needs a value: `xact = tx`"),
+            (
+                r#"key = "a", guard"#,
+                "`guard` needs a value: `guard = conn`",
+            ),
+            (
+                r#"key = "a", on_lost"#,
+                "`on_lost` needs a value: `on_lost = \"ignore\"`",
+            ),
+            (
+                r#"key = "a", crate"#,
+                "`crate` needs a value: `crate = ::pglock`",
+            ),
+        ] {
+            assert_eq!(parse(src).unwrap_err(), message, "{src}");
+        }
     }
 
     #[test]
