@@ -1,6 +1,13 @@
 //! The rewrite: the signature written back as it was, the body wrapped so that the
 //! lock is taken before it and released after it on every path.
 //!
+//! [`expand`] finds the body (an `async fn`'s own, or the future of an
+//! `#[async_trait]` method); `locked_body` has it checked (`check::validate`), then
+//! writes the call site and the lock (`lock_head`), and the one body its
+//! [`CheckedSource`] calls for: `session_body` (a guard, the body watched for the
+//! loss of the lock) or `xact_body` (the lock taken in the caller's transaction).
+//! `wait_tokens` alone writes how long to wait.
+//!
 //! For `#[advisory_locked(key = "order:{order_id}")] async fn ship(pool: &Pool,
 //! order_id: i64) -> Result<(), AppError> { body }` the new body reads:
 //!
