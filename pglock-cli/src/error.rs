@@ -10,7 +10,10 @@ pub enum CliError {
     #[error("no database given: set DATABASE_URL or pass --database-url")]
     NoDatabaseUrl,
     /// The URL does not parse.
-    #[error("the database URL is malformed: {0}")]
+    #[error(
+        "the database URL is malformed ({}): expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require] or key=value pairs",
+        chain(.0)
+    )]
     BadUrl(#[source] tokio_postgres::Error),
     /// The server could not be reached, refused the connection, or refused the login.
     #[error("could not connect to the database: {}", chain(.0))]

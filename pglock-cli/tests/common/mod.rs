@@ -111,7 +111,7 @@ impl Db {
     pub fn execute(&self, sql: &str) {
         self.runtime
             .block_on(self.client.batch_execute(sql))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     }
 }
 
