@@ -1,4 +1,4 @@
-//! The listing behind `ls`, `who` and `watch`: the rows of [`locks`](crate::locks)
+//! The listing behind `ls`, `who` and `watch`: the rows of [`locks`]
 //! grouped per lock (holders, then their waiters), with the names and call sites that
 //! can be told, and the `ls` / `who` commands that print it.
 

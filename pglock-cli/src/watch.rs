@@ -3,6 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+use tokio::signal::unix::{signal, SignalKind};
+
 use crate::cli::{Connection, WatchArgs};
 use crate::connect::connect;
 use crate::error::CliError;
@@ -15,8 +17,9 @@ const CLEAR: &str = "\x1b[2J\x1b[H";
 pub async fn run(connection: &Connection, args: &WatchArgs) -> Result<ExitCode, CliError> {
     let client = connect(connection).await?;
     let terminal = std::io::stdout().is_terminal();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    // Installed before the first view is drawn, so a Ctrl-C at any moment from then
+    // on ends the loop cleanly instead of killing the process.
+    let mut interrupt = signal(SignalKind::interrupt())?;
     loop {
         let listing = view::read(&client, &args.view).await?;
         let mut screen = String::new();
@@ -38,10 +41,7 @@ pub async fn run(connection: &Connection, args: &WatchArgs) -> Result<ExitCode, 
         out.flush()?;
         drop(out);
         tokio::select! {
-            signal = &mut ctrl_c => {
-                signal?;
-                return Ok(ExitCode::SUCCESS);
-            }
+            _ = interrupt.recv() => return Ok(ExitCode::SUCCESS),
             () = tokio::time::sleep(args.interval) => {}
         }
     }
