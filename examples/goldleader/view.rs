@@ -57,8 +57,8 @@ impl View {
             Screen::Live { clock, rows, .. } => {
                 clock.set_position(elapsed.as_millis() as u64);
                 clock.set_message(format!("{:.1} s  inside: {inside}", elapsed.as_secs_f64()));
-                for (w, (row, tally)) in rows.iter().zip(&board.workers).enumerate() {
-                    row.set_message(line(w, tally, self.mode, self.tasks));
+                for (w, row) in rows.iter().enumerate() {
+                    row.set_message(line(board, w, self.mode, self.tasks));
                 }
             }
             Screen::Plain { second } => {
@@ -66,18 +66,7 @@ impl View {
                     return;
                 }
                 *second = elapsed.as_secs();
-                let column = |f: fn(&Tally) -> u64| {
-                    let counts: Vec<String> =
-                        board.workers.iter().map(|t| f(t).to_string()).collect();
-                    counts.join(" ")
-                };
-                println!(
-                    "[{:>3} s] inside: {inside} | entries {} | busy {} | skipped {}",
-                    second,
-                    column(|t| t.entries),
-                    column(|t| t.busy),
-                    column(|t| t.skipped),
-                );
+                println!("[{:>3} s] {}", second, plain(board, &inside));
             }
         }
     }
@@ -106,9 +95,35 @@ fn live(cli: &Cli) -> Screen {
     Screen::Live { multi, clock, rows }
 }
 
-/// A worker's line: `  worker 2  ▶ task 3   entries   12  wait p50  260 ms  busy 40  conns 2`.
-fn line(w: usize, tally: &Tally, mode: Mode, tasks: bool) -> String {
-    let here = match (tally.inside.first(), tasks) {
+/// The plain line of a second: `inside: worker 2 | entries 3 4 3 | lost 0 1 0 |
+/// busy 0 0 0 | skipped 0 0 0`, and `| worker 1 gone (...)` for each worker that
+/// is no more.
+fn plain(board: &Board, inside: &str) -> String {
+    let column = |f: fn(&Tally) -> u64| {
+        let counts: Vec<String> = board.workers.iter().map(|t| f(t).to_string()).collect();
+        counts.join(" ")
+    };
+    let mut line = format!(
+        "inside: {inside} | entries {} | lost {} | busy {} | skipped {}",
+        column(|t| t.entries),
+        column(|t| t.lost),
+        column(|t| t.busy),
+        column(|t| t.skipped),
+    );
+    for ending in board.endings() {
+        line += &format!(" | {ending}");
+    }
+    line
+}
+
+/// A worker's line: `  worker 2  ▶ task 3   entries   12  wait p50  260 ms  lost 1  busy 40  conns 2`.
+fn line(board: &Board, w: usize, mode: Mode, tasks: bool) -> String {
+    let tally = &board.workers[w];
+    let here = match (board.inside_of(w).next(), tasks) {
+        _ if !tally.life.alive() => match tally.life.ending() {
+            Some(ending) => format!("✗ {ending}"),
+            None => "stopped".into(),
+        },
         (None, _) => String::new(),
         (Some(_), false) => "▶ inside".into(),
         (Some(t), true) => format!("▶ task {t}"),
@@ -120,7 +135,7 @@ fn line(w: usize, tally: &Tally, mode: Mode, tasks: bool) -> String {
         Mode::Wait | Mode::None => String::new(),
     };
     format!(
-        "  worker {w:<2} {here:<10} entries {:>4}  wait p50 {p50:>7}{refused}  conns {}",
-        tally.entries, tally.connections
+        "  worker {w:<2} {here:<10} entries {:>4}  wait p50 {p50:>7}  lost {:>3}{refused}  conns {}",
+        tally.entries, tally.lost, tally.connections
     )
 }
