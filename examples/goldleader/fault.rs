@@ -34,6 +34,22 @@ pub fn lock_lost(e: &AppError) -> bool {
     }
 }
 
+/// `e` and its causes, `: `-separated: the pool's and the driver's own messages
+/// ("db error") say little without the server's.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        // Some errors repeat their cause's message in their own.
+        let said = c.to_string();
+        if !text.ends_with(&said) {
+            text += &format!(": {said}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// The driver's error is the connection breaking, not an answer from a live server.
 fn session_gone(e: &tokio_postgres::Error) -> bool {
     let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         _ => runtime.block_on(lead(&cli)),
     };
     outcome.unwrap_or_else(|e| {
-        eprintln!("goldleader: {e}");
+        eprintln!("goldleader: {}", fault::describe(&*e));
         ExitCode::FAILURE
     })
 }

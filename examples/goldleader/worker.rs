@@ -143,10 +143,11 @@ async fn go_round(
             }
             Err(e) if fault::lock_lost(&e) => {
                 Event::Lost { task }.report();
+                let why = fault::describe(&*e);
                 tracing::warn!(
                     worker = worker.id,
                     task,
-                    "lock lost: {e}; starting a fresh round"
+                    "lock lost: {why}; starting a fresh round"
                 );
                 retry
             }
