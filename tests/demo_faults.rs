@@ -6,7 +6,8 @@
 //!   run exits 0 with `overlaps: 0`; through a Pool and through a Locker;
 //! - a worker process killed while inside is shown as gone and never again as
 //!   inside, the others go on, and the exit status still says whether entries
-//!   overlapped: 0 with the lock, 1 without it (the control).
+//!   overlapped: 0 with the lock, 1 without it (the control);
+//! - workers that cannot start do fail the run.
 
 mod common;
 
@@ -42,10 +43,15 @@ struct Run {
 impl Run {
     /// Starts goldleader with `args`; returns once it has started its workers.
     async fn start(args: &[&str]) -> Run {
+        Run::start_on(pglock::testdb::shared().url(), args).await
+    }
+
+    /// Starts goldleader with `args` on the database at `url`.
+    async fn start_on(url: &str, args: &[&str]) -> Run {
         let mut child = tokio::process::Command::new(common::example_binary("goldleader"))
             .args(args)
             .args(["--hold-ms", HOLD_MS])
-            .env("DATABASE_URL", pglock::testdb::shared().url())
+            .env("DATABASE_URL", url)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -369,4 +375,60 @@ async fn without_the_lock_a_killed_worker_does_not_hide_the_overlaps() {
     let (code, out) = kill_worker_1_inside(&["--mode", "none"]).await;
     assert_eq!(code, Some(1), "overlaps fail the run");
     assert!(count(&out, "overlaps: ") > 0, "and are found");
+}
+
+/// The test database as a role that may open one connection (the leader's), so
+/// that the workers cannot connect.
+async fn one_connection_database() -> String {
+    let admin = common::observer().await;
+    admin
+        .batch_execute(
+            "DO $$ BEGIN
+                 CREATE ROLE goldleader_one_connection LOGIN PASSWORD 'goldleader' CONNECTION LIMIT 1;
+             EXCEPTION WHEN duplicate_object THEN NULL;
+             END $$;
+             GRANT CREATE ON SCHEMA public TO goldleader_one_connection",
+        )
+        .await
+        .expect("create a role with a connection limit (the test needs CREATEROLE)");
+    let config = pglock::testdb::shared().config();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        tokio_postgres::config::Host::Unix(dir) => dir.display().to_string(),
+    };
+    format!(
+        "host={host} port={} dbname={} user=goldleader_one_connection password=goldleader",
+        config.get_ports().first().copied().unwrap_or(5432),
+        config.get_dbname().unwrap_or("postgres"),
+    )
+}
+
+/// Unlike the faults above, workers that could not start fail the run.
+#[tokio::test]
+async fn workers_that_cannot_start_fail_the_run() {
+    let _turn = SHARED_DATABASE.lock().await;
+    let url = one_connection_database().await;
+    let run = Run::start_on(&url, &["--workers", "2", "--duration", "3"]).await;
+    let (code, out) = run.finish().await;
+    // goldleader dropped its table, so the role owns nothing left.
+    common::observer()
+        .await
+        .batch_execute(
+            "REVOKE CREATE ON SCHEMA public FROM goldleader_one_connection;
+             DROP ROLE goldleader_one_connection",
+        )
+        .await
+        .expect("drop the role");
+    assert_eq!(code, Some(1), "the run fails");
+    for w in 0..2 {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("worker {w} could not start ("))),
+            "worker {w} is reported as not started"
+        );
+    }
+    assert!(
+        out.contains("too many connections for role"),
+        "and the reason is shown"
+    );
 }
