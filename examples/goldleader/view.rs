@@ -1,10 +1,14 @@
 //! The live view: in a terminal, a progress bar and a line per worker redrawn in
 //! place (indicatif); otherwise a plain line per second.
+//!
+//! The bar and the workers' lines are one bar's message: indicatif redraws on any
+//! bar's update, so with a bar per line a frame could pair a fresh "inside:" with
+//! stale lines (and seem to show two workers inside).
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{Cli, Mode};
 use crate::tally::{human, Board, Tally};
@@ -17,9 +21,7 @@ pub struct View {
 
 enum Screen {
     Live {
-        multi: MultiProgress,
-        clock: ProgressBar,
-        rows: Vec<ProgressBar>,
+        bar: ProgressBar,
     },
     Plain {
         /// The last whole second reported.
@@ -44,9 +46,7 @@ impl View {
     /// A line of text above the live view (or just a line).
     pub fn say(&self, line: &str) {
         match &self.screen {
-            Screen::Live { multi, .. } => {
-                let _ = multi.println(line);
-            }
+            Screen::Live { bar } => bar.println(line),
             Screen::Plain { .. } => println!("{line}"),
         }
     }
@@ -54,12 +54,15 @@ impl View {
     pub fn render(&mut self, board: &Board, elapsed: Duration) {
         let inside = board.inside(self.tasks);
         match &mut self.screen {
-            Screen::Live { clock, rows, .. } => {
-                clock.set_position(elapsed.as_millis() as u64);
-                clock.set_message(format!("{:.1} s  inside: {inside}", elapsed.as_secs_f64()));
-                for (w, row) in rows.iter().enumerate() {
-                    row.set_message(line(board, w, self.mode, self.tasks));
-                }
+            Screen::Live { bar } => {
+                let rows = (0..board.workers.len()).map(|w| line(board, w, self.mode, self.tasks));
+                let rows: Vec<String> = rows.collect();
+                bar.set_message(format!(
+                    "{:.1} s  inside: {inside}\n{}",
+                    elapsed.as_secs_f64(),
+                    rows.join("\n")
+                ));
+                bar.set_position(elapsed.as_millis() as u64);
             }
             Screen::Plain { second } => {
                 if elapsed.as_secs() <= *second {
@@ -73,26 +76,21 @@ impl View {
 
     /// Takes the live view off the screen, for the summary.
     pub fn finish(&self) {
-        if let Screen::Live { clock, rows, .. } = &self.screen {
-            for bar in rows.iter().chain([clock]) {
-                bar.finish_and_clear();
-            }
+        if let Screen::Live { bar } = &self.screen {
+            bar.finish_and_clear();
         }
     }
 }
 
 fn live(cli: &Cli) -> Screen {
-    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
-    let style = |template| ProgressStyle::with_template(template).expect("a valid template");
-    let clock = multi.add(
-        ProgressBar::new(cli.duration * 1000)
-            .with_style(style("{prefix} [{bar:24.yellow/white}] {msg}").progress_chars("=> ")),
-    );
-    clock.set_prefix("goldleader");
-    let rows = (0..cli.workers)
-        .map(|_| multi.add(ProgressBar::new_spinner().with_style(style("{msg}"))))
-        .collect();
-    Screen::Live { multi, clock, rows }
+    let style = ProgressStyle::with_template("{prefix} [{bar:24.yellow/white}] {msg}")
+        .expect("a valid template")
+        .progress_chars("=> ");
+    let bar =
+        ProgressBar::with_draw_target(Some(cli.duration * 1000), ProgressDrawTarget::stdout())
+            .with_style(style);
+    bar.set_prefix("goldleader");
+    Screen::Live { bar }
 }
 
 /// The plain line of a second: `inside: worker 2 | entries 3 4 3 | lost 0 1 0 |
