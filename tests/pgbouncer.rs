@@ -241,3 +241,34 @@ async fn control_session_locks_through_transaction_pooling_admit_two_holders_and
     );
     drop((first, second));
 }
+
+/// Control for the module doc's claim about prepared statements on Debian's PgBouncer
+/// (1.18, which does not track them): a statement prepared on one server connection is
+/// missing when its next use is sent to another. Deterministic: the only server
+/// connection is taken by another client's open transaction, so PgBouncer opens a second
+/// one for the execute.
+#[tokio::test]
+async fn control_a_named_prepared_statement_breaks_across_server_connections() {
+    let setup = setup(2).await;
+    let pool = setup.bouncer.db().pool(2);
+    let (a, mut b) = (pool.get().await.unwrap(), pool.get().await.unwrap());
+    let statement = a.prepare("SELECT 1").await.unwrap();
+    let prepared_on = backend_pid(&a).await;
+    let tx = b.transaction().await.unwrap();
+    let in_tx: i32 = tx
+        .query_typed("SELECT pg_catalog.pg_backend_pid()", &[])
+        .await
+        .unwrap()[0]
+        .get(0);
+    assert_eq!(
+        in_tx, prepared_on,
+        "the premise: the other client's transaction holds the connection it was prepared on"
+    );
+    let err = a.query(&statement, &[]).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME),
+        "{err:?}"
+    );
+    tx.rollback().await.unwrap();
+}
