@@ -95,6 +95,7 @@ mod port;
 mod server;
 mod shared;
 mod tls;
+mod tls_setup;
 mod watchdog;
 
 pub use builder::{ClusterBuilder, Tls};

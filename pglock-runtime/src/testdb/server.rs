@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::CertificateDer;
 
 use super::bin::Binaries;
-use super::builder::{ClusterBuilder, Tls};
+use super::builder::ClusterBuilder;
 use super::command::{command_line, server_command};
 use super::dir::ClusterDir;
 use super::known::check_known;
 use super::os_user::RunAs;
-use super::{cert, conf, hba, initdb, port, TestDbError};
+use super::tls_setup::tls_setup;
+use super::{conf, initdb, port, TestDbError};
 
 /// How long a start, restart or stop may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -193,27 +194,6 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-/// For TLS: the certificate in the cluster's directory, the settings that turn it on, and
-/// for [`Tls::Required`] a `pg_hba.conf` that admits TCP clients only over TLS.
-type TlsSetup = (Vec<(String, String)>, Option<CertificateDer<'static>>);
-
-fn tls_setup(tls: Tls, run_as: RunAs, dir: &ClusterDir) -> Result<TlsSetup, TestDbError> {
-    if tls == Tls::Off {
-        return Ok((Vec::new(), None));
-    }
-    let cert = cert::generate(dir.root(), run_as)?;
-    if tls == Tls::Required {
-        hba::require_tls(dir)?;
-    }
-    let path = |p: &Path| p.to_string_lossy().into_owned();
-    let settings = vec![
-        ("ssl".to_string(), "on".to_string()),
-        ("ssl_cert_file".to_string(), path(&cert.cert_file)),
-        ("ssl_key_file".to_string(), path(&cert.key_file)),
-    ];
-    Ok((settings, Some(cert.ca)))
 }
 
 /// The last lines of the log written since byte `start`.
