@@ -7,7 +7,7 @@
 //! ```text
 //! static __PGLOCK_SITE: CallSite = CallSite { function, file, line };
 //! let __pglock_lock = &lock_named(format!("order:{}", order_id), &__PGLOCK_SITE);
-//! let __pglock_guard = match acquire(source(&pool), __pglock_lock, Wait::Never).await {
+//! let __pglock_guard = match acquire(source(&pool), __pglock_lock, Patience::Try).await {
 //!     Ok(guard) => guard,
 //!     Err(error) => return Err(error(error)),         // `E: From<pglock::Error>`
 //! };
@@ -30,7 +30,7 @@
 //! and the server frees it when that transaction ends, so the body simply follows:
 //!
 //! ```text
-//! match acquire_xact(transaction(&tx), __pglock_lock, XactWait::Never).await {
+//! match acquire_xact(transaction(&tx), __pglock_lock, Patience::Try).await {
 //!     Ok(()) => {}
 //!     Err(error) => return Err(error(error)),
 //! }
@@ -244,8 +244,8 @@ fn locked_body(
         // as the fn's own, after the lock is granted.
         let xact = args.xact.as_ref().expect("no lock source, so `xact`");
         let wait = match args.wait {
-            Wait::Never => quote!(#p::XactWait::Never),
-            Wait::Forever => quote!(#p::XactWait::Forever),
+            Wait::Never => quote!(#p::Patience::Try),
+            Wait::Forever => quote!(#p::Patience::Forever),
             Wait::Limit(_) => unreachable!("`Args` refuses `wait = \"...\"` with `xact`"),
         };
         let xact_span = xact.span();
@@ -268,11 +268,11 @@ fn locked_body(
     };
 
     let wait = match args.wait {
-        Wait::Never => quote!(#p::Wait::Never),
-        Wait::Forever => quote!(#p::Wait::Forever),
+        Wait::Never => quote!(#p::Patience::Try),
+        Wait::Forever => quote!(#p::Patience::Forever),
         Wait::Limit(d) => {
             let (secs, nanos) = (d.secs, d.nanos);
-            quote!(#p::Wait::Limit(#p::Duration::new(#secs, #nanos)))
+            quote!(#p::Patience::within(#p::Duration::new(#secs, #nanos)))
         }
     };
     let on_lost = match args.on_lost {

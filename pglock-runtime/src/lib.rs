@@ -13,6 +13,7 @@ mod key;
 mod lock;
 mod locker;
 mod loss;
+mod patience;
 mod private_xact;
 mod release;
 mod session;

@@ -115,9 +115,11 @@ fn comment_safe(text: &str) -> String {
 }
 
 /// A limit as `lock_timeout` reads it: whole milliseconds, at least 1 (0 would
-/// mean no limit at all).
-pub(crate) fn lock_timeout(limit: std::time::Duration) -> String {
-    format!("{}ms", limit.as_millis().max(1))
+/// mean no limit at all). `None` above what PostgreSQL accepts (`i32::MAX` ms,
+/// about 24.8 days): such a limit is no limit, and the wait goes without one.
+pub(crate) fn lock_timeout(limit: std::time::Duration) -> Option<String> {
+    let millis = limit.as_millis().max(1);
+    (millis <= i32::MAX as u128).then(|| format!("{millis}ms"))
 }
 
 /// The bind parameters of `key`.
@@ -181,11 +183,24 @@ mod tests {
 
     #[test]
     fn lock_timeout_never_turns_a_limit_into_no_limit() {
-        assert_eq!(lock_timeout(std::time::Duration::from_micros(10)), "1ms");
+        use std::time::Duration;
         assert_eq!(
-            lock_timeout(std::time::Duration::from_millis(1500)),
-            "1500ms"
+            lock_timeout(Duration::from_micros(10)).as_deref(),
+            Some("1ms")
         );
+        assert_eq!(
+            lock_timeout(Duration::from_millis(1500)).as_deref(),
+            Some("1500ms")
+        );
+    }
+
+    #[test]
+    fn lock_timeout_above_the_servers_range_is_no_limit() {
+        use std::time::Duration;
+        let most = Duration::from_millis(i32::MAX as u64);
+        assert_eq!(lock_timeout(most), Some(format!("{}ms", i32::MAX)));
+        assert_eq!(lock_timeout(most + Duration::from_millis(1)), None);
+        assert_eq!(lock_timeout(Duration::MAX), None);
     }
 
     #[test]

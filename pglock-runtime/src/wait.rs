@@ -11,48 +11,44 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
+use crate::patience::Patience;
 use crate::session::Session;
 use crate::sql::{self, Op};
 use crate::LockKey;
 
 type Reply = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send>>;
 
-/// Waits on `session` until the lock is granted, or until `deadline` (when the
-/// caller's limit runs out, and that limit: a timeout reports the caller's whole
-/// limit, not what was left of it for this step).
+/// Waits on `session` until the lock is granted, or until `patience` runs out (a
+/// timeout reports the caller's whole limit, not what was left of it for this step).
 pub(crate) async fn wait_for(
     session: &Arc<Session>,
     lock: &AdvisoryLock,
-    deadline: Option<(tokio::time::Instant, Duration)>,
+    patience: Patience,
 ) -> Result<(), Error> {
-    let remaining = deadline.map(|(d, _)| d.saturating_duration_since(tokio::time::Instant::now()));
-    let op = if remaining.is_some() {
+    let timeout = patience.remaining().and_then(sql::lock_timeout);
+    let op = if timeout.is_some() {
         Op::WaitLimited
     } else {
         Op::Wait
     };
+    let limited = timeout.is_some();
     let statement = session.lock_statement(op, lock).await?;
-    let mut wait = InFlight::send(session.clone(), lock.clone(), statement, remaining);
+    let mut wait = InFlight::send(session.clone(), lock.clone(), statement, timeout);
     match wait.reply().await {
         Ok(_) => Ok(()),
-        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) && deadline.is_some() => {
+        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) && limited => {
             // PostgreSQL can grant the lock and still raise lock_timeout for the
             // same statement: the session's rows in pg_locks say which it was.
             if settle(session, lock).await? {
                 Ok(())
             } else {
-                Err(Error::Timeout {
-                    lock: lock.id().clone(),
-                    after: deadline.map(|(_, limit)| limit),
-                    source: Some(e),
-                })
+                Err(patience.timed_out(lock, Some(e)))
             }
         }
         Err(e) => {
@@ -61,27 +57,6 @@ pub(crate) async fn wait_for(
             }
             Err(Error::from_db(lock.id(), e))
         }
-    }
-}
-
-/// Runs `step` (getting a connection, say) within what is left of a time limit:
-/// a limit covers the whole acquisition, not only the wait in the server's queue.
-/// `deadline` is when the limit runs out, and the limit itself (for the error).
-pub(crate) async fn within<T>(
-    deadline: Option<(tokio::time::Instant, Duration)>,
-    lock: &AdvisoryLock,
-    step: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    let Some((deadline, limit)) = deadline else {
-        return step.await;
-    };
-    match tokio::time::timeout_at(deadline, step).await {
-        Ok(result) => result,
-        Err(_elapsed) => Err(Error::Timeout {
-            lock: lock.id().clone(),
-            after: Some(limit),
-            source: None,
-        }),
     }
 }
 
@@ -98,13 +73,12 @@ impl InFlight {
         session: Arc<Session>,
         lock: AdvisoryLock,
         statement: tokio_postgres::Statement,
-        limit: Option<Duration>,
+        timeout: Option<String>,
     ) -> Self {
         session.prepare_counted();
         let on = session.clone();
         let key = lock.key();
         let reply: Reply = Box::pin(async move {
-            let timeout = limit.map(sql::lock_timeout);
             let mut params: Vec<&(dyn ToSql + Sync)> = match &key {
                 LockKey::BigInt(k) => vec![k],
                 LockKey::Pair(a, b) => vec![a, b],

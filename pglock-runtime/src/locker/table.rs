@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::lock::{AdvisoryLock, LockMode};
+use crate::patience::Patience;
 use crate::release;
 use crate::session::Session;
 use crate::LockKey;
@@ -48,14 +49,14 @@ struct Entry {
     handoffs: u32,
     /// When the server granted the lock of this episode.
     since: Instant,
-    /// The task asking the server now only tries (so its answer comes at once).
-    asker_tries: bool,
+    /// How long the task asking the server now may wait (a try's answer comes at once).
+    asker: Patience,
 }
 
 struct Waiter {
     lock: AdvisoryLock,
-    /// A try: it must not wait longer than one answer of the server.
-    tries: bool,
+    /// How long it may wait (a try must not wait longer than one answer of the server).
+    patience: Patience,
     tell: oneshot::Sender<Ticket>,
 }
 
@@ -175,11 +176,11 @@ impl Table {
         }
     }
 
-    /// A task of this process wants `lock`; `wait` says whether it may queue.
+    /// A task of this process wants `lock`; `patience` says whether it may queue.
     pub(super) fn admit(
         &mut self,
         lock: &AdvisoryLock,
-        wait: bool,
+        patience: Patience,
         me: &Weak<Mutex<Table>>,
     ) -> Admission {
         let key = lock.key();
@@ -192,7 +193,7 @@ impl Table {
             // Its session died: the lock is not held any more. End the episode
             // (its guards report lost and release nothing) and start again.
             self.pass_ask_on(key, me);
-            return self.admit(lock, wait, me);
+            return self.admit(lock, patience, me);
         }
         let Some(entry) = self.keys.get_mut(&key) else {
             let episode = self.episode();
@@ -207,12 +208,13 @@ impl Table {
                     waiters: VecDeque::new(),
                     handoffs: 0,
                     since: Instant::now(),
-                    asker_tries: !wait,
+                    asker: patience,
                 },
             );
             return Admission::AskServer(self.ticket(me, key, episode, TicketKind::Ask));
         };
         entry.waiters.retain(|w| !w.tell.is_closed());
+        let wait = patience.waits();
         let within_handoff =
             entry.handoffs < self.handoff.limit && entry.since.elapsed() < self.handoff.window;
         let joins_shared = entry.mode == LockMode::Shared
@@ -229,18 +231,20 @@ impl Table {
             // A shared try while a shared *try* of this process is on its way to the
             // server waits for that answer (one round trip) and joins it, as it would
             // on the server; behind a waiting request it is Busy at once.
-            None if joins_shared && (wait || entry.asker_tries) => self.queue(key, lock, !wait),
+            None if joins_shared && (wait || !entry.asker.waits()) => {
+                self.queue(key, lock, patience)
+            }
             _ if !wait => Admission::Busy,
-            _ => self.queue(key, lock, false),
+            _ => self.queue(key, lock, patience),
         }
     }
 
-    fn queue(&mut self, key: LockKey, lock: &AdvisoryLock, tries: bool) -> Admission {
+    fn queue(&mut self, key: LockKey, lock: &AdvisoryLock, patience: Patience) -> Admission {
         let entry = self.keys.get_mut(&key).expect("queued behind an entry");
         let (tell, ticket) = oneshot::channel();
         entry.waiters.push_back(Waiter {
             lock: lock.clone(),
-            tries,
+            patience,
             tell,
         });
         Admission::Queued(ticket)
@@ -305,7 +309,7 @@ impl Table {
                 used: false,
             };
             entry.mode = waiter.lock.mode();
-            entry.asker_tries = waiter.tries;
+            entry.asker = waiter.patience;
             entry.lock = waiter.lock;
             match waiter.tell.send(ticket) {
                 Ok(()) => return,
