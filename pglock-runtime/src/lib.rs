@@ -6,9 +6,11 @@
 
 mod acquire;
 mod context;
+mod drop_guard;
 mod error;
 mod guard;
 mod holders;
+mod in_flight;
 mod key;
 mod lock;
 mod locker;
@@ -18,6 +20,7 @@ mod private_xact;
 mod release;
 mod session;
 mod source;
+mod spawn;
 mod sql;
 mod trace;
 mod wait;

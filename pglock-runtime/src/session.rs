@@ -14,6 +14,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Statement;
 
 use crate::error::Error;
+use crate::in_flight::{InFlight, Reply};
 use crate::lock::AdvisoryLock;
 use crate::lock::LockMode;
 use crate::loss::{LossWatch, Ping, Watch, Watched};
@@ -204,8 +205,8 @@ impl Session {
     pub(crate) async fn try_lock(self: &Arc<Self>, lock: &AdvisoryLock) -> Result<bool, Error> {
         let statement = self.lock_statement(Op::Try, lock).await?;
         self.prepare_counted();
-        let mut answer = TryAnswer::send(self.clone(), lock.clone(), statement);
-        match answer.wait().await {
+        let answer = send_try(self.clone(), lock.clone(), statement);
+        match answer.answer().await {
             Ok(true) => Ok(true),
             Ok(false) => {
                 self.settle_counted();
@@ -261,61 +262,33 @@ impl Session {
     }
 }
 
-type Reply<T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send>>;
-
-/// A `pg_try_advisory_lock` sent and not yet answered.
-struct TryAnswer {
-    session: Arc<Session>,
-    lock: AdvisoryLock,
-    reply: Option<Reply<bool>>,
+/// Sends `pg_try_advisory_lock`. Dropped unanswered, a task waits for the answer
+/// and unlocks a lock granted to nobody.
+fn send_try(session: Arc<Session>, lock: AdvisoryLock, statement: Statement) -> InFlight<bool> {
+    let on = session.clone();
+    let key = lock.key();
+    let reply: Reply<bool> = Box::pin(async move {
+        let row = on
+            .client()
+            .query_one(&statement, &sql::params(&key))
+            .await?;
+        Ok(row.get(0))
+    });
+    InFlight::new(
+        reply,
+        Box::new(move |reply| Box::pin(finish_abandoned_try(session, lock, reply))),
+    )
 }
 
-impl TryAnswer {
-    fn send(session: Arc<Session>, lock: AdvisoryLock, statement: Statement) -> Self {
-        let on = session.clone();
-        let key = lock.key();
-        let reply: Reply<bool> = Box::pin(async move {
-            let row = on
-                .client()
-                .query_one(&statement, &sql::params(&key))
-                .await?;
-            Ok(row.get(0))
-        });
-        TryAnswer {
-            session,
-            lock,
-            reply: Some(reply),
-        }
-    }
-
-    async fn wait(&mut self) -> Result<bool, tokio_postgres::Error> {
-        let reply = self.reply.as_mut().expect("awaited once").await;
-        self.reply = None;
-        reply
-    }
-}
-
-impl Drop for TryAnswer {
-    fn drop(&mut self) {
-        let Some(reply) = self.reply.take() else {
-            return;
-        };
-        let (session, lock) = (self.session.clone(), self.lock.clone());
-        let finish = async move {
-            match reply.await {
-                Ok(true) => {
-                    if let Err(error) = session.unlock(&lock).await {
-                        tracing::warn!(lock = %lock.id(), %error, "could not unlock a lock granted to an abandoned try");
-                    }
-                }
-                Ok(false) => session.settle_counted(),
-                Err(_) => {} // in doubt: still counted, so the session is closed, not reused
+async fn finish_abandoned_try(session: Arc<Session>, lock: AdvisoryLock, reply: Reply<bool>) {
+    match reply.await {
+        Ok(true) => {
+            if let Err(error) = session.unlock(&lock).await {
+                tracing::warn!(lock = %lock.id(), %error, "could not unlock a lock granted to an abandoned try");
             }
-        };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(finish);
         }
+        Ok(false) => session.settle_counted(),
+        Err(_) => {} // in doubt: still counted, so the session is closed, not reused
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::drop_guard::DropGuard;
 use crate::lock::{AdvisoryLock, LockMode};
 use crate::patience::Patience;
 use crate::release;
@@ -83,12 +84,13 @@ pub(super) enum Release {
 /// A turn handed to a task: to hold the key, or to ask the server for it. Dropped
 /// without being used (its task gave up), it passes the turn on, so no key is ever
 /// stuck with a holder or asker that no longer exists.
-pub(super) struct Ticket {
+pub(super) struct Ticket(DropGuard<Turn>);
+
+struct Turn {
     table: Weak<Mutex<Table>>,
     key: LockKey,
     episode: Episode,
     kind: TicketKind,
-    used: bool,
 }
 
 pub(super) enum TicketKind {
@@ -97,44 +99,51 @@ pub(super) enum TicketKind {
 }
 
 impl Ticket {
+    fn new(table: &Weak<Mutex<Table>>, key: LockKey, episode: Episode, kind: TicketKind) -> Self {
+        let turn = Turn {
+            table: table.clone(),
+            key,
+            episode,
+            kind,
+        };
+        Ticket(DropGuard::new(turn, pass_unused_turn_on))
+    }
+
     pub(super) fn episode(&self) -> Episode {
-        self.episode
+        self.0.get().episode
     }
 
     /// The session of a Hold ticket; `None` for an Ask ticket.
     pub(super) fn held_on(&self) -> Option<&Arc<Session>> {
-        match &self.kind {
+        match &self.0.get().kind {
             TicketKind::Hold(session) => Some(session),
             TicketKind::Ask => None,
         }
     }
 
-    /// The turn was taken: the ticket's task holds the key, or got it from the server.
-    pub(super) fn used(mut self) {
-        self.used = true;
+    /// The turn was taken: the ticket's task holds the key, or got it from the server
+    /// (or the ticket never reached a task, and must not pass the turn again).
+    pub(super) fn used(self) {
+        drop(self.0.disarm());
     }
 }
 
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if self.used {
-            return;
-        }
-        let Some(table) = self.table.upgrade() else {
-            return;
-        };
-        let mut table = lock(&table);
-        match &self.kind {
-            TicketKind::Hold(_) => {
-                if let Release::Unlock(session, lock) =
-                    table.release(self.key, self.episode, &self.table)
-                {
-                    drop(table);
-                    release::unlock_in_background(session, lock);
-                }
+/// A ticket dropped unused: its holder lets go, or its asker gave up.
+fn pass_unused_turn_on(turn: Turn) {
+    let Some(table) = turn.table.upgrade() else {
+        return;
+    };
+    let mut table = lock(&table);
+    match &turn.kind {
+        TicketKind::Hold(_) => {
+            if let Release::Unlock(session, lock) =
+                table.release(turn.key, turn.episode, &turn.table)
+            {
+                drop(table);
+                release::unlock_in_background(session, lock);
             }
-            TicketKind::Ask => table.asked_in_vain(self.key, self.episode, &self.table),
         }
+        TicketKind::Ask => table.asked_in_vain(turn.key, turn.episode, &turn.table),
     }
 }
 
@@ -158,22 +167,6 @@ impl Table {
     fn episode(&mut self) -> Episode {
         self.next_episode += 1;
         self.next_episode
-    }
-
-    fn ticket(
-        &self,
-        me: &Weak<Mutex<Table>>,
-        key: LockKey,
-        episode: Episode,
-        kind: TicketKind,
-    ) -> Ticket {
-        Ticket {
-            table: me.clone(),
-            key,
-            episode,
-            kind,
-            used: false,
-        }
     }
 
     /// A task of this process wants `lock`; `patience` says whether it may queue.
@@ -211,7 +204,7 @@ impl Table {
                     asker: patience,
                 },
             );
-            return Admission::AskServer(self.ticket(me, key, episode, TicketKind::Ask));
+            return Admission::AskServer(Ticket::new(me, key, episode, TicketKind::Ask));
         };
         entry.waiters.retain(|w| !w.tell.is_closed());
         let wait = patience.waits();
@@ -301,20 +294,14 @@ impl Table {
         entry.session = None;
         entry.handoffs = 0;
         while let Some(waiter) = entry.waiters.pop_front() {
-            let ticket = Ticket {
-                table: me.clone(),
-                key,
-                episode,
-                kind: TicketKind::Ask,
-                used: false,
-            };
+            let ticket = Ticket::new(me, key, episode, TicketKind::Ask);
             entry.mode = waiter.lock.mode();
             entry.asker = waiter.patience;
             entry.lock = waiter.lock;
             match waiter.tell.send(ticket) {
                 Ok(()) => return,
                 // That waiter is gone; its ticket must not pass the turn again.
-                Err(mut ticket) => ticket.used = true,
+                Err(ticket) => ticket.used(),
             }
         }
         self.keys.remove(&key);
@@ -377,13 +364,7 @@ impl Table {
         };
         let episode = entry.episode;
         while let Some(waiter) = entry.waiters.pop_front() {
-            let ticket = Ticket {
-                table: me.clone(),
-                key,
-                episode,
-                kind: TicketKind::Hold(session.clone()),
-                used: false,
-            };
+            let ticket = Ticket::new(me, key, episode, TicketKind::Hold(session.clone()));
             match waiter.tell.send(ticket) {
                 Ok(()) => {
                     entry.holders = 1;
@@ -392,7 +373,7 @@ impl Table {
                     }
                     return true;
                 }
-                Err(mut ticket) => ticket.used = true,
+                Err(ticket) => ticket.used(),
             }
         }
         false
@@ -411,16 +392,10 @@ impl Table {
             .is_some_and(|w| w.lock.mode() == LockMode::Shared)
         {
             let waiter = entry.waiters.pop_front().expect("front exists");
-            let ticket = Ticket {
-                table: me.clone(),
-                key,
-                episode: entry.episode,
-                kind: TicketKind::Hold(session.clone()),
-                used: false,
-            };
+            let ticket = Ticket::new(me, key, entry.episode, TicketKind::Hold(session.clone()));
             match waiter.tell.send(ticket) {
                 Ok(()) => entry.holders += 1,
-                Err(mut ticket) => ticket.used = true,
+                Err(ticket) => ticket.used(),
             }
         }
     }
