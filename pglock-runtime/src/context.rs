@@ -5,7 +5,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::error::Error;
 use crate::lock::{AdvisoryLock, LockMode};
+use crate::patience::Patience;
 use crate::session::Session;
 use crate::LockKey;
 
@@ -33,9 +35,28 @@ impl Held {
     }
 
     /// Whether an enclosing body holds `lock`'s key in a mode that excludes it.
-    pub(crate) fn conflicts_with(&self, lock: &AdvisoryLock) -> bool {
+    fn conflicts_with(&self, lock: &AdvisoryLock) -> bool {
         self.entries()
             .any(|e| e.key == lock.key() && !e.mode.compatible(lock.mode()))
+    }
+
+    /// Refuses `lock` when an enclosing body holds its key in a mode that excludes
+    /// it: that lock is this task's own, so waiting for it would never end
+    /// ([`Error::WouldDeadlock`]), and a try would find it taken ([`Error::Busy`]).
+    pub(crate) fn refuse_conflict(
+        &self,
+        lock: &AdvisoryLock,
+        patience: Patience,
+    ) -> Result<(), Error> {
+        if !self.conflicts_with(lock) {
+            return Ok(());
+        }
+        let lock = lock.id().clone();
+        Err(if patience.waits() {
+            Error::WouldDeadlock { lock }
+        } else {
+            Error::Busy { lock }
+        })
     }
 
     /// The session of an enclosing lock taken from `pool_id`, if any.

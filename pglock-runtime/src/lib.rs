@@ -15,6 +15,7 @@ mod key;
 mod lock;
 mod locker;
 mod loss;
+mod mutex;
 mod patience;
 mod private_xact;
 mod release;

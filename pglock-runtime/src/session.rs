@@ -18,6 +18,7 @@ use crate::in_flight::{InFlight, Reply};
 use crate::lock::AdvisoryLock;
 use crate::lock::LockMode;
 use crate::loss::{LossWatch, Ping, Watch, Watched};
+use crate::mutex::lock_unpoisoned;
 use crate::sql::{self, Op};
 use crate::LockKey;
 
@@ -108,8 +109,7 @@ impl Session {
     }
 
     fn reserved(&self) -> std::sync::MutexGuard<'_, HashMap<LockKey, usize>> {
-        // One map operation per change: a panic elsewhere cannot leave it torn.
-        self.reserved.lock().unwrap_or_else(|p| p.into_inner())
+        lock_unpoisoned(&self.reserved)
     }
 
     /// Reserves `key` on this session unless someone of ours holds it here already.
@@ -243,11 +243,12 @@ impl Session {
 
     /// How many times this session holds `lock`, from `pg_locks`.
     pub(crate) async fn held_count(&self, lock: &AdvisoryLock) -> Result<i64, Error> {
-        let (classid, objid, objsubid) = sql::pg_locks_columns(lock.key());
+        let key = sql::PgLocksKey::of(lock.key());
         let mode = sql::pg_locks_mode(lock.mode());
+        let [classid, objid, objsubid] = key.params();
         let row = self
             .client()
-            .query_one(sql::HELD_BY_ME, &[&classid, &objid, &objsubid, &mode])
+            .query_one(sql::HELD_BY_ME, &[classid, objid, objsubid, &mode])
             .await
             .map_err(|e| Error::from_db(lock.id(), e))?;
         Ok(row.get(0))
@@ -318,7 +319,7 @@ impl Watched for Session {
         within: Duration,
     ) -> Option<bool> {
         let (key, mode) = probe?;
-        let (classid, objid, objsubid) = sql::pg_locks_columns(key);
+        let key = sql::PgLocksKey::of(key);
         let mode = sql::pg_locks_mode(mode);
         let check = async {
             let client = match self.pool.manager().create().await {
@@ -329,7 +330,10 @@ impl Watched for Session {
                 Err(_) => return None,
             };
             let row = client
-                .query_one(sql::HOLDER_IS_ACTIVE, &[&classid, &objid, &objsubid, &mode])
+                .query_one(sql::HOLDER_IS_ACTIVE, &{
+                    let [classid, objid, objsubid] = key.params();
+                    [classid, objid, objsubid, &mode]
+                })
                 .await
                 .ok()?;
             row.get::<_, Option<bool>>(0)

@@ -64,14 +64,7 @@ impl LockSource for Pool {
         patience: Patience,
     ) -> Result<LockGuard, Error> {
         let held = Held::current();
-        if held.conflicts_with(lock) {
-            let lock = lock.id().clone();
-            return Err(if patience.waits() {
-                Error::WouldDeadlock { lock }
-            } else {
-                Error::Busy { lock }
-            });
-        }
+        held.refuse_conflict(lock, patience)?;
         let reserved = patience.bound(lock, session_for(self, &held, lock)).await?;
         if patience.waits() {
             wait_for(reserved.session(), lock, patience).await?;

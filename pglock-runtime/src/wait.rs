@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
 
 use crate::error::Error;
 use crate::in_flight::{InFlight, Reply};
@@ -19,7 +18,6 @@ use crate::lock::AdvisoryLock;
 use crate::patience::Patience;
 use crate::session::Session;
 use crate::sql::{self, Op};
-use crate::LockKey;
 
 /// Waits on `session` until the lock is granted, or until `patience` runs out (a
 /// timeout reports the caller's whole limit, not what was left of it for this step).
@@ -70,10 +68,7 @@ fn send(
     let on = session.clone();
     let key = lock.key();
     let reply: Reply<u64> = Box::pin(async move {
-        let mut params: Vec<&(dyn ToSql + Sync)> = match &key {
-            LockKey::BigInt(k) => vec![k],
-            LockKey::Pair(a, b) => vec![a, b],
-        };
+        let mut params = sql::params(&key);
         if let Some(timeout) = &timeout {
             params.push(timeout);
         }

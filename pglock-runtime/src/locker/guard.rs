@@ -6,11 +6,12 @@ use std::sync::Arc;
 use crate::drop_guard::DropGuard;
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
+use crate::mutex::lock_unpoisoned;
 use crate::release;
 use crate::session::Session;
 use crate::trace;
 
-use super::table::{self, Episode, Release};
+use super::table::{Episode, Release};
 use super::Inner;
 
 /// A lock held through a [`Locker`](super::Locker), on a session shared with other
@@ -37,7 +38,7 @@ struct Held {
 impl Held {
     fn let_go(&self) -> Release {
         let table = &self.locker.table;
-        table::lock(table).release(self.lock.key(), self.episode, &Arc::downgrade(table))
+        lock_unpoisoned(table).release(self.lock.key(), self.episode, &Arc::downgrade(table))
     }
 }
 

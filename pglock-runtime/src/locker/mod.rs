@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::lock::DEFAULT_KEEPALIVE;
 use crate::loss::Watch;
+use crate::mutex::lock_unpoisoned;
 use crate::patience::Patience;
 use crate::release;
 use crate::session::Session;
@@ -175,7 +176,7 @@ impl Locker {
 
     /// Keys this process holds or waits for through this Locker.
     pub fn keys_in_use(&self) -> usize {
-        table::lock(&self.inner.table).len()
+        lock_unpoisoned(&self.inner.table).len()
     }
 }
 
@@ -219,15 +220,8 @@ impl Inner {
         lock: &AdvisoryLock,
         patience: Patience,
     ) -> Result<LockerGuard, Error> {
-        if Held::current().conflicts_with(lock) {
-            let lock = lock.id().clone();
-            return Err(if patience.waits() {
-                Error::WouldDeadlock { lock }
-            } else {
-                Error::Busy { lock }
-            });
-        }
-        let admission = table::lock(&self.table).admit(lock, patience, &self.table_ref());
+        Held::current().refuse_conflict(lock, patience)?;
+        let admission = lock_unpoisoned(&self.table).admit(lock, patience, &self.table_ref());
         let ticket = match admission {
             Admission::Holds(session, episode) => {
                 return Ok(LockerGuard::new(
@@ -318,7 +312,7 @@ impl Inner {
         session: Arc<Session>,
     ) -> Result<LockerGuard, Error> {
         let episode = ticket.episode();
-        let recorded = table::lock(&self.table).granted(
+        let recorded = lock_unpoisoned(&self.table).granted(
             lock.key(),
             episode,
             lock.mode(),

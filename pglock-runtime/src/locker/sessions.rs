@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex, Weak};
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
+use crate::mutex::lock_unpoisoned;
 use crate::release;
 use crate::session::Session;
+use crate::spawn::spawn_or_drop;
 use crate::LockKey;
 
-use super::table::{self, Table};
+use super::table::Table;
 use super::Inner;
 
 pub(super) struct Sessions {
@@ -75,7 +77,7 @@ impl Sessions {
         // Watch it from the start: its loss must reach every guard on it at once,
         // and end the table's episodes on it.
         forget_keys_when_lost(&session, locker.watch(), Arc::downgrade(&locker.table));
-        *slot.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.clone());
+        *lock_unpoisoned(&slot.session) = Some(session.clone());
         Ok(session)
     }
 
@@ -90,23 +92,21 @@ fn forget_keys_when_lost(session: &Arc<Session>, how: Watch, table: Weak<Mutex<T
     let loss = session.loss(how);
     let (lost, retired) = (loss.token(), loss.retired());
     let session = Arc::downgrade(session);
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    runtime.spawn(async move {
+    // No runtime, no watcher: the session is not watched either.
+    spawn_or_drop(async move {
         tokio::select! {
             () = lost.cancelled() => {}
             () = retired.cancelled() => return,
         }
         if let (Some(session), Some(table)) = (session.upgrade(), table.upgrade()) {
             let me = Arc::downgrade(&table);
-            table::lock(&table).session_lost(&session, &me);
+            lock_unpoisoned(&table).session_lost(&session, &me);
         }
     });
 }
 
 /// The slot's session, if it is open and alive.
 fn current(slot: &Slot) -> Option<Arc<Session>> {
-    let session = slot.session.lock().unwrap_or_else(|p| p.into_inner());
+    let session = lock_unpoisoned(&slot.session);
     session.as_ref().filter(|s| s.is_reusable()).cloned()
 }

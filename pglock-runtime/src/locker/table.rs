@@ -4,13 +4,14 @@
 //! asking the server; the server is asked by at most one task per key at a time.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use crate::drop_guard::DropGuard;
 use crate::lock::{AdvisoryLock, LockMode};
+use crate::mutex::lock_unpoisoned;
 use crate::patience::Patience;
 use crate::release;
 use crate::session::Session;
@@ -133,7 +134,7 @@ fn pass_unused_turn_on(turn: Turn) {
     let Some(table) = turn.table.upgrade() else {
         return;
     };
-    let mut table = lock(&table);
+    let mut table = lock_unpoisoned(&table);
     match &turn.kind {
         TicketKind::Hold(_) => {
             if let Release::Unlock(session, lock) =
@@ -145,14 +146,6 @@ fn pass_unused_turn_on(turn: Turn) {
         }
         TicketKind::Ask => table.asked_in_vain(turn.key, turn.episode, &turn.table),
     }
-}
-
-pub(super) fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
-    // Every change to the table is made in one step under the lock, so a panic
-    // elsewhere cannot leave it half-changed.
-    table
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Table {
