@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::lock::{AdvisoryLock, LockMode};
 use crate::patience::Patience;
+use crate::scope::PoolId;
 use crate::session::Session;
 use crate::LockKey;
 
@@ -22,9 +23,8 @@ pub struct Held(Option<Arc<Entry>>);
 struct Entry {
     key: LockKey,
     mode: LockMode,
-    /// The session the lock lives on, and the pool it came from (by address: a pool
-    /// is shared through an `Arc`, so its manager's address identifies it).
-    home: Option<(usize, Arc<Session>)>,
+    /// The session the lock lives on, and the pool it came from.
+    home: Option<(PoolId, Arc<Session>)>,
     outer: Held,
 }
 
@@ -60,7 +60,7 @@ impl Held {
     }
 
     /// The session of an enclosing lock taken from `pool_id`, if any.
-    pub(crate) fn session_of(&self, pool_id: usize) -> Option<Arc<Session>> {
+    pub(crate) fn session_of(&self, pool_id: PoolId) -> Option<Arc<Session>> {
         self.entries().find_map(|e| match &e.home {
             Some((id, session)) if *id == pool_id => Some(session.clone()),
             _ => None,
@@ -68,7 +68,7 @@ impl Held {
     }
 
     /// This set plus one lock.
-    pub(crate) fn with(&self, lock: &AdvisoryLock, home: Option<(usize, Arc<Session>)>) -> Held {
+    pub(crate) fn with(&self, lock: &AdvisoryLock, home: Option<(PoolId, Arc<Session>)>) -> Held {
         Held(Some(Arc::new(Entry {
             key: lock.key(),
             mode: lock.mode(),

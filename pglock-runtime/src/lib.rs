@@ -19,6 +19,7 @@ mod mutex;
 mod patience;
 mod private_xact;
 mod release;
+mod scope;
 mod session;
 mod source;
 mod spawn;

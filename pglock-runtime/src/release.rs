@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::lock::AdvisoryLock;
 use crate::mutex::lock_unpoisoned;
+use crate::scope::Scope;
 use crate::session::Session;
 use crate::spawn::spawn_or_drop;
 use crate::LockKey;
@@ -23,7 +24,7 @@ struct Queued {
 }
 
 /// (scope, key) → the latest queued unlock of that key.
-type Pending = HashMap<(usize, LockKey), Queued>;
+type Pending = HashMap<(Scope, LockKey), Queued>;
 
 fn table() -> std::sync::MutexGuard<'static, Pending> {
     static PENDING: OnceLock<Mutex<Pending>> = OnceLock::new();
@@ -56,7 +57,7 @@ fn finished(session: &Session, key: LockKey, ticket: u64) {
 /// queued, if it is fit to take the next lock. It is handed out once: a second
 /// taker on the same session would be granted the key again (session locks are
 /// re-entrant), and two holders of one key is exactly what must never happen.
-pub(crate) fn take_session_for(scope: usize, key: LockKey) -> Option<Arc<Session>> {
+pub(crate) fn take_session_for(scope: Scope, key: LockKey) -> Option<Arc<Session>> {
     let session = table().remove(&(scope, key))?.session.upgrade()?;
     session.is_reusable().then_some(session)
 }

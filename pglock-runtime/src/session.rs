@@ -19,6 +19,7 @@ use crate::lock::AdvisoryLock;
 use crate::lock::LockMode;
 use crate::loss::{LossWatch, Ping, Watch, Watched};
 use crate::mutex::lock_unpoisoned;
+use crate::scope::{PoolId, Scope};
 use crate::sql::{self, Op};
 use crate::LockKey;
 
@@ -27,10 +28,10 @@ use crate::LockKey;
 pub(crate) struct Session {
     client: Option<Object>,
     pool: Pool,
-    pool_id: usize,
-    /// Who takes locks on this session: its pool, or the Locker that keeps it. Queued
-    /// unlocks are found again only within the same scope.
-    scope: usize,
+    pool_id: PoolId,
+    /// Who takes locks on this session. Queued unlocks are found again only within
+    /// the same scope.
+    scope: Scope,
     /// Locks this session may hold: counted up before a lock statement is sent and
     /// down only once the server confirmed it holds nothing for that request.
     maybe_held: AtomicUsize,
@@ -71,7 +72,7 @@ impl Drop for Reserved {
 
 impl Session {
     pub(crate) async fn checkout(pool: &Pool, lock: &AdvisoryLock) -> Result<Arc<Session>, Error> {
-        Self::checkout_for(pool, lock, pool_id(pool)).await
+        Self::checkout_for(pool, lock, Scope::Pool(PoolId::of(pool))).await
     }
 
     /// A session for `scope` (a Locker's own sessions are not shared with its pool's
@@ -79,7 +80,7 @@ impl Session {
     pub(crate) async fn checkout_for(
         pool: &Pool,
         lock: &AdvisoryLock,
-        scope: usize,
+        scope: Scope,
     ) -> Result<Arc<Session>, Error> {
         let client = pool.get().await.map_err(|source| Error::Pool {
             lock: lock.id().clone(),
@@ -88,7 +89,7 @@ impl Session {
         Ok(Arc::new(Session {
             client: Some(client),
             pool: pool.clone(),
-            pool_id: pool_id(pool),
+            pool_id: PoolId::of(pool),
             scope,
             maybe_held: AtomicUsize::new(0),
             close_when_done: AtomicBool::new(false),
@@ -104,7 +105,7 @@ impl Session {
     }
 
     /// The pool this session came from.
-    pub(crate) fn pool_id(&self) -> usize {
+    pub(crate) fn pool_id(&self) -> PoolId {
         self.pool_id
     }
 
@@ -143,7 +144,7 @@ impl Session {
     }
 
     /// Who takes locks on this session.
-    pub(crate) fn scope(&self) -> usize {
+    pub(crate) fn scope(&self) -> Scope {
         self.scope
     }
 
@@ -291,11 +292,6 @@ async fn finish_abandoned_try(session: Arc<Session>, lock: AdvisoryLock, reply: 
         Ok(false) => session.settle_counted(),
         Err(_) => {} // in doubt: still counted, so the session is closed, not reused
     }
-}
-
-/// A pool's identity: its manager lives in the pool's shared allocation.
-pub(crate) fn pool_id(pool: &Pool) -> usize {
-    pool.manager() as *const deadpool_postgres::Manager as usize
 }
 
 impl Watched for Session {

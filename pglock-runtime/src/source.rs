@@ -11,7 +11,8 @@ use crate::guard::LockGuard;
 use crate::lock::AdvisoryLock;
 use crate::patience::Patience;
 use crate::release;
-use crate::session::{pool_id, Reserved, Session};
+use crate::scope::{PoolId, Scope};
+use crate::session::{Reserved, Session};
 use crate::wait::wait_for;
 
 mod sealed {
@@ -43,12 +44,14 @@ pub trait LockSource: sealed::Sealed + Sync {
 /// pool. A session where someone of ours already holds the key is never used for it:
 /// the server would grant it again there, to a second holder.
 async fn session_for(pool: &Pool, held: &Held, lock: &AdvisoryLock) -> Result<Reserved, Error> {
-    let id = pool_id(pool);
+    let id = PoolId::of(pool);
     let key = lock.key();
     if let Some(reserved) = held.session_of(id).and_then(|s| s.reserve(key)) {
         return Ok(reserved);
     }
-    if let Some(reserved) = release::take_session_for(id, key).and_then(|s| s.reserve_alone(key)) {
+    if let Some(reserved) =
+        release::take_session_for(Scope::Pool(id), key).and_then(|s| s.reserve_alone(key))
+    {
         return Ok(reserved);
     }
     let session = Session::checkout(pool, lock).await?;

@@ -132,8 +132,8 @@ impl LockerBuilder {
     /// The Locker.
     pub fn build(self) -> Locker {
         Locker {
-            inner: Arc::new_cyclic(|me: &Weak<Inner>| Inner {
-                sessions: Sessions::new(self.sessions, me.as_ptr() as usize),
+            inner: Arc::new(Inner {
+                sessions: Sessions::new(self.sessions),
                 table: Arc::new(Mutex::new(Table::new(Handoff {
                     limit: self.handoff_limit,
                     window: self.handoff_window,

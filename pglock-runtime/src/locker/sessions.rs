@@ -10,6 +10,7 @@ use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
 use crate::mutex::lock_unpoisoned;
 use crate::release;
+use crate::scope::{LockerId, Scope};
 use crate::session::Session;
 use crate::spawn::spawn_or_drop;
 use crate::LockKey;
@@ -20,7 +21,7 @@ use super::Inner;
 pub(super) struct Sessions {
     slots: Vec<Slot>,
     /// The Locker's identity: queued unlocks are found again only by this Locker.
-    scope: usize,
+    scope: Scope,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -31,7 +32,7 @@ struct Slot {
 }
 
 impl Sessions {
-    pub(super) fn new(count: usize, scope: usize) -> Self {
+    pub(super) fn new(count: usize) -> Self {
         Sessions {
             slots: (0..count)
                 .map(|_| Slot {
@@ -39,12 +40,12 @@ impl Sessions {
                     opening: tokio::sync::Mutex::new(()),
                 })
                 .collect(),
-            scope,
+            scope: Scope::Locker(LockerId::next()),
             hasher: Default::default(),
         }
     }
 
-    pub(super) fn scope(&self) -> usize {
+    pub(super) fn scope(&self) -> Scope {
         self.scope
     }
 
