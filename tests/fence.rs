@@ -59,3 +59,38 @@ async fn control_a_naive_transaction_id_comes_back_after_an_immediate_restart() 
         "the naive id always grew: the control cannot show why tokens must be flushed"
     );
 }
+
+/// Runs `examples/fenced_write` with `args`: its exit status and what it printed.
+async fn fenced_write_example(args: &[&str]) -> (bool, String) {
+    let binary = common::example_binary("fenced_write");
+    let out = tokio::process::Command::new(binary)
+        .args(args)
+        .env("DATABASE_URL", pglock::testdb::shared().url())
+        .output()
+        .await
+        .expect("run examples/fenced_write");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn the_fenced_write_example_refuses_the_stale_leader() {
+    let (ok, out) = fenced_write_example(&[]).await;
+    println!("{out}");
+    assert!(ok, "{out}");
+    assert!(out.contains("A's late write with fence"), "{out}");
+    assert!(out.contains("refused (stale fence)"), "{out}");
+    assert!(out.contains("balance 10,"), "{out}");
+}
+
+#[tokio::test]
+async fn control_without_the_fence_condition_the_stale_write_lands() {
+    let (ok, out) = fenced_write_example(&["--unfenced"]).await;
+    println!("{out}");
+    assert!(!ok, "the example reports the stale write: {out}");
+    assert!(out.contains("balance 110,"), "{out}");
+}

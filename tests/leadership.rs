@@ -362,3 +362,124 @@ fn the_future_of_run_is_send() {
         Ok::<(), Error>(())
     }));
 }
+
+/// When a body started and when it was dropped, as the process saw it.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    started: std::time::Instant,
+    dropped: Option<std::time::Instant>,
+}
+
+/// Sends the moment it is dropped.
+struct Dropped(Option<tokio::sync::oneshot::Sender<std::time::Instant>>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(std::time::Instant::now());
+        }
+    }
+}
+
+/// One handover after the leader's backend is terminated, with a follower that
+/// tries every 20 ms (so it wins long before the old leader can notice): the old
+/// body's span and the new one's.
+async fn handover_after_a_kill(gated: bool) -> (Span, Span) {
+    let name = common::unique("gate-leader");
+    let key = LockKey::from_name(&name);
+    let observer = common::observer().await;
+    let every = Duration::from_millis(20);
+    let instance = |pool| {
+        let leadership =
+            Leadership::new(AdvisoryLock::new(name.as_str()), pool).campaign_every(every);
+        if gated {
+            leadership
+        } else {
+            leadership.without_handover_gate()
+        }
+    };
+    let (old_started, mut old_rx) = mpsc::unbounded_channel();
+    let (old_dropped_tx, old_dropped) = tokio::sync::oneshot::channel();
+    let mut old_dropped_tx = Some(old_dropped_tx);
+    let old = instance(common::pool(4));
+    let old = tokio::spawn(async move {
+        old.run(std::future::pending(), move |term: Term| {
+            let dropped = Dropped(old_dropped_tx.take());
+            let _ = old_started.send(term.since());
+            async move {
+                let _dropped = dropped;
+                std::future::pending::<Result<(), Error>>().await
+            }
+        })
+        .await
+    });
+    let old_since = next(&mut old_rx, "the first leader").await;
+    let (new_started, mut new_rx) = mpsc::unbounded_channel();
+    let new = instance(common::pool(4));
+    let new = tokio::spawn(async move {
+        new.run(std::future::pending(), move |term: Term| {
+            let _ = new_started.send(std::time::Instant::now());
+            let _ = term;
+            std::future::pending::<Result<(), Error>>()
+        })
+        .await
+    });
+    let pid = holder(&observer, key)
+        .await
+        .expect("the leader holds the lock in pg_locks");
+    let terminated: bool = observer
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(terminated);
+    let new_since = next(&mut new_rx, "the new leader").await;
+    let old_end = tokio::time::timeout(Duration::from_secs(30), old_dropped)
+        .await
+        .expect("the old body is dropped")
+        .expect("its end is reported");
+    old.abort();
+    new.abort();
+    let old_span = Span {
+        started: old_since,
+        dropped: Some(old_end),
+    };
+    let new_span = Span {
+        started: new_since,
+        dropped: None,
+    };
+    (old_span, new_span)
+}
+
+fn overlapped(old: Span, new: Span) -> bool {
+    old.dropped.is_some_and(|dropped| new.started < dropped)
+}
+
+#[tokio::test]
+async fn the_handover_gate_keeps_a_new_leader_from_starting_before_the_old_body_is_dropped() {
+    for round in 0..5 {
+        let (old, new) = handover_after_a_kill(true).await;
+        println!("round {round}: old {old:?}, new {new:?}");
+        assert!(
+            !overlapped(old, new),
+            "two bodies ran at once: {old:?}, {new:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn control_without_the_gate_a_new_leader_starts_while_the_old_body_runs() {
+    let mut rounds = Vec::new();
+    for _ in 0..5 {
+        let (old, new) = handover_after_a_kill(false).await;
+        rounds.push((old, new));
+        if overlapped(old, new) {
+            break;
+        }
+    }
+    println!("{rounds:#?}");
+    assert!(
+        rounds.iter().any(|(old, new)| overlapped(*old, *new)),
+        "without the gate no body ever overlapped: the test cannot tell"
+    );
+}

@@ -42,6 +42,8 @@ pub(crate) enum Passed {
         _gate: LockGuard,
     },
     WaitedOut,
+    /// The gate is off (only the tests that show why it exists turn it off).
+    Ungated,
 }
 
 /// Takes the gate, waiting at most `loss_bound` for the previous leader to let go.
