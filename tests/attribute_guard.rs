@@ -1,9 +1,9 @@
 //! Live test of `guard = name`: the body gets the guard, and queries through it run
 //! on the very session that holds the lock.
 
-mod attribute_common;
+mod common;
 
-use attribute_common::{holders, unique, AppError};
+use common::{holders, unique, AppError};
 use deadpool_postgres::{Client, Pool};
 use pglock::{advisory_locked, LockGuard, LockKey};
 
@@ -32,7 +32,7 @@ async fn locked_session(
 
 #[tokio::test]
 async fn guard_runs_queries_on_the_locked_session() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let observer_pid: i32 = observer
         .query_one("SELECT pg_backend_pid()", &[])

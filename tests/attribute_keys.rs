@@ -3,11 +3,11 @@
 //! time, `key = 7` and `key = (1, 2)` are the two integer key spaces; `pg_locks`
 //! shows each where the `LockKey` docs say. Argument values are data, never SQL.
 
-mod attribute_common;
+mod common;
 
 use std::fmt;
 
-use attribute_common::{locks_of, pg_locks_columns, unique, AppError};
+use common::{columns, locks_of, unique, AppError};
 use deadpool_postgres::{Client, Pool};
 use pglock::{advisory_locked, LockKey};
 
@@ -54,7 +54,7 @@ async fn templated(
 
 #[tokio::test]
 async fn a_templated_key_is_from_name_of_the_formatted_string() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let run = unique("template");
     let order = Order {
@@ -69,11 +69,7 @@ async fn a_templated_key_is_from_name_of_the_formatted_string() {
 
     let name = format!("{run}/order:00000042/\"Zoë \\\"Z\\\"\"/region-eu/-5/{{literal}}");
     let key = LockKey::from_name(&name);
-    assert_eq!(
-        locks,
-        vec![pg_locks_columns(key)],
-        "held while the body ran: {name}"
-    );
+    assert_eq!(locks, vec![columns(key)], "held while the body ran: {name}");
     // As the LockKey docs say: a bigint k is (high half, low half, 1) as unsigned.
     let LockKey::BigInt(k) = key else {
         unreachable!()
@@ -93,7 +89,7 @@ async fn keyed_by_text(
 
 #[tokio::test]
 async fn quotes_and_sql_in_an_argument_are_just_data() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let run = unique("hostile");
     observer
@@ -110,7 +106,7 @@ async fn quotes_and_sql_in_an_argument_are_just_data() {
     ] {
         let (_, locks) = keyed_by_text(&pool, &observer, &run, value).await.unwrap();
         let key = LockKey::from_name(&format!("{run}:{value}"));
-        assert_eq!(locks, vec![pg_locks_columns(key)], "value {value:?}");
+        assert_eq!(locks, vec![columns(key)], "value {value:?}");
     }
     // Still there: nothing was run as SQL.
     observer
@@ -136,12 +132,12 @@ async fn pair(pool: &Pool, observer: &Client) -> Result<Seen, AppError> {
 
 #[tokio::test]
 async fn literal_integer_and_pair_keys_are_the_locks_they_name() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
 
     let (_, locks) = literal(&pool, &observer).await.unwrap();
     let key = LockKey::from_name("pglock-tests/attribute/literal-key");
-    assert_eq!(locks, vec![pg_locks_columns(key)]);
+    assert_eq!(locks, vec![columns(key)]);
     // The same lock a plain SQL client takes by name.
     let server: i64 = observer
         .query_one(
@@ -175,7 +171,7 @@ impl Tenant {
 
 #[tokio::test]
 async fn self_fields_fill_a_template() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let tenant = Tenant {
         name: unique("tenant"),
@@ -183,5 +179,5 @@ async fn self_fields_fill_a_template() {
     };
     let (_, locks) = tenant.job(&observer, 7).await.unwrap();
     let key = LockKey::from_name(&format!("{}/job/   7", tenant.name));
-    assert_eq!(locks, vec![pg_locks_columns(key)]);
+    assert_eq!(locks, vec![columns(key)]);
 }

@@ -1,14 +1,16 @@
 //! Live tests of `#[advisory_locked]` with a `Locker` as the lock source: a
-//! `&Locker` parameter is found like a `Pool` one; every mode behaves as with a
-//! pool; the lock is released on every way out; a lost lock session stops the body.
+//! `&Locker` parameter is found like a `Pool` one; in-process shared holders share
+//! one server lock; the lock is released on every way out; a lost lock session
+//! stops the body. The modes both sources share (`Busy`, `wait`, `skip`) are
+//! tested for each in `attribute_modes.rs`.
 
-mod attribute_common;
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use attribute_common::{assert_released_within_1s, holders, unique, AppError, Holder};
+use common::{assert_released_within_1s, holders, lock_rows, unique, AppError, Exit};
 use deadpool_postgres::Client;
 use pglock::{advisory_locked, LockKey, Locker};
 use tokio::sync::{oneshot, Barrier, Notify, Semaphore};
@@ -20,168 +22,13 @@ fn key_of(name: &str) -> LockKey {
 }
 
 fn locker() -> Locker {
-    Locker::new(attribute_common::pool(4))
+    Locker::new(common::pool(4))
 }
 
 #[advisory_locked(key = "{name}")]
 async fn at_once(locker: &Locker, name: &str, ran: &AtomicUsize) -> Result<u32, AppError> {
     ran.fetch_add(1, Ordering::SeqCst);
     Ok(7)
-}
-
-/// Holds `name` through the Locker until `gate` opens.
-#[advisory_locked(key = "{name}")]
-async fn hold_until(
-    locker: &Locker,
-    name: &str,
-    inside: &Notify,
-    gate: &Notify,
-) -> Result<(), AppError> {
-    inside.notify_one();
-    gate.notified().await;
-    Ok(())
-}
-
-#[tokio::test]
-async fn busy_by_default_when_held_elsewhere_or_by_another_task() {
-    let locker = locker();
-    let pool = attribute_common::pool(2);
-    let name = unique("locker-busy");
-    let ran = AtomicUsize::new(0);
-
-    assert_eq!(at_once(&locker, &name, &ran).await.unwrap(), 7);
-
-    // Another session holds it.
-    let holder = Holder::take(&pool, key_of(&name)).await;
-    let started = Instant::now();
-    let err = at_once(&locker, &name, &ran).await.unwrap_err();
-    assert!(err.lock().is_busy(), "{err:?}");
-    assert!(err.lock().to_string().contains(&name), "{}", err.lock());
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "Busy without waiting"
-    );
-    holder.release().await;
-
-    // Another task of this process holds it through the same Locker.
-    let (inside, gate) = (Notify::new(), Notify::new());
-    let other = hold_until(&locker, &name, &inside, &gate);
-    let check = async {
-        inside.notified().await;
-        let err = at_once(&locker, &name, &ran).await.unwrap_err();
-        gate.notify_one();
-        err
-    };
-    let (held, err) = tokio::join!(other, check);
-    held.unwrap();
-    assert!(err.lock().is_busy(), "{err:?}");
-    assert_eq!(ran.load(Ordering::SeqCst), 1, "the body ran only when free");
-}
-
-#[advisory_locked(key = "{name}", wait)]
-async fn waiting(locker: &Locker, name: &str, ran: &AtomicUsize) -> Result<u32, AppError> {
-    ran.fetch_add(1, Ordering::SeqCst);
-    Ok(8)
-}
-
-#[tokio::test]
-async fn wait_gets_the_lock_after_release() {
-    let locker = locker();
-    let pool = attribute_common::pool(2);
-    let name = unique("locker-wait");
-    let ran = Arc::new(AtomicUsize::new(0));
-    let holder = Holder::take(&pool, key_of(&name)).await;
-
-    // Spawned: the future of a fn locked through a Locker is Send.
-    let call = tokio::spawn({
-        let (locker, name, ran) = (locker.clone(), name.clone(), ran.clone());
-        async move { waiting(&locker, &name, &ran).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!call.is_finished(), "must wait while the lock is held");
-    assert_eq!(ran.load(Ordering::SeqCst), 0);
-
-    holder.release().await;
-    let out = tokio::time::timeout(Duration::from_secs(10), call)
-        .await
-        .expect("granted once released")
-        .unwrap();
-    assert_eq!(out.unwrap(), 8);
-    assert_eq!(ran.load(Ordering::SeqCst), 1);
-}
-
-#[advisory_locked(key = "{name}", wait = "300ms")]
-async fn bounded(locker: &Locker, name: &str, ran: &AtomicUsize) -> Result<u32, AppError> {
-    ran.fetch_add(1, Ordering::SeqCst);
-    Ok(9)
-}
-
-#[tokio::test]
-async fn wait_with_a_bound_times_out() {
-    let locker = locker();
-    let pool = attribute_common::pool(2);
-    let name = unique("locker-timeout");
-    let ran = AtomicUsize::new(0);
-    let holder = Holder::take(&pool, key_of(&name)).await;
-
-    let started = Instant::now();
-    let err = bounded(&locker, &name, &ran).await.unwrap_err();
-    let waited = started.elapsed();
-    assert!(err.lock().is_timeout(), "{err:?}");
-    assert!(
-        waited >= Duration::from_millis(300),
-        "gave up after {waited:?}, before the 300ms bound"
-    );
-    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
-    assert_eq!(ran.load(Ordering::SeqCst), 0, "the body must not run");
-
-    holder.release().await;
-    assert_eq!(bounded(&locker, &name, &ran).await.unwrap(), 9);
-}
-
-#[advisory_locked(key = "{name}", skip)]
-async fn skipping(locker: &Locker, name: &str, ran: &AtomicUsize) -> Result<u32, AppError> {
-    ran.fetch_add(1, Ordering::SeqCst);
-    Ok(10)
-}
-
-#[advisory_locked(key = "{name}", wait = "200ms", skip)]
-async fn skipping_after_a_wait(
-    locker: &Locker,
-    name: &str,
-    ran: &AtomicUsize,
-) -> Result<Vec<u8>, AppError> {
-    ran.fetch_add(1, Ordering::SeqCst);
-    Ok(vec![1, 2, 3])
-}
-
-#[tokio::test]
-async fn skip_returns_default_without_running_the_body() {
-    let locker = locker();
-    let pool = attribute_common::pool(2);
-    let name = unique("locker-skip");
-    let ran = AtomicUsize::new(0);
-
-    assert_eq!(skipping(&locker, &name, &ran).await.unwrap(), 10);
-    assert_eq!(
-        skipping_after_a_wait(&locker, &name, &ran).await.unwrap(),
-        [1, 2, 3]
-    );
-    assert_eq!(ran.load(Ordering::SeqCst), 2);
-
-    let holder = Holder::take(&pool, key_of(&name)).await;
-    assert_eq!(skipping(&locker, &name, &ran).await.unwrap(), 0);
-    let started = Instant::now();
-    assert_eq!(
-        skipping_after_a_wait(&locker, &name, &ran).await.unwrap(),
-        Vec::<u8>::new()
-    );
-    assert!(
-        started.elapsed() >= Duration::from_millis(200),
-        "waited first"
-    );
-    assert_eq!(ran.load(Ordering::SeqCst), 2, "a skipped body must not run");
-    holder.release().await;
 }
 
 /// Inside the body (counted on `arrived`) until `gate` opens.
@@ -202,7 +49,7 @@ async fn reader(
 #[tokio::test]
 async fn shared_holders_share_one_server_lock_and_keep_an_exclusive_one_out() {
     let locker = locker();
-    let pool = attribute_common::pool(2);
+    let pool = common::pool(2);
     let observer = pool.get().await.unwrap();
     let name = unique("locker-shared");
     let key = key_of(&name);
@@ -236,16 +83,12 @@ async fn shared_holders_share_one_server_lock_and_keep_an_exclusive_one_out() {
         .await
         .expect("both shared holders must be inside at once");
 
-    let (classid, objid, objsubid) = attribute_common::pg_locks_columns(key);
-    let rows = observer
-        .query(
-            "SELECT mode FROM pg_locks WHERE locktype = 'advisory' AND granted \
-               AND classid = $1 AND objid = $2 AND objsubid = $3",
-            &[&classid, &objid, &objsubid],
-        )
+    let modes: Vec<String> = lock_rows(&observer, key)
         .await
-        .unwrap();
-    let modes: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        .into_iter()
+        .filter(|row| row.granted)
+        .map(|row| row.mode)
+        .collect();
     assert_eq!(
         modes,
         ["ShareLock"],
@@ -289,7 +132,7 @@ async fn templated(
 #[tokio::test]
 async fn a_templated_key_is_held_in_pg_locks_while_the_body_runs() {
     let locker = locker();
-    let pool = attribute_common::pool(2);
+    let pool = common::pool(2);
     let observer = pool.get().await.unwrap();
     let run = unique("locker-template");
     let order = Order {
@@ -308,21 +151,6 @@ async fn a_templated_key_is_held_in_pg_locks_while_the_body_runs() {
     assert_released_within_1s(&observer, key_of(&name), "after the body").await;
 }
 
-/// How the body ends.
-#[derive(Clone, Copy, Debug)]
-enum Exit {
-    Value,
-    Err,
-    Question,
-    Panic,
-    /// Never ends: the caller drops the future.
-    Hang,
-}
-
-fn fails() -> Result<(), AppError> {
-    Err(AppError::Body("via ?"))
-}
-
 /// Reports who holds the key while the body runs, then leaves as `exit` says.
 #[advisory_locked(key = "{name}")]
 async fn body(
@@ -335,25 +163,13 @@ async fn body(
     inside
         .send(holders(observer, LockKey::from_name(name)).await)
         .unwrap();
-    match exit {
-        Exit::Value => Ok(1),
-        Exit::Err => Err(AppError::Body("returned Err")),
-        Exit::Question => {
-            fails()?;
-            unreachable!("`?` returned from the body")
-        }
-        Exit::Panic => panic!("the body panics"),
-        Exit::Hang => {
-            std::future::pending::<()>().await;
-            unreachable!()
-        }
-    }
+    common::leave!(exit)
 }
 
 #[tokio::test]
 async fn released_on_every_way_out_of_the_body() {
     let locker = locker();
-    let pool = attribute_common::pool(2);
+    let pool = common::pool(2);
     let observer = pool.get().await.unwrap();
 
     for exit in [
@@ -431,7 +247,7 @@ async fn until_lost(
 #[tokio::test]
 async fn on_lost_abort_stops_the_body_within_a_second_of_the_lock_session_dying() {
     let locker = locker();
-    let pool = attribute_common::pool(2);
+    let pool = common::pool(2);
     let observer = pool.get().await.unwrap();
     let name = unique("locker-on-lost");
     let (entered, ticks) = (Notify::new(), AtomicUsize::new(0));

@@ -4,17 +4,18 @@
 //! Locker, at any depth; futures side by side (`join!`, spawned tasks) are not
 //! nested and wait for each other as usual; nested locks from a Pool live on the
 //! outermost lock's session, so a cross-task deadlock is seen by the server and
-//! reported as `Deadlock` to one side.
+//! reported as `Deadlock` to one side; inside a body, futures side by side still
+//! wait for each other and a second try of a held key is `Busy`.
 
-mod attribute_common;
+mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use attribute_common::{assert_released_within_1s, holders, unique, AppError};
+use common::{assert_released_within_1s, holders, unique, AppError};
 use deadpool_postgres::{Client, Pool};
-use pglock::{advisory_locked, Error, LockKey, Locker};
+use pglock::{advisory_locked, AdvisoryLock, Error, LockKey, Locker};
 use tokio::sync::Barrier;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -119,7 +120,7 @@ fn assert_busy(result: Result<(), AppError>, name: &str) {
 
 #[tokio::test]
 async fn a_nested_wait_for_the_held_key_would_deadlock_through_a_pool() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     for nested in [Nested::Wait, Nested::WaitTwoLevelsDown] {
         let name = unique(&format!("nested-pool-{nested:?}"));
@@ -133,8 +134,8 @@ async fn a_nested_wait_for_the_held_key_would_deadlock_through_a_pool() {
 
 #[tokio::test]
 async fn a_nested_wait_for_the_held_key_would_deadlock_through_a_locker() {
-    let locker = Locker::new(attribute_common::pool(4));
-    let observer = attribute_common::pool(1).get().await.unwrap();
+    let locker = Locker::new(common::pool(4));
+    let observer = common::pool(1).get().await.unwrap();
     for nested in [Nested::Wait, Nested::WaitTwoLevelsDown] {
         let name = unique(&format!("nested-locker-{nested:?}"));
         let result = through_locker::holder(&locker, &name, nested).await;
@@ -151,8 +152,8 @@ async fn a_nested_wait_for_the_held_key_would_deadlock_through_a_locker() {
 
 #[tokio::test]
 async fn futures_side_by_side_in_one_task_wait_for_each_other() {
-    let pool = attribute_common::pool(4);
-    let locker = Locker::new(attribute_common::pool(4));
+    let pool = common::pool(4);
+    let locker = Locker::new(common::pool(4));
     let (inside, entered) = (AtomicBool::new(false), AtomicUsize::new(0));
 
     let name = unique("join-pool");
@@ -184,8 +185,8 @@ async fn futures_side_by_side_in_one_task_wait_for_each_other() {
 
 #[tokio::test]
 async fn spawned_tasks_wait_for_each_other() {
-    let pool = attribute_common::pool(4);
-    let locker = Locker::new(attribute_common::pool(4));
+    let pool = common::pool(4);
+    let locker = Locker::new(common::pool(4));
     let inside = Arc::new(AtomicBool::new(false));
     let entered = Arc::new(AtomicUsize::new(0));
 
@@ -232,7 +233,7 @@ async fn hold_then_wait(
 
 #[tokio::test]
 async fn a_deadlock_between_two_tasks_is_reported_to_one_and_the_other_proceeds() {
-    let pool = attribute_common::pool(6);
+    let pool = common::pool(6);
     let observer = pool.get().await.unwrap();
     let (k1, k2) = (unique("deadlock-1"), unique("deadlock-2"));
     let both_hold = Arc::new(Barrier::new(2));
@@ -304,7 +305,7 @@ async fn inner_locked(
 
 #[tokio::test]
 async fn nested_locks_from_a_pool_live_on_the_outermost_session() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let (outer, inner) = (unique("outermost"), unique("nested"));
     let (pid, (inner_pid, outer_holders, inner_holders)) =
@@ -320,4 +321,81 @@ async fn nested_locks_from_a_pool_live_on_the_outermost_session() {
     for name in [&outer, &inner] {
         assert_released_within_1s(&observer, LockKey::from_name(name), "after").await;
     }
+}
+
+/// Counts how many bodies are inside at once; records the maximum.
+#[derive(Default)]
+struct Inside {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl Inside {
+    /// Stays inside for `for_`: a window wide enough for a second holder to show.
+    async fn visit(&self, for_: Duration) {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(n, Ordering::SeqCst);
+        tokio::time::sleep(for_).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[advisory_locked(key = "{name}", wait)]
+async fn section(pool: &Pool, name: &str, inside: &Inside) -> Result<(), AppError> {
+    inside.visit(Duration::from_millis(300)).await;
+    Ok(())
+}
+
+#[advisory_locked(key = "{outer}", wait)]
+async fn outer_joins_two_sections(
+    pool: &Pool,
+    outer: &str,
+    name: &str,
+    inside: &Inside,
+) -> Result<(), AppError> {
+    let (a, b) = tokio::join!(section(pool, name, inside), section(pool, name, inside));
+    a?;
+    b?;
+    Ok(())
+}
+
+/// DESIGN: "Futures that run side by side (join!, select!, spawned tasks) are not
+/// nested: they wait for each other as normal", inside an annotated body as well.
+#[tokio::test]
+async fn join_inside_a_body_waits_for_each_other() {
+    let pool = common::pool(4);
+    let inside = Inside::default();
+    let name = unique("join-in-body");
+    outer_joins_two_sections(&pool, &unique("join-outer"), &name, &inside)
+        .await
+        .unwrap();
+    assert_eq!(
+        inside.max.load(Ordering::SeqCst),
+        1,
+        "two holders of one exclusive key were inside at once"
+    );
+}
+
+#[advisory_locked(key = "{outer}")]
+async fn outer_tries_twice(pool: &Pool, outer: &str, name: &str) -> Result<(), AppError> {
+    let lock = AdvisoryLock::new(name);
+    let first = lock.try_acquire(pool).await?;
+    let second = lock.try_acquire(pool).await;
+    assert!(
+        second.as_ref().err().is_some_and(|e| e.is_busy()),
+        "try_acquire of a key this task already holds must be Busy; got {:?} (first {:?})",
+        second.as_ref().map(|g| g.lock().id().clone()),
+        first.lock().id()
+    );
+    Ok(())
+}
+
+/// DESIGN: "try_acquire of a key that is already held, by this task or anyone else,
+/// gives Busy", inside an annotated body (whose session the try shares) as well.
+#[tokio::test]
+async fn try_acquire_twice_inside_a_body_is_busy_the_second_time() {
+    let pool = common::pool(4);
+    outer_tries_twice(&pool, &unique("try2-outer"), &unique("try2"))
+        .await
+        .unwrap();
 }

@@ -4,29 +4,14 @@
 //! Each test first shows the lock *was* held inside the body, so that "released"
 //! cannot pass for a lock never taken.
 
-mod attribute_common;
+mod common;
 
 use std::time::Duration;
 
-use attribute_common::{assert_released_within_1s, holders, unique, AppError};
+use common::{assert_released_within_1s, holders, unique, AppError, Exit};
 use deadpool_postgres::{Client, Pool};
 use pglock::{advisory_locked, LockKey};
 use tokio::sync::oneshot;
-
-/// How the body ends.
-#[derive(Clone, Copy, Debug)]
-enum Exit {
-    Value,
-    Err,
-    Question,
-    Panic,
-    /// Never ends: the caller drops the future.
-    Hang,
-}
-
-fn fails() -> Result<(), AppError> {
-    Err(AppError::Body("via ?"))
-}
 
 #[advisory_locked(key = "{name}", guard = conn)]
 async fn body(
@@ -42,19 +27,7 @@ async fn body(
     let mut seen = holders(observer, LockKey::from_name(name)).await;
     seen.push(pid);
     inside.send(seen).unwrap();
-    match exit {
-        Exit::Value => Ok(1),
-        Exit::Err => Err(AppError::Body("returned Err")),
-        Exit::Question => {
-            fails()?;
-            unreachable!("`?` returned from the body")
-        }
-        Exit::Panic => panic!("the body panics"),
-        Exit::Hang => {
-            std::future::pending::<()>().await;
-            unreachable!()
-        }
-    }
+    common::leave!(exit)
 }
 
 /// Checks what the body reported: exactly its own session held the key.
@@ -64,7 +37,7 @@ fn assert_held_inside(seen: Vec<i32>, exit: Exit) {
 }
 
 async fn setup(label: &str) -> (Pool, Client, String, LockKey) {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let name = unique(label);
     let key = LockKey::from_name(&name);

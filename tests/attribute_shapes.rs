@@ -3,12 +3,12 @@
 //! native `async fn` in trait impls, `#[async_trait]` impls, `crate = path` — and
 //! the futures are `Send` (each call here is `tokio::spawn`ed).
 
-mod attribute_common;
+mod common;
 
 use std::fmt::Display;
 use std::sync::Arc;
 
-use attribute_common::{holders, unique, AppError};
+use common::{holders, unique, AppError};
 use deadpool_postgres::{Client, Pool};
 use pglock::{advisory_locked, LockKey};
 
@@ -98,7 +98,7 @@ async fn through_another_path(
 }
 
 async fn service(label: &str) -> Service {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     Service {
         pool,
@@ -146,7 +146,7 @@ async fn methods_with_every_receiver() {
 
 #[tokio::test]
 async fn generic_fns() {
-    let pool = Arc::new(attribute_common::pool(4));
+    let pool = Arc::new(common::pool(4));
     let observer = pool.get().await.unwrap();
     let name = unique("generic");
     let out = tokio::spawn(async move { generic(&pool, name.as_str(), &observer).await })
@@ -177,7 +177,7 @@ async fn async_trait_impls_lock_inside_the_boxed_future() {
 
 #[tokio::test]
 async fn crate_path_reaches_the_runtime_through_a_reexport() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let name = unique("crate-path");
     let out = tokio::spawn(through_another_path(pool, name, observer))

@@ -2,15 +2,13 @@
 //! caller's transaction (`pg_advisory_xact_lock`), held while the body runs and
 //! after it, and freed by the server at that transaction's commit or rollback.
 
-mod attribute_common;
-#[path = "common/capture.rs"]
-mod capture;
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use attribute_common::{assert_released_within_1s, holders, unique, AppError, Holder};
+use common::{assert_released_within_1s, holders, unique, AppError, Foreign};
 use deadpool_postgres::{Client, Pool, Transaction};
 use pglock::{advisory_locked, LockKey};
 
@@ -46,7 +44,7 @@ async fn in_tx(
 
 #[tokio::test]
 async fn held_while_the_body_runs_and_until_commit() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let name = unique("xact-commit");
     let key = key_of(&name);
@@ -67,7 +65,7 @@ async fn held_while_the_body_runs_and_until_commit() {
 
 #[tokio::test]
 async fn held_until_rollback_even_when_the_body_fails() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let name = unique("xact-rollback");
     let key = key_of(&name);
@@ -99,13 +97,13 @@ async fn try_in_tx(tx: &Transaction<'_>, name: &str, ran: &AtomicUsize) -> Resul
 
 #[tokio::test]
 async fn busy_at_once_when_held_elsewhere() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let name = unique("xact-busy");
     let ran = AtomicUsize::new(0);
     let mut client = pool.get().await.unwrap();
 
     // Held by another session's session lock.
-    let holder = Holder::take(&pool, key_of(&name)).await;
+    let holder = Foreign::holding(key_of(&name)).await;
     let tx = client.transaction().await.unwrap();
     let started = Instant::now();
     let err = try_in_tx(&tx, &name, &ran).await.unwrap_err();
@@ -119,7 +117,7 @@ async fn busy_at_once_when_held_elsewhere() {
     // pg_try_advisory_xact_lock fails without an error: the transaction goes on.
     tx.query_one("SELECT 1", &[]).await.unwrap();
     tx.rollback().await.unwrap();
-    holder.release().await;
+    holder.unlock(key_of(&name)).await;
 
     // Held by another transaction's xact lock, until that one commits.
     let mut other = pool.get().await.unwrap();
@@ -145,12 +143,12 @@ async fn wait_in_tx(tx: &Transaction<'_>, name: &str, ran: &AtomicUsize) -> Resu
 
 #[tokio::test]
 async fn wait_waits_in_the_transaction_then_proceeds() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let name = unique("xact-wait");
     let key = key_of(&name);
     let ran = Arc::new(AtomicUsize::new(0));
-    let holder = Holder::take(&pool, key).await;
+    let holder = Foreign::holding(key).await;
 
     // Spawned: the future of an xact fn is Send.
     let call = tokio::spawn({
@@ -165,11 +163,12 @@ async fn wait_waits_in_the_transaction_then_proceeds() {
             (out, pid, held_by)
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Still waiting, on the server, while the other session holds it.
+    common::assert_waiting(&observer, key, "the transaction's wait").await;
     assert!(!call.is_finished(), "must wait while the lock is held");
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 
-    holder.release().await;
+    holder.unlock(key).await;
     let (out, pid, held_by) = tokio::time::timeout(Duration::from_secs(10), call)
         .await
         .expect("granted once released")
@@ -192,7 +191,7 @@ async fn skip_in_tx(
 
 #[tokio::test]
 async fn skip_returns_default_without_running_the_body() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let name = unique("xact-skip");
     let ran = AtomicUsize::new(0);
     let mut client = pool.get().await.unwrap();
@@ -202,7 +201,7 @@ async fn skip_returns_default_without_running_the_body() {
     tx.commit().await.unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 1);
 
-    let holder = Holder::take(&pool, key_of(&name)).await;
+    let holder = Foreign::holding(key_of(&name)).await;
     let tx = client.transaction().await.unwrap();
     assert_eq!(
         skip_in_tx(&tx, &name, &ran).await.unwrap(),
@@ -210,7 +209,7 @@ async fn skip_returns_default_without_running_the_body() {
     );
     assert_eq!(ran.load(Ordering::SeqCst), 1, "a skipped body must not run");
     tx.commit().await.unwrap();
-    holder.release().await;
+    holder.unlock(key_of(&name)).await;
 }
 
 #[advisory_locked(key = "{name}", xact = tx, shared)]
@@ -220,7 +219,7 @@ async fn read_in_tx(tx: &Transaction<'_>, name: &str) -> Result<(), AppError> {
 
 #[tokio::test]
 async fn shared_xact_locks_coexist_and_keep_an_exclusive_one_out() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let name = unique("xact-shared");
     let key = key_of(&name);
@@ -268,7 +267,7 @@ async fn in_plain_tx(
 
 #[tokio::test]
 async fn a_tokio_postgres_transaction_works_too() {
-    let pool = attribute_common::pool(2);
+    let pool = common::pool(2);
     let observer = pool.get().await.unwrap();
     let name = unique("xact-plain");
     let (mut client, connection) = pglock::testdb::shared()
@@ -299,7 +298,7 @@ async fn outer_in_tx(tx: &Transaction<'_>, name: &str, ran: &AtomicUsize) -> Res
 
 #[tokio::test]
 async fn nested_in_the_same_transaction_is_reentrant() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let name = unique("xact-reentrant");
     let ran = AtomicUsize::new(0);
@@ -332,7 +331,7 @@ async fn session_then_xact(pool: &Pool, name: &str, wait: bool) -> Result<(), Ap
 
 #[tokio::test]
 async fn xact_inside_a_body_holding_the_key_would_deadlock_or_is_busy() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let name = unique("xact-in-session");
     let err = session_then_xact(&pool, &name, true).await.unwrap_err();
     assert!(
@@ -346,12 +345,12 @@ async fn xact_inside_a_body_holding_the_key_would_deadlock_or_is_busy() {
 
 #[tokio::test]
 async fn the_transactions_own_lock_timeout_bounds_wait_and_aborts_it() {
-    let pool = attribute_common::pool(4);
+    let pool = common::pool(4);
     let observer = pool.get().await.unwrap();
     let name = unique("xact-lock-timeout");
     let key = key_of(&name);
     let ran = AtomicUsize::new(0);
-    let holder = Holder::take(&pool, key).await;
+    let holder = Foreign::holding(key).await;
     let mut client = pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
     tx.batch_execute("SET LOCAL lock_timeout = '200ms'")
@@ -378,22 +377,13 @@ async fn the_transactions_own_lock_timeout_bounds_wait_and_aborts_it() {
         "{aborted}"
     );
     tx.rollback().await.unwrap();
-    assert_eq!(holders(&observer, key).await, [holder_pid(&holder).await]);
-    holder.release().await;
-}
-
-async fn holder_pid(holder: &Holder) -> i32 {
-    holder
-        .client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0)
+    assert_eq!(holders(&observer, key).await, [holder.pid]);
+    holder.unlock(key).await;
 }
 
 /// `(message, how)` of the events about the lock `name`.
 fn traced(name: &str) -> Vec<(String, String)> {
-    capture::Capture::global()
+    common::capture::Capture::global()
         .about(name)
         .iter()
         .map(|e| {
@@ -405,8 +395,8 @@ fn traced(name: &str) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn xact_acquisitions_are_traced_like_every_other() {
-    capture::Capture::global();
-    let pool = attribute_common::pool(4);
+    common::capture::Capture::global();
+    let pool = common::pool(4);
     let name = unique("xact-traced");
     let ran = AtomicUsize::new(0);
     let mut client = pool.get().await.unwrap();
@@ -415,11 +405,11 @@ async fn xact_acquisitions_are_traced_like_every_other() {
     try_in_tx(&tx, &name, &ran).await.unwrap();
     wait_in_tx(&tx, &name, &ran).await.unwrap();
     tx.commit().await.unwrap();
-    let holder = Holder::take(&pool, key_of(&name)).await;
+    let holder = Foreign::holding(key_of(&name)).await;
     let tx = client.transaction().await.unwrap();
     try_in_tx(&tx, &name, &ran).await.unwrap_err();
     tx.rollback().await.unwrap();
-    holder.release().await;
+    holder.unlock(key_of(&name)).await;
 
     let acquired = "advisory lock acquired".to_owned();
     assert_eq!(

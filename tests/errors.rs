@@ -156,7 +156,8 @@ async fn waiting_for_a_key_the_task_holds_would_deadlock_and_trying_is_busy() {
         let (pool, lock) = (pool.clone(), lock.clone());
         async move { lock.acquire(&pool).await.map(drop) }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let observer = common::observer().await;
+    common::assert_waiting(&observer, lock.key(), "the other task").await;
     assert!(!other.is_finished(), "the other task waits");
     outer.release().await.unwrap();
     tokio::time::timeout(SECOND, other)

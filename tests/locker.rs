@@ -1,6 +1,7 @@
 //! The Locker against the live server: many locks on few connections, waiters that
 //! queue in the process, mutual exclusion, modes, interop, re-entrancy, loss, the
-//! server's lock table limit, and drops at any point.
+//! server's lock table limit, drops at any point, and a shared try that is Busy at
+//! once behind a shared waiter of the process.
 
 mod common;
 
@@ -10,9 +11,27 @@ use std::time::Duration;
 
 use common::{gone_within, lock_rows, unique, waiter_within, Foreign};
 use pglock::__private::{run, OnLost};
-use pglock::{AdvisoryLock, Error, Locker};
+use pglock::{AdvisoryLock, Error, LockKey, Locker};
 
 const SECOND: Duration = Duration::from_secs(1);
+
+/// Spawns a Locker acquisition after polling it once. A Locker admits a request
+/// (holds, queues it in the process, or lets it ask the server) before its first
+/// wait, so once this returns the request is in the Locker's queue: no sleep
+/// needed for "a waiter is queued in the process", which the server cannot show.
+fn spawn_queued<F>(acquisition: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut acquisition = Box::pin(acquisition);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        acquisition.as_mut().poll(&mut cx).is_pending(),
+        "the acquisition waits"
+    );
+    tokio::spawn(acquisition)
+}
 
 /// Advisory locks held (granted) by any backend in `pids`.
 async fn held_by(observer: &tokio_postgres::Client, pids: &[i32]) -> i64 {
@@ -219,11 +238,10 @@ async fn shared_holders_share_and_exclusive_waits_through_a_locker() {
     let pool = common::pool(2);
     assert!(exclusive.try_acquire(&pool).await.unwrap_err().is_busy());
     assert!(shared.try_acquire(&pool).await.is_ok());
-    let waiting = tokio::spawn({
+    let waiting = spawn_queued({
         let (locker, exclusive) = (locker.clone(), exclusive.clone());
         async move { exclusive.acquire(&locker).await.map(drop) }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!waiting.is_finished());
     drop(a);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -309,11 +327,10 @@ async fn a_lost_lock_session_is_reported_to_every_guard_and_replaced() {
         guards.push(lock.try_acquire(&locker).await.unwrap());
     }
     // A waiter queued in the process behind the first key's holder.
-    let waiter = tokio::spawn({
+    let waiter = spawn_queued({
         let (locker, lock) = (locker.clone(), locks[0].clone());
         async move { lock.acquire(&locker).await }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
     let backends = backends_named(&observer, &name).await;
     assert_eq!(backends.len(), 1, "one lock session");
     observer
@@ -421,11 +438,16 @@ async fn drops_at_any_point_leave_nothing_behind() {
         async move { lock.acquire(&locker).await.map(drop) }
     });
     waiter_within(&observer, lock.key(), SECOND).await.unwrap();
-    let process_waiter = tokio::spawn({
+    let process_waiter = spawn_queued({
         let (locker, lock) = (locker.clone(), lock.clone());
         async move { lock.acquire(&locker).await.map(drop) }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rows = lock_rows(&observer, lock.key()).await;
+    assert_eq!(
+        rows.iter().filter(|r| !r.granted).count(),
+        1,
+        "the second waiter queues in the process, not on the server: {rows:?}"
+    );
     server_waiter.abort();
     process_waiter.abort();
     let _ = (server_waiter.await, process_waiter.await);
@@ -450,4 +472,54 @@ async fn drops_at_any_point_leave_nothing_behind() {
     assert_eq!(lock_rows(&observer, lock.key()).await.len(), 1);
     drop(guard);
     assert_eq!(gone_within(&observer, lock.key(), SECOND).await, vec![]);
+}
+
+/// README: try_acquire fails at once with Busy. Through a Locker, a shared try while
+/// a shared waiter of the process is queued on the server must not wait as long as
+/// that waiter does.
+#[tokio::test]
+async fn locker_shared_try_behind_a_shared_server_waiter_is_busy_at_once() {
+    let pool = common::pool(6);
+    let locker = Locker::new(pool.clone());
+    let observer = common::observer().await;
+    let name = unique("shared-try");
+    let key = LockKey::from_name(&name);
+    let holder = Foreign::holding(key).await; // exclusive elsewhere
+    let waiter = {
+        let (locker, name) = (locker.clone(), name.clone());
+        tokio::spawn(async move {
+            let g = AdvisoryLock::new(name.as_str())
+                .shared()
+                .acquire(&locker)
+                .await;
+            g.map(drop)
+        })
+    };
+    let queued = common::assert_waiting(&observer, key, "the shared waiter").await;
+    assert_eq!(
+        queued.mode, "ShareLock",
+        "the waiter asks for a shared lock"
+    );
+    let started = std::time::Instant::now();
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(3),
+        AdvisoryLock::new(name.as_str())
+            .shared()
+            .try_acquire(&locker),
+    )
+    .await;
+    let took = started.elapsed();
+    holder.unlock(key).await;
+    waiter
+        .await
+        .unwrap()
+        .expect("the shared waiter is granted once the key is free");
+    match attempt {
+        Ok(Err(e)) if e.is_busy() => {}
+        Ok(other) => panic!(
+            "expected Busy at once, got {:?} after {took:?}",
+            other.map(|_| ())
+        ),
+        Err(_) => panic!("shared try_acquire through a Locker still waiting after {took:?}"),
+    }
 }

@@ -1,12 +1,16 @@
 //! A dropped guard's unlock is queued, not awaited. The next acquisition of that key
-//! from this process must still never see `Busy` because of it.
+//! from this process must still never see `Busy` because of it, and a session whose
+//! unlock is queued is never lent to another task while a body still uses it.
 
 mod common;
 
-use common::unique;
 use std::future::Future;
+use std::sync::Arc;
 
-use pglock::AdvisoryLock;
+use common::{holders, unique, AppError};
+use deadpool_postgres::Pool;
+use pglock::{advisory_locked, AdvisoryLock, LockKey};
+use tokio::sync::Notify;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_is_free_again_as_soon_as_its_guard_is_dropped() {
@@ -147,4 +151,64 @@ async fn a_queued_unlock_never_lets_two_tasks_in_with_acquire() {
     let (entered, overlaps) = overlaps_among_tasks(true).await;
     assert_eq!(entered, 2000, "every wait ends with the lock");
     assert_eq!(overlaps, 0, "{overlaps} overlaps in {entered} entries");
+}
+
+/// The turns of the test below: the body has queued its unlock, the other task has
+/// tried the key, the body has tried it again.
+#[derive(Default)]
+struct Turns {
+    unlock_queued: Notify,
+    other_tried: Notify,
+    body_tried: Notify,
+}
+
+#[advisory_locked(key = "{outer}")]
+async fn outer_lends_its_session(
+    pool: &Pool,
+    outer: &str,
+    name: &str,
+    turns: Arc<Turns>,
+) -> Result<bool, AppError> {
+    let lock = AdvisoryLock::new(name);
+    // take and drop the key inside the body: its unlock is queued on the outer session
+    drop(lock.try_acquire(pool).await?);
+    turns.unlock_queued.notify_one();
+    turns.other_tried.notified().await;
+    // the other task has tried the key (holding it, if granted); try it again here
+    let again = lock.try_acquire(pool).await;
+    Ok(again.is_ok())
+}
+
+/// Reusing a session with a queued unlock must never hand the session of an
+/// enclosing body to another task: there both would hold the same exclusive key.
+/// Exactly one of the two tries is granted (not both, and not neither: the key is
+/// free once the queued unlock ran, so one of them must get it).
+#[tokio::test]
+async fn a_queued_unlock_on_an_enclosing_session_is_never_lent_to_another_task() {
+    let pool = common::pool(4);
+    let observer = common::observer().await;
+    let name = unique("lend");
+    let turns = Arc::new(Turns::default());
+    let other = {
+        let (pool, name, turns) = (pool.clone(), name.clone(), turns.clone());
+        tokio::spawn(async move {
+            turns.unlock_queued.notified().await;
+            let guard = AdvisoryLock::new(name.as_str()).try_acquire(&pool).await;
+            turns.other_tried.notify_one();
+            // hold what it got until the body has tried again
+            turns.body_tried.notified().await;
+            guard.is_ok()
+        })
+    };
+    let body_got_it = outer_lends_its_session(&pool, &unique("lend-outer"), &name, turns.clone())
+        .await
+        .unwrap();
+    turns.body_tried.notify_one();
+    let other_got_it = other.await.unwrap();
+    let pids = holders(&observer, LockKey::from_name(&name)).await;
+    assert!(
+        body_got_it != other_got_it,
+        "exclusive {name} must be granted to exactly one of the two tries: body {body_got_it}, \
+         other task {other_got_it} (server holders now: {pids:?})"
+    );
 }

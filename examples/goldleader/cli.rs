@@ -12,6 +12,15 @@ use clap::{Parser, ValueEnum};
 /// worker's entries, waits and hold times, and the overlaps between entries found by
 /// the database, which must be 0 (else goldleader exits with status 1).
 ///
+/// Faults are part of the demo: terminate the backend holding the lock (SELECT
+/// pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+/// AND (classid::int8 << 32 | objid::int8) = hashtextextended('goldleader', 0)) or
+/// kill a worker. A lost lock is logged, counted in the "lost" column, and the
+/// worker goes on with a fresh round; an entry it was in when the lock went keeps no
+/// end (the database refuses it), so it cannot overlap the next holder's. A killed
+/// worker is shown as gone. Neither fails the run; a worker that cannot start, or
+/// fails with an error of its own, does (status 1).
+///
 /// Logs: RUST_LOG (e.g. RUST_LOG=pglock_runtime=debug shows every acquisition and
 /// release, with wait and hold times).
 #[derive(Parser, Debug, Clone)]

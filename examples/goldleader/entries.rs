@@ -1,10 +1,15 @@
 //! The table of entries into the critical section: one row per entry, with the
-//! server's clock at its start and end. Rows are written from inside the critical
-//! section, so each row's interval lies within a time its worker held the lock; if
-//! the lock excludes, no two intervals intersect.
+//! server's clock at its start and end. Each row's interval lies within a time its
+//! worker held the lock, by the database's word: the start is recorded after the
+//! grant, and the end only if, when the statement came in, a session of the worker
+//! still held the lock (so a worker whose lock was lost while inside cannot record
+//! an end after another worker's start). If the lock excludes, no two finished
+//! entries intersect.
 
 use deadpool_postgres::Client;
 use tokio_postgres::Error;
+
+use crate::server::{lock_columns, HELD_BY};
 
 /// The entries table of a run (the leader's process id).
 pub fn table(run: u32) -> String {
@@ -43,7 +48,8 @@ pub async fn drop(db: &Client, run: u32) -> Result<(), Error> {
         .await
 }
 
-/// Records the start of an entry, now by the server's clock; returns its id.
+/// Records the start of an entry, when the statement reached the server; returns
+/// its id.
 pub async fn start(
     db: &Client,
     run: u32,
@@ -53,7 +59,7 @@ pub async fn start(
 ) -> Result<i64, Error> {
     let sql = format!(
         "INSERT INTO {} (worker, task, waited_us, started) \
-         VALUES ($1, $2, $3, clock_timestamp()) RETURNING id",
+         VALUES ($1, $2, $3, statement_timestamp()) RETURNING id",
         table(run)
     );
     let row = db
@@ -62,13 +68,27 @@ pub async fn start(
     Ok(row.get(0))
 }
 
-/// Records the end of entry `id`, now by the server's clock.
-pub async fn end(db: &Client, run: u32, id: i64) -> Result<(), Error> {
+/// Records the end of entry `id`, when the statement reached the server, if a
+/// session named `holder` held the lock then (always, when `holder` is `None`: no
+/// lock is taken). Returns whether the end was recorded.
+///
+/// The time is the statement's arrival (`statement_timestamp()`), which precedes the
+/// check of `pg_locks`: the end recorded is a moment the lock was still held.
+pub async fn end(db: &Client, run: u32, id: i64, holder: Option<&str>) -> Result<bool, Error> {
     let sql = format!(
-        "UPDATE {} SET ended = clock_timestamp() WHERE id = $1",
+        "UPDATE {} SET ended = statement_timestamp() WHERE id = $1 AND ($4::text IS NULL OR {HELD_BY})",
         table(run)
     );
-    db.execute(&sql, &[&id]).await.map(|_| ())
+    let (classid, objid) = lock_columns();
+    let updated = db.execute(&sql, &[&id, &classid, &objid, &holder]).await?;
+    Ok(updated == 1)
+}
+
+/// Entries whose end was never recorded: cut short by a lost lock or a worker that
+/// died inside.
+pub async fn unfinished(db: &Client, run: u32) -> Result<i64, Error> {
+    let sql = format!("SELECT count(*) FROM {} WHERE ended IS NULL", table(run));
+    Ok(db.query_one(&sql, &[]).await?.get(0))
 }
 
 /// One worker's entries, as the database recorded them.
@@ -152,25 +172,4 @@ pub async fn overlaps(db: &Client, run: u32) -> Result<(i64, Vec<Overlap>), Erro
         })
         .collect();
     Ok((count, examples))
-}
-
-/// Connections open now per worker lock pool of the run, by `application_name`.
-pub async fn connections(db: &Client, run: u32, workers: u32) -> Result<Vec<u32>, Error> {
-    let names: Vec<String> = (0..workers).map(|w| application_name(run, w)).collect();
-    let rows = db
-        .query(
-            "SELECT application_name, count(*) FROM pg_stat_activity \
-             WHERE application_name = ANY($1) GROUP BY application_name",
-            &[&names],
-        )
-        .await?;
-    let mut counts = vec![0; workers as usize];
-    for row in rows {
-        let name: String = row.get(0);
-        let n: i64 = row.get(1);
-        if let Some(worker) = names.iter().position(|x| *x == name) {
-            counts[worker] = n as u32;
-        }
-    }
-    Ok(counts)
 }

@@ -8,12 +8,16 @@
 //! throwaway one), creates the run's entries table, starts the workers (copies of
 //! itself), shows what they report, tells them to stop when the time is up (by
 //! closing their stdin), and prints the summary. Exit status: 0 when no two entries
-//! overlapped, 1 when some did (or something failed), 130 after Ctrl-C.
+//! overlapped, 1 when some did (or a worker could not start, or failed with an
+//! error of its own), 130 after Ctrl-C. Faults the run survives (lost locks, a
+//! worker killed from outside) are counted and shown, not failures.
 
 mod cli;
 mod entries;
 mod event;
+mod fault;
 mod fleet;
+mod server;
 mod summary;
 mod tally;
 mod view;
@@ -27,12 +31,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::Instant;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
-use cli::Cli;
+use cli::{Cli, Mode};
+use fault::AppError;
 use fleet::{Fleet, Report};
 use tally::Board;
 use view::View;
-
-type AppError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How often the view is redrawn, and connections are counted.
 const TICK: Duration = Duration::from_millis(100);
@@ -58,7 +61,7 @@ fn main() -> ExitCode {
         _ => runtime.block_on(lead(&cli)),
     };
     outcome.unwrap_or_else(|e| {
-        eprintln!("goldleader: {e}");
+        eprintln!("goldleader: {}", fault::describe(&*e));
         ExitCode::FAILURE
     })
 }
@@ -84,30 +87,47 @@ async fn lead(cli: &Cli) -> Result<ExitCode, AppError> {
         cli.describe(),
         cli.duration
     ));
-    let mut board = Board::new(cli.workers);
+    let mut board = Board::new(cli.workers, cli.mode != Mode::None);
     let started = Instant::now();
     let deadline = tokio::time::sleep(Duration::from_secs(cli.duration));
     tokio::pin!(deadline);
+    // Armed when the workers are told to stop: those still running then are killed.
+    let grace = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(grace);
     let mut tick = tokio::time::interval(TICK);
-    let (mut stopping, mut interrupted) = (false, false);
+    let (mut stopping, mut interrupted, mut killed) = (false, false, false);
     loop {
         tokio::select! {
             report = fleet.reports.recv() => match report {
                 Some(Report::Event(w, event)) => board.apply(w, event),
                 Some(Report::Log(w, line)) => view.say(&format!("worker {w}: {line}")),
-                None => break, // every worker closed its output: they are done
+                Some(Report::Exited(w, status)) => {
+                    board.exited(w, &status);
+                    if let Some(ending) = board.workers[w as usize].life.ending() {
+                        view.say(&format!("worker {w} {ending}"));
+                    }
+                }
+                None => break, // every worker exited, and all they said is read
             },
             _ = tick.tick() => {
-                board.saw_connections(&entries::connections(&client, run, cli.workers).await?);
+                board.saw_sessions(&server::sessions(&client, run, cli.workers).await?);
                 view.render(&board, started.elapsed());
             }
             _ = &mut deadline, if !stopping => {
                 stopping = true;
                 fleet.stop();
+                grace.as_mut().reset(Instant::now() + GRACE);
+            }
+            _ = &mut grace, if !killed => {
+                killed = true;
+                fleet.kill();
             }
             _ = interrupts.recv() => {
                 if interrupted {
                     fleet.kill(); // a second Ctrl-C: no more waiting
+                }
+                if !stopping {
+                    grace.as_mut().reset(Instant::now() + GRACE);
                 }
                 (stopping, interrupted) = (true, true);
                 fleet.stop();
@@ -116,20 +136,11 @@ async fn lead(cli: &Cli) -> Result<ExitCode, AppError> {
         }
     }
     let ran = started.elapsed();
-    let mut failed = false;
-    for (w, status) in fleet.wait(GRACE).await.into_iter().enumerate() {
-        match status {
-            Ok(status) if status.success() => {}
-            other => {
-                failed = true;
-                view.say(&format!("worker {w} failed: {other:?}"));
-            }
-        }
-    }
     view.finish();
     let summary = summary::summarize(&client, cli, run, &board, ran).await?;
     entries::drop(&client, run).await?;
     print!("{}", summary.text);
+    let failed = board.workers.iter().any(|t| t.life.fails_the_run());
     Ok(if interrupted {
         println!("interrupted");
         ExitCode::from(130)

@@ -1,5 +1,6 @@
-//! The summary table, from the entries the database recorded (and the Busy/skip
-//! counts and connections the leader saw), ending with the overlap check.
+//! The summary table, from the entries the database recorded (and the lost, Busy
+//! and skip counts, connections and exits the leader saw), ending with the overlap
+//! check.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -24,26 +25,30 @@ pub async fn summarize(
     ran: Duration,
 ) -> Result<Summary, tokio_postgres::Error> {
     let stats = entries::stats(db, run).await?;
+    let unfinished = entries::unfinished(db, run).await?;
     let (overlaps, examples) = entries::overlaps(db, run).await?;
-    let text = table(cli, board, ran, &stats, overlaps, &examples);
+    let mut text = table(cli, board, ran, &stats);
+    faults(&mut text, board, unfinished);
+    overlap_check(&mut text, cli, &stats, overlaps, &examples);
     Ok(Summary { text, overlaps })
 }
 
 /// The table's columns, each as wide as its heading (at least 7).
-const COLUMNS: [&str; 9] = [
+const COLUMNS: [&str; 10] = [
     "worker",
     "entries",
     "tasks",
     "wait p50",
     "wait p99",
     "held",
+    "lost",
     "busy",
     "skipped",
     "lock conns",
 ];
 
 /// A line of the table: each cell right-aligned under its heading.
-fn row(cells: [String; 9]) -> String {
+fn row(cells: [String; 10]) -> String {
     let cells: Vec<String> = cells
         .iter()
         .zip(COLUMNS)
@@ -52,14 +57,7 @@ fn row(cells: [String; 9]) -> String {
     cells.join(" ").trim_end().to_string()
 }
 
-fn table(
-    cli: &Cli,
-    board: &Board,
-    ran: Duration,
-    stats: &[(u32, WorkerStats)],
-    overlaps: i64,
-    examples: &[Overlap],
-) -> String {
+fn table(cli: &Cli, board: &Board, ran: Duration, stats: &[(u32, WorkerStats)]) -> String {
     let us = |n: i64| human(Duration::from_micros(n.max(0) as u64));
     let mut out = String::new();
     let _ = writeln!(
@@ -89,12 +87,14 @@ fn table(
             waited(s.wait_p50_us),
             waited(s.wait_p99_us),
             us(s.held_us),
+            tally.lost.to_string(),
             tally.busy.to_string(),
             tally.skipped.to_string(),
             tally.connections.to_string(),
         ]);
         let _ = writeln!(out, "{line}");
     }
+    let lost: u64 = board.workers.iter().map(|t| t.lost).sum();
     let busy: u64 = board.workers.iter().map(|t| t.busy).sum();
     let skipped: u64 = board.workers.iter().map(|t| t.skipped).sum();
     let (all, blank) = ("all".to_string(), String::new);
@@ -105,11 +105,46 @@ fn table(
         blank(),
         blank(),
         us(total.held_us),
+        lost.to_string(),
         busy.to_string(),
         skipped.to_string(),
         blank(),
     ]);
     let _ = writeln!(out, "{line}\n");
+    out
+}
+
+/// What the run survived: lost locks, entries they cut short, workers gone.
+fn faults(out: &mut String, board: &Board, unfinished: i64) {
+    let lost: u64 = board.workers.iter().map(|t| t.lost).sum();
+    if lost > 0 {
+        let _ = writeln!(
+            out,
+            "lost: {lost} (locks lost while wanted or held; each worker went on with a fresh round)"
+        );
+    }
+    if unfinished > 0 {
+        let _ = writeln!(
+            out,
+            "unfinished: {unfinished} (entries whose end was not recorded: the lock was lost,\n \
+             or the worker died, inside; not counted above)"
+        );
+    }
+    for ending in board.endings() {
+        let _ = writeln!(out, "{ending}");
+    }
+    if lost > 0 || unfinished > 0 || !board.endings().is_empty() {
+        let _ = writeln!(out);
+    }
+}
+
+fn overlap_check(
+    out: &mut String,
+    cli: &Cli,
+    stats: &[(u32, WorkerStats)],
+    overlaps: i64,
+    examples: &[Overlap],
+) {
     if cli.tasks.is_some() && cli.mode == Mode::Wait {
         let _ = writeln!(
             out,
@@ -120,13 +155,12 @@ fn table(
             pglock::DEFAULT_HANDOFF_WINDOW
         );
     }
+    let entries: i64 = stats.iter().map(|(_, s)| s.entries).sum();
     let _ = writeln!(
         out,
-        "overlaps: {overlaps} (pairs among the {} entries whose [start, end) intersect)",
-        total.entries
+        "overlaps: {overlaps} (pairs among the {entries} entries whose [start, end) intersect)"
     );
     for o in examples {
         let _ = writeln!(out, "  {}  overlaps  {}", o.first, o.second);
     }
-    out
 }

@@ -1,10 +1,14 @@
 //! The live view: in a terminal, a progress bar and a line per worker redrawn in
 //! place (indicatif); otherwise a plain line per second.
+//!
+//! The bar and the workers' lines are one bar's message: indicatif redraws on any
+//! bar's update, so with a bar per line a frame could pair a fresh "inside:" with
+//! stale lines (and seem to show two workers inside).
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{Cli, Mode};
 use crate::tally::{human, Board, Tally};
@@ -17,9 +21,7 @@ pub struct View {
 
 enum Screen {
     Live {
-        multi: MultiProgress,
-        clock: ProgressBar,
-        rows: Vec<ProgressBar>,
+        bar: ProgressBar,
     },
     Plain {
         /// The last whole second reported.
@@ -44,9 +46,7 @@ impl View {
     /// A line of text above the live view (or just a line).
     pub fn say(&self, line: &str) {
         match &self.screen {
-            Screen::Live { multi, .. } => {
-                let _ = multi.println(line);
-            }
+            Screen::Live { bar } => bar.println(line),
             Screen::Plain { .. } => println!("{line}"),
         }
     }
@@ -54,61 +54,74 @@ impl View {
     pub fn render(&mut self, board: &Board, elapsed: Duration) {
         let inside = board.inside(self.tasks);
         match &mut self.screen {
-            Screen::Live { clock, rows, .. } => {
-                clock.set_position(elapsed.as_millis() as u64);
-                clock.set_message(format!("{:.1} s  inside: {inside}", elapsed.as_secs_f64()));
-                for (w, (row, tally)) in rows.iter().zip(&board.workers).enumerate() {
-                    row.set_message(line(w, tally, self.mode, self.tasks));
-                }
+            Screen::Live { bar } => {
+                let rows = (0..board.workers.len()).map(|w| line(board, w, self.mode, self.tasks));
+                let rows: Vec<String> = rows.collect();
+                bar.set_message(format!(
+                    "{:.1} s  inside: {inside}\n{}",
+                    elapsed.as_secs_f64(),
+                    rows.join("\n")
+                ));
+                bar.set_position(elapsed.as_millis() as u64);
             }
             Screen::Plain { second } => {
                 if elapsed.as_secs() <= *second {
                     return;
                 }
                 *second = elapsed.as_secs();
-                let column = |f: fn(&Tally) -> u64| {
-                    let counts: Vec<String> =
-                        board.workers.iter().map(|t| f(t).to_string()).collect();
-                    counts.join(" ")
-                };
-                println!(
-                    "[{:>3} s] inside: {inside} | entries {} | busy {} | skipped {}",
-                    second,
-                    column(|t| t.entries),
-                    column(|t| t.busy),
-                    column(|t| t.skipped),
-                );
+                println!("[{:>3} s] {}", second, plain(board, &inside));
             }
         }
     }
 
     /// Takes the live view off the screen, for the summary.
     pub fn finish(&self) {
-        if let Screen::Live { clock, rows, .. } = &self.screen {
-            for bar in rows.iter().chain([clock]) {
-                bar.finish_and_clear();
-            }
+        if let Screen::Live { bar } = &self.screen {
+            bar.finish_and_clear();
         }
     }
 }
 
 fn live(cli: &Cli) -> Screen {
-    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
-    let style = |template| ProgressStyle::with_template(template).expect("a valid template");
-    let clock = multi.add(
-        ProgressBar::new(cli.duration * 1000)
-            .with_style(style("{prefix} [{bar:24.yellow/white}] {msg}").progress_chars("=> ")),
-    );
-    clock.set_prefix("goldleader");
-    let rows = (0..cli.workers)
-        .map(|_| multi.add(ProgressBar::new_spinner().with_style(style("{msg}"))))
-        .collect();
-    Screen::Live { multi, clock, rows }
+    let style = ProgressStyle::with_template("{prefix} [{bar:24.yellow/white}] {msg}")
+        .expect("a valid template")
+        .progress_chars("=> ");
+    let bar =
+        ProgressBar::with_draw_target(Some(cli.duration * 1000), ProgressDrawTarget::stdout())
+            .with_style(style);
+    bar.set_prefix("goldleader");
+    Screen::Live { bar }
 }
 
-/// A worker's line: `  worker 2  ▶ task 3   entries   12  wait p50  260 ms  busy 40  conns 2`.
-fn line(w: usize, tally: &Tally, mode: Mode, tasks: bool) -> String {
-    let here = match (tally.inside.first(), tasks) {
+/// The plain line of a second: `inside: worker 2 | entries 3 4 3 | lost 0 1 0 |
+/// busy 0 0 0 | skipped 0 0 0`, and `| worker 1 gone (...)` for each worker that
+/// is no more.
+fn plain(board: &Board, inside: &str) -> String {
+    let column = |f: fn(&Tally) -> u64| {
+        let counts: Vec<String> = board.workers.iter().map(|t| f(t).to_string()).collect();
+        counts.join(" ")
+    };
+    let mut line = format!(
+        "inside: {inside} | entries {} | lost {} | busy {} | skipped {}",
+        column(|t| t.entries),
+        column(|t| t.lost),
+        column(|t| t.busy),
+        column(|t| t.skipped),
+    );
+    for ending in board.endings() {
+        line += &format!(" | {ending}");
+    }
+    line
+}
+
+/// A worker's line: `  worker 2  ▶ task 3   entries   12  wait p50  260 ms  lost 1  busy 40  conns 2`.
+fn line(board: &Board, w: usize, mode: Mode, tasks: bool) -> String {
+    let tally = &board.workers[w];
+    let here = match (board.inside_of(w).next(), tasks) {
+        _ if !tally.life.alive() => match tally.life.ending() {
+            Some(ending) => format!("✗ {ending}"),
+            None => "stopped".into(),
+        },
         (None, _) => String::new(),
         (Some(_), false) => "▶ inside".into(),
         (Some(t), true) => format!("▶ task {t}"),
@@ -120,7 +133,7 @@ fn line(w: usize, tally: &Tally, mode: Mode, tasks: bool) -> String {
         Mode::Wait | Mode::None => String::new(),
     };
     format!(
-        "  worker {w:<2} {here:<10} entries {:>4}  wait p50 {p50:>7}{refused}  conns {}",
-        tally.entries, tally.connections
+        "  worker {w:<2} {here:<10} entries {:>4}  wait p50 {p50:>7}  lost {:>3}{refused}  conns {}",
+        tally.entries, tally.lost, tally.connections
     )
 }

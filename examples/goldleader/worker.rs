@@ -1,7 +1,13 @@
 //! A worker process: its tasks go round and round — want the critical section, go
 //! in (recording the entry), hold it a while, come out, rest — until the leader
 //! closes the worker's stdin, or Ctrl-C. Every step is reported as an [`Event`] on
-//! stdout.
+//! stdout. A lost lock ends only the round it happened in: it is reported, logged
+//! at warn, and the task starts a fresh round (the Pool gives a fresh connection,
+//! the Locker opens a new session). Any other error ends the worker.
+//!
+//! How a round takes the lock is [`round`]'s business alone; the loop around it
+//! only sees what the round came to, so another way of leading (a `Leadership`
+//! term) can be added there without touching the loop.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -10,13 +16,12 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Pool;
 use pglock::{advisory_locked, Locker};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::cli::{Cli, Mode};
 use crate::entries;
 use crate::event::Event;
-
-/// Lock, pool and query errors alike: a worker prints one and exits with 1.
-pub type AppError = Box<dyn std::error::Error + Send + Sync>;
+use crate::fault::{self, AppError, EndRefused};
 
 /// What a worker's tasks share.
 struct Worker {
@@ -24,6 +29,9 @@ struct Worker {
     id: u32,
     /// Where entries are recorded: the service's own connections, not the lock's.
     entries: Pool,
+    /// The `application_name` of the worker's lock sessions, which must hold the
+    /// lock when an entry's end is recorded; `None` in `--mode none`.
+    holder: Option<String>,
     hold: Duration,
     stop: watch::Receiver<bool>,
 }
@@ -54,7 +62,8 @@ pub async fn run(cli: &Cli, id: u32, run: u32) -> Result<(), AppError> {
         .as_deref()
         .ok_or("a worker needs --database-url")?;
     let tasks = cli.tasks_per_worker();
-    let lock_pool = pool(url, &entries::application_name(run, id), tasks as usize + 2)?;
+    let lock_name = entries::application_name(run, id);
+    let lock_pool = pool(url, &lock_name, tasks as usize + 2)?;
     let source = match cli.tasks {
         None => Source::Pool(lock_pool),
         Some(_) => Source::Locker(Locker::new(lock_pool)),
@@ -63,14 +72,18 @@ pub async fn run(cli: &Cli, id: u32, run: u32) -> Result<(), AppError> {
         run,
         id,
         entries: pool(url, &entries::recorder_name(run), tasks as usize + 1)?,
+        holder: (cli.mode != Mode::None).then_some(lock_name),
         hold: Duration::from_millis(cli.hold_ms),
         stop: stop_signal(),
     });
-    let tasks: Vec<_> = (0..tasks)
-        .map(|task| tokio::spawn(go_round(worker.clone(), source.clone(), cli.mode, task)))
+    drop(worker.entries.get().await?);
+    Event::Ready.report();
+    let mut tasks: JoinSet<_> = (0..tasks)
+        .map(|task| go_round(worker.clone(), source.clone(), cli.mode, task))
         .collect();
-    for task in tasks {
-        task.await??;
+    // The first task to fail ends the worker (the others are dropped with the set).
+    while let Some(task) = tasks.join_next().await {
+        task??;
     }
     Ok(())
 }
@@ -127,6 +140,16 @@ async fn go_round(
                     _ = tokio::time::sleep(retry) => continue,
                     _ = stop.changed() => break,
                 }
+            }
+            Err(e) if fault::lock_lost(&e) => {
+                Event::Lost { task }.report();
+                let why = fault::describe(&*e);
+                tracing::warn!(
+                    worker = worker.id,
+                    task,
+                    "lock lost: {why}; starting a fresh round"
+                );
+                retry
             }
             Err(e) => return Err(e),
         };
@@ -223,7 +246,9 @@ async fn critical_section(w: &Worker, task: u32, wanted: Instant) -> Result<Roun
     let waited_us = waited.as_micros().try_into()?;
     let id = entries::start(&db, w.run, w.id, task, waited_us).await?;
     tokio::time::sleep(w.hold).await;
-    entries::end(&db, w.run, id).await?;
+    if !entries::end(&db, w.run, id, w.holder.as_deref()).await? {
+        return Err(EndRefused.into());
+    }
     Event::Leave {
         task,
         held: entered.elapsed(),

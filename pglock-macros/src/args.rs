@@ -1,10 +1,11 @@
 //! The attribute's arguments: `key = ..., pool = ..., wait, ...` parsed into [`Args`].
 //!
-//! One option at a time is parsed into a [`Config`] whose `set_*` methods refuse a
-//! second occurrence (on the second keyword's span); [`Config::build`] then applies
-//! the rules that span several options (a `key` is required, `skip` needs a bound
-//! on `wait`, `xact` excludes the options of session locks). Every error names the
-//! option or value it is about.
+//! [`OPTIONS`] is the one list of the options: each row names one and says how its
+//! value is parsed and where in the [`Config`] it goes; a second occurrence is
+//! refused on its keyword. [`Config::build`] then applies the rules that span
+//! several options (a `key` is required, `skip` needs a bound on `wait`, `xact`
+//! excludes the options of session locks) and makes the one choice between a
+//! session lock and `xact`. Every error names the option or value it is about.
 
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
@@ -13,28 +14,102 @@ use syn::spanned::Spanned;
 use syn::{Expr, Ident, Lit, LitInt, LitStr, Path, Token, UnOp};
 
 use crate::duration::{self, Duration};
+use crate::errors;
 
-/// The options, in the order the docs list them.
-pub(crate) const OPTIONS: &[&str] = &[
-    "key", "pool", "xact", "wait", "skip", "shared", "guard", "on_lost", "crate",
+/// One option of the attribute: its name, and how it is read into a [`Config`].
+struct Opt {
+    name: &'static str,
+    /// Parses what follows the name (`= value`, or nothing for a flag) and
+    /// records it.
+    read: fn(&mut Config, &Given<'_>) -> syn::Result<()>,
+}
+
+/// Every option, in the order the docs list them: adding one is adding a row (and
+/// its field in [`Config`]).
+const OPTIONS: &[Opt] = &[
+    Opt {
+        name: "key",
+        read: |c, o| o.set(&mut c.key, o.value("\"order:{id}\"", parse_key)?),
+    },
+    Opt {
+        name: "pool",
+        read: |c, o| o.set(&mut c.pool, o.value("self.pool", Expr::parse)?),
+    },
+    Opt {
+        name: "xact",
+        read: |c, o| o.set(&mut c.xact, o.value("tx", Expr::parse)?),
+    },
+    Opt {
+        name: "wait",
+        read: |c, o| o.set(&mut c.wait, parse_wait(o.input)?),
+    },
+    Opt {
+        name: "skip",
+        read: |c, o| o.set_flag(&mut c.skip),
+    },
+    Opt {
+        name: "shared",
+        read: |c, o| o.set_flag(&mut c.shared),
+    },
+    Opt {
+        name: "guard",
+        read: |c, o| o.set(&mut c.guard, o.value("conn", parse_guard)?),
+    },
+    Opt {
+        name: "on_lost",
+        read: |c, o| o.set(&mut c.on_lost, o.value("\"ignore\"", parse_on_lost)?),
+    },
+    Opt {
+        name: "crate",
+        read: |c, o| o.set(&mut c.krate, o.value("::pglock", parse_crate)?),
+    },
 ];
+
+/// `key, pool, ...`: the options' names, for the errors that list them.
+fn option_names() -> String {
+    let names: Vec<&str> = OPTIONS.iter().map(|o| o.name).collect();
+    names.join(", ")
+}
 
 /// What the attribute asked for.
 #[derive(Debug)]
 pub(crate) struct Args {
     pub key: Key,
-    /// `pool = expr`, if given; otherwise the parameter typed `Pool` / `Locker`.
-    pub pool: Option<Expr>,
-    /// `xact = expr`: the transaction to take the lock in, instead of a session lock.
-    pub xact: Option<Expr>,
-    pub wait: Wait,
+    /// Where the lock is taken, with the options that only mean something there.
+    pub source: Source,
     /// The `skip` keyword, if given (its span carries the `Default` requirement).
     pub skip: Option<Span>,
     pub shared: bool,
-    pub guard: Option<Ident>,
-    pub on_lost: OnLost,
     /// Path of the facade crate: `::pglock` unless `crate = ...`.
     pub krate: Path,
+}
+
+/// Where the lock is taken: `pool` (or the fn's `Pool` / `Locker` parameter) or
+/// `xact`, chosen once, by [`Config::build`].
+#[derive(Debug)]
+pub(crate) enum Source {
+    /// A session lock, held by a guard while the body runs.
+    Pool(SessionLock),
+    /// `xact = tx`: a lock taken in that transaction, freed by the server at its end.
+    Xact(XactLock),
+}
+
+/// The options of a session lock.
+#[derive(Debug)]
+pub(crate) struct SessionLock {
+    /// `pool = expr`, if given; otherwise the parameter typed `Pool` / `Locker`.
+    pub pool: Option<Expr>,
+    pub wait: Wait,
+    pub guard: Option<Ident>,
+    pub on_lost: OnLost,
+}
+
+/// The options of a transaction lock.
+#[derive(Debug)]
+pub(crate) struct XactLock {
+    /// The transaction to take the lock in.
+    pub tx: Expr,
+    pub wait: XactWait,
 }
 
 /// `key = ...`.
@@ -54,6 +129,13 @@ pub(crate) enum Wait {
     Never,
     Forever,
     Limit(Duration),
+}
+
+/// `wait` or nothing, in a transaction: a bound is refused (see [`Config::xact_lock`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum XactWait {
+    Never,
+    Forever,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -76,76 +158,82 @@ struct Config {
     krate: Option<(Span, Path)>,
 }
 
-/// The error for an option given twice, on its second keyword.
-fn repeated(name: &Ident) -> syn::Error {
-    syn::Error::new(
-        name.span(),
-        format!("`{name}` is set more than once; keep one `{name}`"),
-    )
+/// An option's name as written, and the tokens after it.
+struct Given<'a> {
+    name: &'a Ident,
+    input: ParseStream<'a>,
 }
 
-fn set<T>(slot: &mut Option<(Span, T)>, name: &Ident, value: T) -> syn::Result<()> {
-    if slot.is_some() {
-        return Err(repeated(name));
+impl Given<'_> {
+    /// `= value`, parsed with `parse`; `example` is a value to show when there is
+    /// none.
+    fn value<T>(&self, example: &str, parse: fn(ParseStream) -> syn::Result<T>) -> syn::Result<T> {
+        let name = self.name;
+        if !self.input.peek(Token![=]) {
+            return Err(syn::Error::new(
+                name.span(),
+                format!("`{name}` needs a value: `{name} = {example}`"),
+            ));
+        }
+        self.input.parse::<Token![=]>()?;
+        parse(self.input)
     }
-    *slot = Some((name.span(), value));
-    Ok(())
-}
 
-fn set_flag(slot: &mut Option<Span>, name: &Ident) -> syn::Result<()> {
-    if slot.is_some() {
-        return Err(repeated(name));
+    /// Records `value` in `slot`, on the name's span, unless it is set already.
+    fn set<T>(&self, slot: &mut Option<(Span, T)>, value: T) -> syn::Result<()> {
+        if slot.is_some() {
+            return Err(self.repeated());
+        }
+        *slot = Some((self.name.span(), value));
+        Ok(())
     }
-    *slot = Some(name.span());
-    Ok(())
+
+    /// Records a flag, which takes no `= value` (nor any other trailing tokens).
+    fn set_flag(&self, slot: &mut Option<Span>) -> syn::Result<()> {
+        let (name, input) = (self.name, self.input);
+        if !(input.is_empty() || input.peek(Token![,])) {
+            let rest: TokenStream = input.fork().parse()?;
+            let rest_span = rest.into_iter().next().map_or(name.span(), |t| t.span());
+            return Err(syn::Error::new(
+                rest_span,
+                format!("`{name}` is a flag and takes no value: write just `{name}`"),
+            ));
+        }
+        if slot.is_some() {
+            return Err(self.repeated());
+        }
+        *slot = Some(name.span());
+        Ok(())
+    }
+
+    /// The error for an option given twice, on its second keyword.
+    fn repeated(&self) -> syn::Error {
+        let name = self.name;
+        syn::Error::new(
+            name.span(),
+            format!("`{name}` is set more than once; keep one `{name}`"),
+        )
+    }
 }
 
 impl Config {
     /// Parses one `name` or `name = value` and records it.
     fn parse_option(&mut self, input: ParseStream) -> syn::Result<()> {
         if !input.peek(Ident::peek_any) {
-            return Err(input.error(format!(
-                "expected an option, one of: {}",
-                OPTIONS.join(", ")
-            )));
+            return Err(input.error(format!("expected an option, one of: {}", option_names())));
         }
-        // `crate` is a keyword: take any identifier, then match on its text.
+        // `crate` is a keyword: take any identifier, then look its text up.
         let name = input.call(Ident::parse_any)?;
-        let text = name.to_string();
-        match text.as_str() {
-            "key" => set(&mut self.key, &name, value_of(input, &name, parse_key)?),
-            "pool" => set(&mut self.pool, &name, value_of(input, &name, Expr::parse)?),
-            "xact" => set(&mut self.xact, &name, value_of(input, &name, Expr::parse)?),
-            "wait" => {
-                let wait = if input.peek(Token![=]) {
-                    Wait::Limit(value_of(input, &name, parse_duration)?)
-                } else {
-                    Wait::Forever
-                };
-                set(&mut self.wait, &name, wait)
-            }
-            "skip" => {
-                no_value(input, &name)?;
-                set_flag(&mut self.skip, &name)
-            }
-            "shared" => {
-                no_value(input, &name)?;
-                set_flag(&mut self.shared, &name)
-            }
-            "guard" => set(&mut self.guard, &name, value_of(input, &name, parse_guard)?),
-            "on_lost" => set(
-                &mut self.on_lost,
-                &name,
-                value_of(input, &name, parse_on_lost)?,
-            ),
-            "crate" => set(&mut self.krate, &name, value_of(input, &name, parse_crate)?),
-            _ => Err(unknown_option(&name)),
-        }
+        let option = OPTIONS
+            .iter()
+            .find(|o| name == o.name)
+            .ok_or_else(|| unknown_option(&name))?;
+        (option.read)(self, &Given { name: &name, input })
     }
 
     /// The rules that span several options.
     fn build(self) -> syn::Result<Args> {
-        self.xact_conflicts()?;
+        let source = self.source()?;
         let Some((_, key)) = self.key else {
             return Err(syn::Error::new(
                 Span::call_site(),
@@ -153,8 +241,7 @@ impl Config {
                  `{arg}` allowed), `key = 42` or `key = (1, 2)`",
             ));
         };
-        let wait = self.wait.map_or(Wait::Never, |(_, w)| w);
-        if let (Some(skip), Wait::Forever) = (self.skip, wait) {
+        if let (Some(skip), Some((_, Wait::Forever))) = (self.skip, self.wait) {
             return Err(syn::Error::new(
                 skip,
                 "`skip` with an unbounded `wait` never skips: `wait` waits until the lock \
@@ -163,67 +250,73 @@ impl Config {
         }
         Ok(Args {
             key,
-            pool: self.pool.map(|(_, p)| p),
-            xact: self.xact.map(|(_, x)| x),
-            wait,
+            source,
             skip: self.skip,
             shared: self.shared.is_some(),
-            guard: self.guard.map(|(_, g)| g),
-            on_lost: self.on_lost.map_or(OnLost::Abort, |(_, o)| o),
             krate: self
                 .krate
                 .map_or_else(|| syn::parse_quote!(::pglock), |(_, k)| k),
         })
     }
-}
 
-impl Config {
+    /// The choice between a session lock and `xact`.
+    fn source(&self) -> syn::Result<Source> {
+        match &self.xact {
+            Some((_, tx)) => self.xact_lock(tx).map(Source::Xact),
+            None => Ok(Source::Pool(SessionLock {
+                pool: self.pool.as_ref().map(|(_, p)| p.clone()),
+                wait: self.wait.map_or(Wait::Never, |(_, w)| w),
+                guard: self.guard.as_ref().map(|(_, g)| g.clone()),
+                on_lost: self.on_lost.map_or(OnLost::Abort, |(_, o)| o),
+            })),
+        }
+    }
+
     /// `xact` takes the lock inside a transaction: the options that only mean
     /// something for a session lock are refused, each on its own keyword.
-    fn xact_conflicts(&self) -> syn::Result<()> {
-        if self.xact.is_none() {
-            return Ok(());
-        }
-        let mut errors: Vec<syn::Error> = Vec::new();
-        if let Some((pool, _)) = &self.pool {
-            errors.push(syn::Error::new(
-                *pool,
-                "`pool` with `xact`: pick one; with `xact` the lock is taken in that \
-                 transaction, on its own session, so there is no pool to take it from",
-            ));
-        }
-        if let Some((wait, Wait::Limit(_))) = &self.wait {
-            errors.push(syn::Error::new(
-                *wait,
+    fn xact_lock(&self, tx: &Expr) -> syn::Result<XactLock> {
+        let pool = refuse(
+            self.pool.as_ref().map(|(span, _)| *span),
+            "`pool` with `xact`: pick one; with `xact` the lock is taken in that \
+             transaction, on its own session, so there is no pool to take it from",
+        );
+        let wait = match self.wait {
+            None => Ok(XactWait::Never),
+            Some((_, Wait::Never)) => Ok(XactWait::Never),
+            Some((_, Wait::Forever)) => Ok(XactWait::Forever),
+            Some((span, Wait::Limit(_))) => Err(syn::Error::new(
+                span,
                 "`wait = \"...\"` with `xact` is not supported: bounding the wait inside \
                  your transaction would set its `lock_timeout` for the rest of it, and a \
                  wait that runs out aborts the transaction; write `wait` (until granted) \
                  or leave it out (`Error::Busy` at once)",
-            ));
-        }
-        if let Some((guard, _)) = &self.guard {
-            errors.push(syn::Error::new(
-                *guard,
-                "`guard` with `xact`: the transaction is the locked session; run the \
-                 body's queries on the transaction itself",
-            ));
-        }
-        if let Some((on_lost, _)) = &self.on_lost {
-            errors.push(syn::Error::new(
-                *on_lost,
-                "`on_lost` with `xact`: nothing to watch; the lock lives and dies with the \
-                 transaction, and if its session is lost the transaction's own \
-                 statements fail",
-            ));
-        }
-        let mut errors = errors.into_iter();
-        match errors.next() {
-            None => Ok(()),
-            Some(mut first) => {
-                errors.for_each(|e| first.combine(e));
-                Err(first)
-            }
-        }
+            )),
+        };
+        let guard = refuse(
+            self.guard.as_ref().map(|(span, _)| *span),
+            "`guard` with `xact`: the transaction is the locked session; run the \
+             body's queries on the transaction itself",
+        );
+        let on_lost = refuse(
+            self.on_lost.map(|(span, _)| span),
+            "`on_lost` with `xact`: nothing to watch; the lock lives and dies with the \
+             transaction, and if its session is lost the transaction's own \
+             statements fail",
+        );
+        let wait = errors::both(errors::both(pool, wait), errors::both(guard, on_lost))?;
+        let (((), wait), ((), ())) = wait;
+        Ok(XactLock {
+            tx: tx.clone(),
+            wait,
+        })
+    }
+}
+
+/// An error on `span` when the option there was given.
+fn refuse(given: Option<Span>, why: &str) -> syn::Result<()> {
+    match given {
+        Some(span) => Err(syn::Error::new(span, why)),
+        None => Ok(()),
     }
 }
 
@@ -249,6 +342,7 @@ fn unknown_option(name: &Ident) -> syn::Error {
     let text = name.to_string();
     let close = OPTIONS
         .iter()
+        .map(|o| o.name)
         .find(|o| edit_distance(o, &text.to_lowercase()) <= 2 && text.len() > 2);
     let hint = match close {
         Some(o) => format!(" (did you mean `{o}`?)"),
@@ -258,7 +352,7 @@ fn unknown_option(name: &Ident) -> syn::Error {
         name.span(),
         format!(
             "unknown option `{text}`{hint}; expected one of: {}",
-            OPTIONS.join(", ")
+            option_names()
         ),
     )
 }
@@ -277,45 +371,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
-}
-
-/// `= value` after `name`, parsed with `parse`.
-fn value_of<T>(
-    input: ParseStream,
-    name: &Ident,
-    parse: fn(ParseStream) -> syn::Result<T>,
-) -> syn::Result<T> {
-    if !input.peek(Token![=]) {
-        let example = match name.to_string().as_str() {
-            "key" => "key = \"order:{id}\"",
-            "pool" => "pool = self.pool",
-            "xact" => "xact = tx",
-            "guard" => "guard = conn",
-            "on_lost" => "on_lost = \"ignore\"",
-            "crate" => "crate = ::pglock",
-            _ => "name = value",
-        };
-        return Err(syn::Error::new(
-            name.span(),
-            format!("`{name}` needs a value: `{example}`"),
-        ));
-    }
-    input.parse::<Token![=]>()?;
-    parse(input)
-}
-
-/// A flag must not have `= value` (or any other trailing tokens).
-fn no_value(input: ParseStream, name: &Ident) -> syn::Result<()> {
-    if input.is_empty() || input.peek(Token![,]) {
-        Ok(())
-    } else {
-        let rest: TokenStream = input.fork().parse()?;
-        let rest_span = rest.into_iter().next().map_or(name.span(), |t| t.span());
-        Err(syn::Error::new(
-            rest_span,
-            format!("`{name}` is a flag and takes no value: write just `{name}`"),
-        ))
-    }
 }
 
 fn parse_key(input: ParseStream) -> syn::Result<Key> {
@@ -382,6 +437,14 @@ fn int_of<N: std::str::FromStr>(expr: &Expr, ty: &str) -> syn::Result<N> {
     })
 }
 
+/// `wait` (until granted) or `wait = "5s"`.
+fn parse_wait(input: ParseStream) -> syn::Result<Wait> {
+    match input.parse::<Option<Token![=]>>()? {
+        Some(_) => parse_duration(input).map(Wait::Limit),
+        None => Ok(Wait::Forever),
+    }
+}
+
 fn parse_duration(input: ParseStream) -> syn::Result<Duration> {
     let lit: LitStr = input.parse().map_err(|e| {
         syn::Error::new(
@@ -445,6 +508,13 @@ mod tests {
         syn::parse_str::<Args>(s).map_err(|e| e.to_string())
     }
 
+    fn session(args: &Args) -> &SessionLock {
+        match &args.source {
+            Source::Pool(session) => session,
+            Source::Xact(_) => panic!("a session lock expected: {args:?}"),
+        }
+    }
+
     #[test]
     fn every_option_parses() {
         let a = parse(
@@ -453,20 +523,22 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(a.key, Key::Template(ref s) if s.value() == "order:{id}"));
-        assert!(a.pool.is_some());
-        assert!(matches!(a.wait, Wait::Limit(d) if d.secs == 1 && d.nanos == 500_000_000));
+        let s = session(&a);
+        assert!(s.pool.is_some());
+        assert!(matches!(s.wait, Wait::Limit(d) if d.secs == 1 && d.nanos == 500_000_000));
         assert!(a.skip.is_some() && a.shared);
-        assert_eq!(a.guard.unwrap(), "conn");
-        assert!(matches!(a.on_lost, OnLost::Ignore));
+        assert_eq!(s.guard.as_ref().unwrap(), "conn");
+        assert!(matches!(s.on_lost, OnLost::Ignore));
         assert_eq!(a.krate.to_token_stream().to_string(), ":: my :: pglock");
     }
 
     #[test]
     fn defaults() {
         let a = parse(r#"key = "x""#).unwrap();
-        assert!(a.pool.is_none() && a.skip.is_none() && !a.shared && a.guard.is_none());
-        assert!(matches!(a.wait, Wait::Never));
-        assert!(matches!(a.on_lost, OnLost::Abort));
+        let s = session(&a);
+        assert!(s.pool.is_none() && a.skip.is_none() && !a.shared && s.guard.is_none());
+        assert!(matches!(s.wait, Wait::Never));
+        assert!(matches!(s.on_lost, OnLost::Abort));
         assert_eq!(a.krate.to_token_stream().to_string(), ":: pglock");
     }
 
@@ -554,9 +626,21 @@ mod tests {
         let a = parse(r#"key = "a", xact = self.tx, wait, skip"#);
         assert!(a.is_err(), "unbounded wait with skip");
         let a = parse(r#"key = "a", xact = tx, wait, shared"#).unwrap();
-        assert!(a.xact.is_some() && a.pool.is_none());
-        assert!(matches!(a.wait, Wait::Forever));
-        assert!(parse(r#"key = "a", xact = tx, skip"#).is_ok());
+        assert!(matches!(
+            a.source,
+            Source::Xact(XactLock {
+                wait: XactWait::Forever,
+                ..
+            })
+        ));
+        let a = parse(r#"key = "a", xact = tx, skip"#).unwrap();
+        assert!(matches!(
+            a.source,
+            Source::Xact(XactLock {
+                wait: XactWait::Never,
+                ..
+            })
+        ));
         for (src, starts) in [
             (
                 r#"key = "a", xact = tx, pool = p"#,
@@ -579,6 +663,32 @@ mod tests {
         let err =
             syn::parse_str::<Args>(r#"key = "a", pool = p, guard = c, xact = tx"#).unwrap_err();
         assert_eq!(err.into_iter().count(), 2);
+    }
+
+    #[test]
+    fn each_option_without_its_value_shows_one() {
+        for (src, message) in [
+            (r#"key"#, "`key` needs a value: `key = \"order:{id}\"`"),
+            (
+                r#"key = "a", pool"#,
+                "`pool` needs a value: `pool = self.pool`",
+            ),
+            (r#"key = "a", xact"#, "`xact` needs a value: `xact = tx`"),
+            (
+                r#"key = "a", guard"#,
+                "`guard` needs a value: `guard = conn`",
+            ),
+            (
+                r#"key = "a", on_lost"#,
+                "`on_lost` needs a value: `on_lost = \"ignore\"`",
+            ),
+            (
+                r#"key = "a", crate"#,
+                "`crate` needs a value: `crate = ::pglock`",
+            ),
+        ] {
+            assert_eq!(parse(src).unwrap_err(), message, "{src}");
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The rules the function must follow, each checked where the user can see it: the
 //! return type, the lock source, the placeholders of the key, the `guard` name.
-//! Each error points at the offending token and says what to write instead.
+//! Each error points at the offending token and says what to write instead;
+//! [`validate`] applies those that hold the arguments against the fn, and hands the
+//! expansion what they resolved.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, ToTokens};
@@ -8,7 +10,67 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, Ident, LitStr, Pat, PathArguments, ReturnType, Signature, Type};
 
-use crate::template::Template;
+use crate::args::{Args, Key, SessionLock, Source, XactLock};
+use crate::errors;
+use crate::template::{self, Template};
+
+/// What [`validate`] resolved, for the expansion to write.
+pub(crate) struct Checked<'a> {
+    pub source: CheckedSource<'a>,
+    pub key: CheckedKey<'a>,
+}
+
+/// [`Source`], with the lock source of a session lock resolved.
+pub(crate) enum CheckedSource<'a> {
+    /// The session lock's options, and its lock source: `pool = ...` as written,
+    /// or the `Pool` / `Locker` parameter.
+    Pool(&'a SessionLock, TokenStream),
+    Xact(&'a XactLock),
+}
+
+/// `key = ...`, its template scanned and its placeholders held against the
+/// parameters.
+pub(crate) enum CheckedKey<'a> {
+    /// The template, and the literal it was written as (for spans).
+    Template(Template, &'a LitStr),
+    BigInt(i64),
+    Pair(i32, i32),
+}
+
+/// Holds the arguments against the fn's signature: the lock source, the key's
+/// placeholders and the `guard` name. Independent mistakes are all reported, each
+/// once.
+pub(crate) fn validate<'a>(args: &'a Args, sig: &Signature) -> syn::Result<Checked<'a>> {
+    let params = Params::of(sig);
+    let source = match &args.source {
+        Source::Pool(session) => {
+            lock_source(session.pool.as_ref(), sig).map(|pool| CheckedSource::Pool(session, pool))
+        }
+        Source::Xact(xact) => Ok(CheckedSource::Xact(xact)),
+    };
+    let key = checked_key(&args.key, &params);
+    let guard = match &args.source {
+        Source::Pool(SessionLock {
+            guard: Some(guard), ..
+        }) => guard_name(guard, &params),
+        _ => Ok(()),
+    };
+    let ((source, key), ()) = errors::both(errors::both(source, key), guard)?;
+    Ok(Checked { source, key })
+}
+
+fn checked_key<'a>(key: &'a Key, params: &Params) -> syn::Result<CheckedKey<'a>> {
+    match key {
+        Key::Template(lit) => {
+            let template =
+                template::scan(&lit.value()).map_err(|why| syn::Error::new(lit.span(), why))?;
+            placeholders(&template, lit, params)?;
+            Ok(CheckedKey::Template(template, lit))
+        }
+        Key::BigInt(key) => Ok(CheckedKey::BigInt(*key)),
+        Key::Pair(a, b) => Ok(CheckedKey::Pair(*a, *b)),
+    }
+}
 
 /// The names the function's parameters bind, and whether it has `self`.
 pub(crate) struct Params {

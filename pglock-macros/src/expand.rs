@@ -1,6 +1,13 @@
 //! The rewrite: the signature written back as it was, the body wrapped so that the
 //! lock is taken before it and released after it on every path.
 //!
+//! [`expand`] finds the body (an `async fn`'s own, or the future of an
+//! `#[async_trait]` method); `locked_body` has it checked (`check::validate`), then
+//! writes the call site and the lock (`lock_head`), and the one body its
+//! [`CheckedSource`] calls for: `session_body` (a guard, the body watched for the
+//! loss of the lock) or `xact_body` (the lock taken in the caller's transaction).
+//! `wait_tokens` alone writes how long to wait.
+//!
 //! For `#[advisory_locked(key = "order:{order_id}")] async fn ship(pool: &Pool,
 //! order_id: i64) -> Result<(), AppError> { body }` the new body reads:
 //!
@@ -43,11 +50,10 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{Ident, Signature, Type};
 
-use crate::args::{Args, Key, OnLost, Wait};
+use crate::args::{Args, OnLost, SessionLock, Wait, XactLock, XactWait};
 use crate::async_trait;
-use crate::check::{self, Params};
+use crate::check::{self, CheckedKey, CheckedSource};
 use crate::item::Function;
-use crate::template;
 
 /// Rewrites `func` as `args` ask, or says why it cannot.
 pub(crate) fn expand(args: &Args, func: &Function) -> syn::Result<TokenStream> {
@@ -107,67 +113,81 @@ pub(crate) fn expand(args: &Args, func: &Function) -> syn::Result<TokenStream> {
 
 /// The statements that take the lock, run `body` under it and give its value.
 /// `body` is the original body's statements; they get a block of their own again,
-/// so that the user's items and types cannot shadow ours. `ret` is the fn's `Result` type, where type errors about the
-/// error conversion and `skip` are reported.
+/// so that the user's items and types cannot shadow ours. `ret` is the fn's
+/// `Result` type, where type errors about the error conversion and `skip` are
+/// reported.
 fn locked_body(
     args: &Args,
     sig: &Signature,
     ret: &Type,
     body: TokenStream,
 ) -> syn::Result<TokenStream> {
-    let params = Params::of(sig);
+    let checked = check::validate(args, sig)?;
     let krate = &args.krate;
     let p = quote!(#krate::__private);
-    let ret_span = ret.span();
+    let names = Names::new();
+    let parts = Parts {
+        head: lock_head(&p, args, sig, &checked.key, &names),
+        acquire_failed: acquire_failed(&p, args, ret, &names),
+        wait: wait_tokens(&p, &checked.source),
+        p,
+        names,
+        ret,
+        body,
+    };
+    Ok(match checked.source {
+        CheckedSource::Pool(session, pool) => session_body(&parts, session, &pool),
+        CheckedSource::Xact(xact) => xact_body(&parts, xact),
+    })
+}
 
-    // Independent mistakes are all reported; each only once.
-    let mut errors: Option<syn::Error> = None;
-    let mut note = |result: syn::Result<()>| {
-        if let Err(e) = result {
-            match &mut errors {
-                Some(all) => all.combine(e),
-                None => errors = Some(e),
-            }
+/// The names the expansion binds, all `__pglock_*`, with `Span::mixed_site()` so
+/// that they can clash with none of the user's.
+struct Names {
+    lock: Ident,
+    guard: Ident,
+    error: Ident,
+    output: Ident,
+    fake_return: Ident,
+}
+
+impl Names {
+    fn new() -> Names {
+        let name = |text: &str| Ident::new(text, Span::mixed_site());
+        Names {
+            lock: name("__pglock_lock"),
+            guard: name("__pglock_guard"),
+            error: name("__pglock_error"),
+            output: name("__pglock_output"),
+            fake_return: name("__pglock_fake_return"),
         }
-    };
-    // With `xact = ...` the lock is taken in that transaction: no lock source.
-    let pool = match &args.xact {
-        Some(_) => None,
-        None => match check::lock_source(args.pool.as_ref(), sig) {
-            Ok(pool) => Some(pool),
-            Err(e) => {
-                note(Err(e));
-                None
-            }
-        },
-    };
-    let template = match &args.key {
-        Key::Template(lit) => match template::scan(&lit.value()) {
-            Ok(t) => {
-                note(check::placeholders(&t, lit, &params));
-                Some((t, lit))
-            }
-            Err(why) => {
-                note(Err(syn::Error::new(lit.span(), why)));
-                None
-            }
-        },
-        _ => None,
-    };
-    if let Some(guard) = &args.guard {
-        note(check::guard_name(guard, &params));
     }
-    if let Some(errors) = errors {
-        return Err(errors);
-    }
+}
 
-    let mixed = Span::mixed_site();
-    let lock = Ident::new("__pglock_lock", mixed);
-    let guard = Ident::new("__pglock_guard", mixed);
-    let error = Ident::new("__pglock_error", mixed);
-    let output = Ident::new("__pglock_output", mixed);
-    let fake_return = Ident::new("__pglock_fake_return", mixed);
+/// What the session body and the xact body have in common.
+struct Parts<'a> {
+    /// `::pglock::__private`, or the path `crate = ...` gave.
+    p: TokenStream,
+    names: Names,
+    /// The call site and the lock, bound to `__pglock_lock`.
+    head: TokenStream,
+    /// The `match` arms for a lock not taken: `skip`'s, then the error returned.
+    acquire_failed: TokenStream,
+    /// How long to wait for the lock.
+    wait: TokenStream,
+    ret: &'a Type,
+    body: TokenStream,
+}
 
+/// `static __PGLOCK_SITE = ...; let __pglock_lock = ...;`: the lock, fixed at
+/// compile time when the key has no placeholder.
+fn lock_head(
+    p: &TokenStream,
+    args: &Args,
+    sig: &Signature,
+    key: &CheckedKey,
+    names: &Names,
+) -> TokenStream {
     let function = sig.ident.to_string();
     let function = function.strip_prefix("r#").unwrap_or(&function);
     let site = quote! {
@@ -177,15 +197,21 @@ fn locked_body(
             line: #p::line!(),
         };
     };
+    let (items, lock_expr) = lock_expr(p, key, args.shared);
+    let lock = &names.lock;
+    quote! {
+        #site
+        #items
+        let #lock = #lock_expr;
+    }
+}
 
-    // The lock: fixed at compile time when the key has no placeholder.
-    let shared = if args.shared {
-        quote!(.shared())
-    } else {
-        quote!()
-    };
-    let (items, lock_expr) = match (&args.key, &template) {
-        (Key::Template(_), Some((t, lit))) => match t.literal() {
+/// The items a literal key needs (its hash and its lock, both `static`), and the
+/// expression for `&AdvisoryLock`.
+fn lock_expr(p: &TokenStream, key: &CheckedKey, shared: bool) -> (TokenStream, TokenStream) {
+    let shared_mode = if shared { quote!(.shared()) } else { quote!() };
+    match key {
+        CheckedKey::Template(template, lit) => match template.literal() {
             Some(name) => {
                 let name = syn::LitStr::new(&name, lit.span());
                 let items = quote! {
@@ -193,7 +219,7 @@ fn locked_body(
                     static __PGLOCK_LOCK: #p::AdvisoryLock =
                         #p::lock_static(#name, __PGLOCK_KEY, &__PGLOCK_SITE);
                 };
-                let expr = if args.shared {
+                let expr = if shared {
                     quote!(&__PGLOCK_LOCK.clone().shared())
                 } else {
                     quote!(&__PGLOCK_LOCK)
@@ -201,85 +227,105 @@ fn locked_body(
                 (items, expr)
             }
             None => {
-                let format_args = t.format_args(lit.span());
-                (
-                    quote!(),
-                    quote!(&#p::lock_named(#p::format!(#format_args), &__PGLOCK_SITE) #shared),
-                )
+                let format_args = template.format_args(lit.span());
+                let expr = quote!(
+                    &#p::lock_named(#p::format!(#format_args), &__PGLOCK_SITE) #shared_mode
+                );
+                (quote!(), expr)
             }
         },
-        (Key::BigInt(key), _) => (
+        CheckedKey::BigInt(key) => (
             quote!(),
-            quote!(&#p::lock_key(#key, &__PGLOCK_SITE) #shared),
+            quote!(&#p::lock_key(#key, &__PGLOCK_SITE) #shared_mode),
         ),
-        (Key::Pair(a, b), _) => (
+        CheckedKey::Pair(a, b) => (
             quote!(),
-            quote!(&#p::lock_key((#a, #b), &__PGLOCK_SITE) #shared),
+            quote!(&#p::lock_key((#a, #b), &__PGLOCK_SITE) #shared_mode),
         ),
-        (Key::Template(_), None) => unreachable!("a template that did not scan is an error"),
-    };
+    }
+}
 
-    // Type errors about the fn's own types are reported where the user wrote them:
-    // `E: From<pglock::Error>` at the return type, `T: Default` at `skip`, the lock
-    // source's type at `pool = ...`, the transaction's at `xact = ...`, the guard's
-    // kind at `guard = ...`. rustc puts such an error on the whole call, so the
-    // call's path and parentheses carry the user's span (the arguments keep theirs,
-    // for hygiene).
-    let acquire_error = call_at(ret_span, quote!(#p::error), quote!(#error));
+/// The `match` arms for an acquire that failed: with `skip`, a busy lock returns
+/// `Ok(T::default())`; any other error is converted and returned.
+///
+/// Type errors about the fn's own types are reported where the user wrote them:
+/// `E: From<pglock::Error>` at the return type, `T: Default` at `skip` (and, in the
+/// bodies, the lock source's type at `pool = ...`, the transaction's at
+/// `xact = ...`, the guard's kind at `guard = ...`). rustc puts such an error on the
+/// whole call, so the call's path and parentheses carry the user's span (the
+/// arguments keep theirs, for hygiene).
+fn acquire_failed(p: &TokenStream, args: &Args, ret: &Type, names: &Names) -> TokenStream {
+    let error = &names.error;
+    let acquire_error = call_at(ret.span(), quote!(#p::error), quote!(#error));
     let skip_arm = args.skip.map(|skip| {
         let default = call_at(skip, quote!(#p::Default::default), quote!());
         quote! {
             #p::Err(#error) if #p::skips(&#error) => return #p::Ok(#default),
         }
     });
-    let head = quote! {
-        #site
-        #items
-        let #lock = #lock_expr;
-    };
+    quote! {
+        #skip_arm
+        #p::Err(#error) => return #p::Err(#acquire_error),
+    }
+}
 
-    let Some(pool) = pool else {
-        // `xact = tx`: the lock is taken in the caller's transaction and freed by the
-        // server at its end; no guard, nothing to release or watch. The body runs
-        // as the fn's own, after the lock is granted.
-        let xact = args.xact.as_ref().expect("no lock source, so `xact`");
-        let wait = match args.wait {
-            Wait::Never => quote!(#p::XactWait::Never),
-            Wait::Forever => quote!(#p::XactWait::Forever),
-            Wait::Limit(_) => unreachable!("`Args` refuses `wait = \"...\"` with `xact`"),
-        };
-        let xact_span = xact.span();
-        let tx = quote_spanned!(xact_span=> &#xact);
-        let tx = call_at(xact_span, quote!(#p::transaction), tx);
-        let acquire = call_at(
-            xact_span,
-            quote!(#p::acquire_xact),
-            quote!(#tx, #lock, #wait),
-        );
-        return Ok(quote! {
-            #head
-            match #acquire.await {
-                #p::Ok(()) => {}
-                #skip_arm
-                #p::Err(#error) => return #p::Err(#acquire_error),
-            }
-            { #body }
-        });
-    };
-
-    let wait = match args.wait {
-        Wait::Never => quote!(#p::Wait::Never),
-        Wait::Forever => quote!(#p::Wait::Forever),
-        Wait::Limit(d) => {
-            let (secs, nanos) = (d.secs, d.nanos);
-            quote!(#p::Wait::Limit(#p::Duration::new(#secs, #nanos)))
+/// `xact = tx`: the lock is taken in the caller's transaction and freed by the
+/// server at its end; no guard, nothing to release or watch. The body runs as the
+/// fn's own, after the lock is granted.
+fn xact_body(parts: &Parts, xact: &XactLock) -> TokenStream {
+    let Parts {
+        p,
+        names,
+        head,
+        acquire_failed,
+        wait,
+        body,
+        ..
+    } = parts;
+    let xact = &xact.tx;
+    let xact_span = xact.span();
+    let tx = quote_spanned!(xact_span=> &#xact);
+    let tx = call_at(xact_span, quote!(#p::transaction), tx);
+    let lock = &names.lock;
+    let acquire = call_at(
+        xact_span,
+        quote!(#p::acquire_xact),
+        quote!(#tx, #lock, #wait),
+    );
+    quote! {
+        #head
+        match #acquire.await {
+            #p::Ok(()) => {}
+            #acquire_failed
         }
-    };
-    let on_lost = match args.on_lost {
+        { #body }
+    }
+}
+
+/// A session lock from `pool`: held by a guard, a local of the outer future, while
+/// the body runs as a future of its own, watched for the loss of the lock.
+fn session_body(parts: &Parts, session: &SessionLock, pool: &TokenStream) -> TokenStream {
+    let Parts {
+        p,
+        names,
+        head,
+        acquire_failed,
+        wait,
+        ret,
+        body,
+    } = parts;
+    let Names {
+        lock,
+        guard,
+        error,
+        output,
+        ..
+    } = names;
+    let on_lost = match session.on_lost {
         OnLost::Abort => quote!(#p::OnLost::Abort),
         OnLost::Ignore => quote!(#p::OnLost::Ignore),
     };
-    let lost_error = call_at(ret_span, quote!(#p::error), quote!(#error));
+    let lost_error = call_at(ret.span(), quote!(#p::error), quote!(#error));
     let pool_span = pool.span();
     let source = quote_spanned!(pool_span=> &#pool);
     let source = call_at(pool_span, quote!(#p::source), source);
@@ -288,17 +334,68 @@ fn locked_body(
         quote!(#p::acquire),
         quote!(#source, #lock, #wait),
     );
-    let bind_guard = args.guard.as_ref().map(|name| {
-        // rustc blames a failed bound on the argument, so the argument is a call
-        // spanned at `name` too: the error for a guard without a session of its
-        // own (a Locker's) lands on `guard = name`, not on the whole attribute.
-        let held = call_at(name.span(), quote!(#p::held), quote!(&#guard));
-        let bind = call_at(name.span(), quote!(#p::bind_guard), held);
-        quote!(let #name = #bind;)
-    });
+    let bind_guard = session
+        .guard
+        .as_ref()
+        .map(|name| bind_guard(p, name, guard));
+    let fake_return_edge = fake_return_edge(ret, &names.fake_return);
+    quote! {
+        #head
+        let #guard = match #acquire.await {
+            #p::Ok(#guard) => #guard,
+            #acquire_failed
+        };
+        #bind_guard
+        let #output = match #p::run(&#guard, #on_lost, async move {
+            #fake_return_edge
+            { #body }
+        })
+        .await
+        {
+            #p::Ok(#output) => #output,
+            #p::Err(#error) => #p::Err(#lost_error),
+        };
+        #output
+    }
+}
 
+/// How long to wait for the lock, as `acquire` (`Wait`) and `acquire_xact`
+/// (`XactWait`) take it.
+fn wait_tokens(p: &TokenStream, source: &CheckedSource) -> TokenStream {
+    match source {
+        CheckedSource::Pool(session, _) => match session.wait {
+            Wait::Never => quote!(#p::Wait::Never),
+            Wait::Forever => quote!(#p::Wait::Forever),
+            Wait::Limit(d) => {
+                let (secs, nanos) = (d.secs, d.nanos);
+                quote!(#p::Wait::Limit(#p::Duration::new(#secs, #nanos)))
+            }
+        },
+        CheckedSource::Xact(xact) => match xact.wait {
+            XactWait::Never => quote!(#p::XactWait::Never),
+            XactWait::Forever => quote!(#p::XactWait::Forever),
+        },
+    }
+}
+
+/// `let name = bind_guard(held(&__pglock_guard));`: the guard under the user's name.
+///
+/// rustc blames a failed bound on the argument, so the argument is a call spanned
+/// at `name` too: the error for a guard without a session of its own (a Locker's)
+/// lands on `guard = name`, not on the whole attribute.
+fn bind_guard(p: &TokenStream, name: &Ident, guard: &Ident) -> TokenStream {
+    let held = call_at(name.span(), quote!(#p::held), quote!(&#guard));
+    let bind = call_at(name.span(), quote!(#p::bind_guard), held);
+    quote!(let #name = #bind;)
+}
+
+/// `if false { let r: Ret = loop {}; return r; }`, spanned at the return type, as
+/// tracing's: it gives the body's future the fn's return type for inference, and
+/// type errors about it land on the user's return type.
+fn fake_return_edge(ret: &Type, fake_return: &Ident) -> TokenStream {
+    let ret_span = ret.span();
     let ret = erase_impl_trait(ret);
-    let fake_return_edge = quote_spanned! {ret_span=>
+    quote_spanned! {ret_span=>
         #[allow(
             unknown_lints,
             unreachable_code,
@@ -313,27 +410,7 @@ fn locked_body(
             let #fake_return: #ret = loop {};
             return #fake_return;
         }
-    };
-
-    Ok(quote! {
-        #head
-        let #guard = match #acquire.await {
-            #p::Ok(#guard) => #guard,
-            #skip_arm
-            #p::Err(#error) => return #p::Err(#acquire_error),
-        };
-        #bind_guard
-        let #output = match #p::run(&#guard, #on_lost, async move {
-            #fake_return_edge
-            { #body }
-        })
-        .await
-        {
-            #p::Ok(#output) => #output,
-            #p::Err(#error) => #p::Err(#lost_error),
-        };
-        #output
-    })
+    }
 }
 
 /// `path(args)`, the path and the parentheses spanned at `span`.

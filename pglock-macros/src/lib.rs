@@ -7,13 +7,18 @@
 //!
 //! | module | its one job |
 //! |---|---|
-//! | `args` | the attribute's options, parsed and checked against each other |
+//! | `args` | the attribute's options: their one table, their values, the rules across them, the choice of `pool` or `xact` |
 //! | `duration` | `wait = "1.5s"` read at compile time |
 //! | `template` | the key template scanner (`"order:{id:08}"`) |
 //! | `item` | the annotated fn, taken apart as far as needed |
 //! | `check` | the rules for the fn: `Result` return, lock source, placeholders, `guard` |
+//! | `errors` | several independent mistakes reported at once |
 //! | `async_trait` | recognising a method already desugared by `#[async_trait]` |
-//! | `expand` | writing the locked body |
+//! | `expand` | writing the locked body: the lock, then a session body or an xact body |
+//!
+//! Imports point one way, from the rewrite down to the parsers: `lib` uses `args`,
+//! `item` and `expand`; `expand` uses `check`, `async_trait`, `args` and `item`;
+//! `check` uses `args`, `template` and `errors`; `args` uses `duration` and `errors`.
 
 #![warn(missing_docs)]
 
@@ -21,6 +26,7 @@ mod args;
 mod async_trait;
 mod check;
 mod duration;
+mod errors;
 mod expand;
 mod item;
 mod template;
