@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::server::Server;
-use super::{TestDb, TestDbError};
+use super::{ClusterBuilder, TestDb, TestDbError};
 
 /// An owned throwaway cluster, always started from the installed server binaries (it ignores
 /// `DATABASE_URL`): for tests that stop, restart or stall the server, or need special
@@ -37,16 +37,30 @@ impl Cluster {
 
     /// Starts a cluster with extra server settings, as `postgres -c name=value` would; they
     /// override the defaults and survive [`Cluster::restart`]. (They are written to a file
-    /// that `postgresql.conf` includes, so `ALTER SYSTEM` can still override them.)
+    /// that `postgresql.conf` includes, so `ALTER SYSTEM` can still override them.) Names
+    /// are checked as [`ClusterBuilder::setting`] says.
     pub fn start_with(settings: &[(&str, &str)]) -> Result<Cluster, TestDbError> {
-        let server = Server::create(settings)?;
-        Ok(Cluster {
-            db: TestDb::local(server.port()),
-            server,
-        })
+        settings
+            .iter()
+            .fold(Cluster::builder(), |b, (name, value)| {
+                b.setting(*name, *value)
+            })
+            .start()
     }
 
-    /// Where to connect: `postgres://postgres@127.0.0.1:<port>/postgres`.
+    /// The options to start a cluster with: settings, TLS ([`ClusterBuilder`]).
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    pub(crate) fn start_from(options: &ClusterBuilder) -> Result<Cluster, TestDbError> {
+        let server = Server::create(options)?;
+        let db = TestDb::local(server.port(), server.ca().cloned());
+        Ok(Cluster { db, server })
+    }
+
+    /// Where to connect: `postgres://postgres@127.0.0.1:<port>/postgres`; with TLS on,
+    /// [`TestDb::tls_pool`] gives pools that use it.
     pub fn db(&self) -> &TestDb {
         &self.db
     }
@@ -90,6 +104,11 @@ impl Cluster {
     /// The data directory (`PGDATA`); the server log is `../server.log` beside it.
     pub fn data_dir(&self) -> &Path {
         self.server.data()
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub(crate) fn port(&self) -> u16 {
+        self.server.port()
     }
 
     /// The directory of the server programs used (`initdb`, `pg_ctl`, `postgres`, ...).

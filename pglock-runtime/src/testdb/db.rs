@@ -1,7 +1,11 @@
-//! [`TestDb`]: where a test connects, as a URL, a `tokio_postgres::Config` or a pool.
+//! [`TestDb`]: where a test connects, as a URL, a `tokio_postgres::Config` or a pool (plain,
+//! or over TLS when its cluster has TLS on).
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use rustls::pki_types::CertificateDer;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::TestDbError;
 
@@ -11,6 +15,8 @@ use super::TestDbError;
 pub struct TestDb {
     url: String,
     config: tokio_postgres::Config,
+    /// The CA of the cluster's certificate, when it has TLS on.
+    ca: Option<CertificateDer<'static>>,
 }
 
 impl TestDb {
@@ -22,11 +28,13 @@ impl TestDb {
         Ok(TestDb {
             url: url.to_string(),
             config,
+            ca: None,
         })
     }
 
-    /// The `postgres` database of a throwaway server on 127.0.0.1:`port`.
-    pub(crate) fn local(port: u16) -> TestDb {
+    /// The `postgres` database of a throwaway server on 127.0.0.1:`port`, whose TLS
+    /// certificate (if any) `ca` signed.
+    pub(crate) fn local(port: u16, ca: Option<CertificateDer<'static>>) -> TestDb {
         let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
         let mut config = tokio_postgres::Config::new();
         config
@@ -34,7 +42,7 @@ impl TestDb {
             .port(port)
             .user("postgres")
             .dbname("postgres");
-        TestDb { url, config }
+        TestDb { url, config, ca }
     }
 
     /// The connection URL, e.g. `postgres://postgres@127.0.0.1:20123/postgres`.
@@ -50,17 +58,37 @@ impl TestDb {
     /// A new deadpool pool of at most `max_size` connections, with
     /// [`RecyclingMethod::Fast`] (deadpool's default, what users have) and no TLS.
     pub fn pool(&self, max_size: usize) -> Pool {
-        let manager = Manager::from_config(
-            self.config(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        Pool::builder(manager)
-            .max_size(max_size)
-            .build()
-            .expect("a pool without timeouts needs no runtime to build")
+        let manager = Manager::from_config(self.config(), NoTls, fast_recycling());
+        build_pool(manager, max_size)
+    }
+
+    /// Whether the cluster was started with TLS on (so [`TestDb::tls_pool`] works).
+    pub fn has_tls(&self) -> bool {
+        self.ca.is_some()
+    }
+
+    /// The connection settings with `sslmode=require`, as managed services document: use
+    /// them with [`TestDb::tls_connector`]. [`TestDbError::TlsOff`] without TLS.
+    pub fn tls_config(&self) -> Result<tokio_postgres::Config, TestDbError> {
+        self.ca.as_ref().ok_or(TestDbError::TlsOff)?;
+        let mut config = self.config();
+        config.ssl_mode(SslMode::Require);
+        Ok(config)
+    }
+
+    /// A rustls connector (`MakeTlsConnect`) that trusts only the CA the cluster generated
+    /// at start, so it verifies the server's certificate and its name (`127.0.0.1`), which
+    /// libpq's `sslmode=require` alone would not. [`TestDbError::TlsOff`] without TLS.
+    pub fn tls_connector(&self) -> Result<MakeRustlsConnect, TestDbError> {
+        super::tls::connector(self.ca.as_ref().ok_or(TestDbError::TlsOff)?)
+    }
+
+    /// As [`TestDb::pool`], over TLS: `sslmode=require` and [`TestDb::tls_connector`].
+    /// [`TestDbError::TlsOff`] without TLS.
+    pub fn tls_pool(&self, max_size: usize) -> Result<Pool, TestDbError> {
+        let manager =
+            Manager::from_config(self.tls_config()?, self.tls_connector()?, fast_recycling());
+        Ok(build_pool(manager, max_size))
     }
 
     /// One new connection (no TLS); its connection task is spawned on the current tokio
@@ -70,4 +98,17 @@ impl TestDb {
         tokio::spawn(connection);
         Ok(client)
     }
+}
+
+fn fast_recycling() -> ManagerConfig {
+    ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    }
+}
+
+fn build_pool(manager: Manager, max_size: usize) -> Pool {
+    Pool::builder(manager)
+        .max_size(max_size)
+        .build()
+        .expect("a pool without timeouts needs no runtime to build")
 }

@@ -24,26 +24,7 @@ pub(crate) struct ClusterDir {
 impl ClusterDir {
     /// Creates a fresh directory owned by `run_as`, with a watchdog already on duty.
     pub(crate) fn create(bin: &Binaries, run_as: RunAs) -> Result<ClusterDir, TestDbError> {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let tmp = std::env::temp_dir();
-        let root = loop {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let root = tmp.join(format!("pglock-testdb-{}-{n}-{nanos}", std::process::id()));
-            match std::fs::DirBuilder::new().mode(0o700).create(&root) {
-                Ok(()) => break root,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(TestDbError::io(format!(
-                        "create a directory in {} (set TMPDIR to a writable directory)",
-                        tmp.display()
-                    ))(e))
-                }
-            }
-        };
+        let root = fresh_dir("pglock-testdb")?;
         let data = root.join("data");
         let watchdog = run_as
             .own(&root)
@@ -75,5 +56,29 @@ impl ClusterDir {
     /// The server log.
     pub(crate) fn log(&self) -> &Path {
         &self.log
+    }
+}
+
+/// Creates a new directory `<TMPDIR>/<prefix>-<pid>-<n>-<nanos>`, mode 0700.
+pub(crate) fn fresh_dir(prefix: &str) -> Result<PathBuf, TestDbError> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let tmp = std::env::temp_dir();
+    loop {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let root = tmp.join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&root) {
+            Ok(()) => return Ok(root),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(TestDbError::io(format!(
+                    "create a directory in {} (set TMPDIR to a writable directory)",
+                    tmp.display()
+                ))(e))
+            }
+        }
     }
 }

@@ -40,13 +40,67 @@ pub enum TestDbError {
     )]
     NoPostgresUser,
 
-    /// A setting given to [`Cluster::start_with`](super::Cluster::start_with) cannot be used.
-    #[error("server setting {name:?} cannot be given to Cluster::start_with: {reason}")]
+    /// A setting given to a [`Cluster`](super::Cluster) cannot be used.
+    #[error("server setting {name:?} cannot be given to a test cluster: {reason}")]
     InvalidSetting {
         /// The offending name.
         name: String,
         /// Why, and what to do instead.
         reason: &'static str,
+    },
+
+    /// A setting given to [`ClusterBuilder::setting`](super::ClusterBuilder::setting) (or
+    /// [`Cluster::start_with`](super::Cluster::start_with)) is not a parameter of the
+    /// installed server.
+    #[error(
+        "server setting {name:?} is not a parameter of the PostgreSQL server in {bin_dir:?}; \
+         check its spelling (`postgres -C {name}` names the unknown ones) or use a \
+         custom name with a dot, such as myapp.{name}"
+    )]
+    UnknownSetting {
+        /// The unknown name.
+        name: String,
+        /// The directory of the server programs asked.
+        bin_dir: PathBuf,
+    },
+
+    /// The TLS certificate of a cluster could not be generated, or a TLS client could not be
+    /// configured to trust it.
+    #[error("could not set up TLS for the test cluster: {reason}")]
+    Certificate {
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A TLS connection was asked of a database that was not started with TLS.
+    #[error(
+        "this test database has no TLS: start a cluster with \
+         Cluster::builder().tls(Tls::On) or .tls(Tls::Required) to get TLS pools"
+    )]
+    TlsOff,
+
+    /// No `pgbouncer` program was found.
+    #[error(
+        "no pgbouncer program found (looked in {looked}); install Debian's package: \
+         apt-get install -y pgbouncer (the tests start their own; no system service is \
+         needed), or set PGLOCK_TESTDB_PGBOUNCER to the program"
+    )]
+    NoPgBouncer {
+        /// The places searched, in order.
+        looked: String,
+    },
+
+    /// PgBouncer did not start, or did not accept connections.
+    #[error("PgBouncer (directory {dir:?}, port {port}) did not start: {reason}; its log:\n{log}")]
+    PgBouncer {
+        /// Its directory.
+        dir: PathBuf,
+        /// The port it was to listen on.
+        port: u16,
+        /// What went wrong.
+        reason: String,
+        /// The end of its log.
+        log: String,
     },
 
     /// A file-system or process operation failed.

@@ -9,10 +9,15 @@ use std::net::{Ipv4Addr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::CertificateDer;
+
 use super::bin::Binaries;
+use super::builder::ClusterBuilder;
 use super::command::{command_line, server_command};
 use super::dir::ClusterDir;
+use super::known::check_known;
 use super::os_user::RunAs;
+use super::tls_setup::tls_setup;
 use super::{conf, initdb, port, TestDbError};
 
 /// How long a start, restart or stop may take.
@@ -27,34 +32,46 @@ pub(crate) struct Server {
     run_as: RunAs,
     port: u16,
     dir: ClusterDir,
+    /// Every setting written to the settings file: TLS's first, then the caller's.
+    settings: Vec<(String, String)>,
+    /// The CA that signed the server's certificate, when TLS is on.
+    ca: Option<CertificateDer<'static>>,
 }
 
 impl Server {
-    /// Creates a directory, runs `initdb`, and starts a server with `settings` on a free port.
-    pub(crate) fn create(settings: &[(&str, &str)]) -> Result<Server, TestDbError> {
-        Server::create_on(settings, port::pick_free_port)
+    /// Creates a directory, runs `initdb`, and starts a server as `options` say on a free
+    /// port.
+    pub(crate) fn create(options: &ClusterBuilder) -> Result<Server, TestDbError> {
+        Server::create_on(options, port::pick_free_port)
     }
 
     /// [`Server::create`] on the ports `pick` gives, taking the next one whenever the server
     /// finds its port taken.
     fn create_on(
-        settings: &[(&str, &str)],
+        options: &ClusterBuilder,
         mut pick: impl FnMut() -> std::io::Result<u16>,
     ) -> Result<Server, TestDbError> {
-        conf::render(0, Path::new(""), settings)?; // refuse bad names before any work
+        let requested = options.setting_pairs();
+        conf::render(0, Path::new(""), &requested)?; // refuse bad names before any work
         let bin = Binaries::find()?;
         let run_as = RunAs::detect()?;
         let dir = ClusterDir::create(&bin, run_as)?;
         initdb::initdb(&bin, run_as, &dir)?;
+        let names: Vec<&str> = requested.iter().map(|(name, _)| *name).collect();
+        check_known(&bin, run_as, &dir, &names)?;
+        let (mut settings, ca) = tls_setup(options.tls, run_as, &dir)?;
+        settings.extend(options.settings.iter().cloned());
         let mut server = Server {
             bin,
             run_as,
             port: 0,
             dir,
+            settings,
+            ca,
         };
         for attempt in 1..=PORT_TRIES {
             server.port = pick().map_err(TestDbError::io("find a free TCP port"))?;
-            server.write_settings(settings)?;
+            server.write_settings()?;
             match server.pg_ctl("start", &["start"]) {
                 Err(TestDbError::Server { log_tail, .. })
                     if attempt < PORT_TRIES && log_tail.contains("Address already in use") =>
@@ -65,6 +82,11 @@ impl Server {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// The CA that signed the server's certificate (None without TLS).
+    pub(crate) fn ca(&self) -> Option<&CertificateDer<'static>> {
+        self.ca.as_ref()
     }
 
     /// The TCP port on 127.0.0.1.
@@ -114,8 +136,13 @@ impl Server {
             .ok()
     }
 
-    fn write_settings(&self, settings: &[(&str, &str)]) -> Result<(), TestDbError> {
-        let text = conf::render(self.port, self.dir.root(), settings)?;
+    fn write_settings(&self) -> Result<(), TestDbError> {
+        let settings: Vec<(&str, &str)> = self
+            .settings
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let text = conf::render(self.port, self.dir.root(), &settings)?;
         let path = self.data().join(conf::FILE);
         std::fs::write(&path, text)
             .map_err(TestDbError::io(format!("write {}", path.display())))?;
@@ -199,7 +226,8 @@ mod tests {
         let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let taken = taken.local_addr().unwrap().port();
         let mut ports = vec![port::pick_free_port().unwrap(), taken];
-        let server = Server::create_on(&[], || Ok(ports.pop().unwrap())).unwrap();
+        let options = ClusterBuilder::default();
+        let server = Server::create_on(&options, || Ok(ports.pop().unwrap())).unwrap();
         assert!(ports.is_empty(), "both ports were tried");
         assert_ne!(server.port(), taken);
         let log = std::fs::read_to_string(server.dir.log()).unwrap();

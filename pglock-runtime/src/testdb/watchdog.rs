@@ -1,5 +1,6 @@
-//! The watchdog: a small `sh` process that stops a cluster and removes its directory once
-//! this process lets go of it, by dropping it or by ending in any way (SIGKILL included).
+//! The watchdog: a small `sh` process that stops a cluster (or a PgBouncer) and removes its
+//! directory once this process lets go of it, by dropping it or by ending in any way
+//! (SIGKILL included).
 //!
 //! Its standard input is a pipe whose write end only this process holds (std opens pipes
 //! close-on-exec, so no other child inherits it). The kernel closes that end when the
@@ -16,7 +17,7 @@ use super::os_user::RunAs;
 use super::TestDbError;
 
 /// `$1` = pg_ctl, `$2` = data directory, `$3` = directory to remove.
-const SCRIPT: &str = r#"
+const CLUSTER_SCRIPT: &str = r#"
 trap '' HUP INT QUIT TERM PIPE
 while read -r _; do :; done
 kids() {
@@ -34,6 +35,21 @@ fi
 rm -rf -- "$3"
 "#;
 
+/// `$1` = pid file, `$2` = directory to remove. The pid is only trusted if that process's
+/// command line names the directory (its configuration file is in it): a stale pid file
+/// never gets another process killed.
+const PGBOUNCER_SCRIPT: &str = r#"
+trap '' HUP INT QUIT TERM PIPE
+while read -r _; do :; done
+pid=
+[ -r "$1" ] && read -r pid < "$1"
+if [ -n "$pid" ] && grep -qaF -- "$2" "/proc/$pid/cmdline" 2>/dev/null; then
+    kill -CONT "$pid" 2>/dev/null
+    kill -KILL "$pid" 2>/dev/null
+fi
+rm -rf -- "$2"
+"#;
+
 /// A running watchdog; dropping it makes it clean up, and waits until it has.
 #[derive(Debug)]
 pub(crate) struct Watchdog {
@@ -49,13 +65,25 @@ impl Watchdog {
         data: &Path,
         dir: &Path,
     ) -> Result<Watchdog, TestDbError> {
+        let pg_ctl = bin.program("pg_ctl");
+        Watchdog::run(CLUSTER_SCRIPT, &[&pg_ctl, data, dir], run_as)
+    }
+
+    /// Starts a watchdog for the PgBouncer whose pid file is `pidfile`, inside `dir`.
+    pub(crate) fn spawn_pgbouncer(
+        run_as: RunAs,
+        pidfile: &Path,
+        dir: &Path,
+    ) -> Result<Watchdog, TestDbError> {
+        Watchdog::run(PGBOUNCER_SCRIPT, &[pidfile, dir], run_as)
+    }
+
+    fn run(script: &str, args: &[&Path], run_as: RunAs) -> Result<Watchdog, TestDbError> {
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
-            .arg(SCRIPT)
+            .arg(script)
             .arg("pglock-testdb-watchdog")
-            .arg(bin.program("pg_ctl"))
-            .arg(data)
-            .arg(dir)
+            .args(args)
             .current_dir("/")
             .env("LC_ALL", "C")
             .stdin(Stdio::piped())

@@ -7,11 +7,13 @@ use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use pglock_runtime::testdb::{self, Cluster};
+use pglock_runtime::testdb::{self, Cluster, PgBouncer};
 
 use crate::support::{block_on, query_text};
 
 const MODE_VAR: &str = "PGLOCK_TESTDB_CHILD";
+/// Set (to anything) when the child must also start a PgBouncer in front of its cluster.
+const BOUNCER_VAR: &str = "PGLOCK_TESTDB_CHILD_PGBOUNCER";
 const MARK: &str = "PGLOCK_TESTDB_STARTED";
 
 /// How the child ends, after it has started the shared cluster and an owned one.
@@ -45,6 +47,8 @@ fn child_process_entry() {
     let shared_pid = std::fs::read_to_string(data.join("postmaster.pid")).unwrap();
     let shared_pid = shared_pid.lines().next().unwrap();
     let owned = Cluster::start().unwrap();
+    let bouncer =
+        std::env::var_os(BOUNCER_VAR).map(|_| PgBouncer::transaction_pooling(&owned, 1).unwrap());
     if mode == "StallThenKillGroup" {
         signal("-STOP", &owned.postmaster_pid().to_string());
     }
@@ -59,6 +63,9 @@ fn child_process_entry() {
         owned.postmaster_pid()
     )
     .unwrap();
+    if let Some(bouncer) = &bouncer {
+        writeln!(out, "{MARK} {} {}", bouncer.dir().display(), bouncer.pid()).unwrap();
+    }
     out.flush().unwrap();
     drop(out);
     match mode.as_str() {
@@ -71,7 +78,23 @@ fn child_process_entry() {
 /// Runs the child, lets it die as `death` says, checks that it did, and returns the shared
 /// cluster and the owned cluster it had started.
 pub fn run_child(death: Death) -> (Started, Started) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let [shared, owned] = run(death, false).try_into().unwrap();
+    (shared, owned)
+}
+
+/// As [`run_child`], with a PgBouncer started in front of the owned cluster too: returns
+/// the shared cluster, the owned one and the PgBouncer (its directory and pid).
+pub fn run_child_with_pgbouncer(death: Death) -> [Started; 3] {
+    run(death, true).try_into().unwrap()
+}
+
+fn run(death: Death, pgbouncer: bool) -> Vec<Started> {
+    let expected = if pgbouncer { 3 } else { 2 };
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    if pgbouncer {
+        cmd.env(BOUNCER_VAR, "1");
+    }
+    let mut child = cmd
         .args([
             "child::child_process_entry",
             "--exact",
@@ -108,7 +131,7 @@ pub fn run_child(death: Death) -> (Started, Started) {
         }
     });
     let mut started = Vec::new();
-    while started.len() < 2 {
+    while started.len() < expected {
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(s) => started.push(s),
             Err(e) => {
@@ -132,8 +155,7 @@ pub fn run_child(death: Death) -> (Started, Started) {
         died_as(death, status),
         "child ended with {status}, stderr:\n{stderr}"
     );
-    let owned = started.pop().unwrap();
-    (started.pop().unwrap(), owned)
+    started
 }
 
 fn died_as(death: Death, status: ExitStatus) -> bool {

@@ -6,5 +6,8 @@
 mod child;
 mod cleanup;
 mod cluster;
+mod pgbouncer;
+mod settings;
 mod shared;
 mod support;
+mod tls;
