@@ -14,7 +14,7 @@
 //! ```text
 //! static __PGLOCK_SITE: CallSite = CallSite { function, file, line };
 //! let __pglock_lock = &lock_named(format!("order:{}", order_id), &__PGLOCK_SITE);
-//! let __pglock_guard = match acquire(source(&pool), __pglock_lock, Wait::Never).await {
+//! let __pglock_guard = match acquire(source(&pool), __pglock_lock, Patience::Try).await {
 //!     Ok(guard) => guard,
 //!     Err(error) => return Err(error(error)),         // `E: From<pglock::Error>`
 //! };
@@ -37,7 +37,7 @@
 //! and the server frees it when that transaction ends, so the body simply follows:
 //!
 //! ```text
-//! match acquire_xact(transaction(&tx), __pglock_lock, XactWait::Never).await {
+//! match acquire_xact(transaction(&tx), __pglock_lock, Patience::Try).await {
 //!     Ok(()) => {}
 //!     Err(error) => return Err(error(error)),
 //! }
@@ -386,16 +386,16 @@ fn lock_options(p: &TokenStream, session: &SessionLock, lock: &Ident) -> Option<
 fn wait_tokens(p: &TokenStream, source: &CheckedSource) -> TokenStream {
     match source {
         CheckedSource::Pool(session, _) => match session.wait {
-            Wait::Never => quote!(#p::Wait::Never),
-            Wait::Forever => quote!(#p::Wait::Forever),
+            Wait::Never => quote!(#p::Patience::Try),
+            Wait::Forever => quote!(#p::Patience::Forever),
             Wait::Limit(d) => {
                 let (secs, nanos) = (d.secs, d.nanos);
-                quote!(#p::Wait::Limit(#p::Duration::new(#secs, #nanos)))
+                quote!(#p::Patience::within(#p::Duration::new(#secs, #nanos)))
             }
         },
         CheckedSource::Xact(xact) => match xact.wait {
-            XactWait::Never => quote!(#p::XactWait::Never),
-            XactWait::Forever => quote!(#p::XactWait::Forever),
+            XactWait::Never => quote!(#p::Patience::Try),
+            XactWait::Forever => quote!(#p::Patience::Forever),
         },
     }
 }

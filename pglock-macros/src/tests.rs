@@ -44,7 +44,7 @@ fn a_templated_key_is_formatted_then_the_body_runs_under_the_guard() {
             "# [doc = r\" Ships an order.\"] # [inline] pub async fn ship < 'a > (pool : & 'a Pool , order_id : i64) -> Result < () , AppError > where AppError : Send , {",
             &format!("static __PGLOCK_SITE : {p} CallSite"),
             &format!("{p} lock_named ({p} format ! (\"order:{{:08}}\" , order_id) , & __PGLOCK_SITE)"),
-            &format!("{p} acquire ({p} source (& pool) , __pglock_lock , {p} Wait :: Limit ({p} Duration :: new (1u64 , 500000000u32)))"),
+            &format!("{p} acquire ({p} source (& pool) , __pglock_lock , {p} Patience :: within ({p} Duration :: new (1u64 , 500000000u32)))"),
             &format!("{p} Err (__pglock_error) => return {p} Err ({p} error (__pglock_error))"),
             &format!("let conn = {p} bind_guard ({p} held (& __pglock_guard)) ;"),
             &format!("{p} run (& __pglock_guard , {p} OnLost :: Abort , async move {{"),
@@ -124,7 +124,7 @@ fn integer_keys_options_and_crate_path() {
         &[
             &format!("{p} lock_key ((1i32 , - 2i32) , & __PGLOCK_SITE) . shared ()"),
             &format!("{p} source (& self . pool)"),
-            &format!("{p} Wait :: Forever"),
+            &format!("{p} Patience :: Forever"),
             &format!("{p} OnLost :: Ignore"),
         ],
     );
@@ -194,7 +194,7 @@ fn xact_takes_the_lock_in_the_transaction_and_runs_the_body_as_the_fns_own() {
         &[
             "async fn pay (pool : & Pool , tx : & Transaction < '_ > , id : i64) -> Result < u8 , E > {",
             &format!("let __pglock_lock = & {p} lock_named ({p} format ! (\"invoice:{{}}\" , id) , & __PGLOCK_SITE) ;"),
-            &format!("match {p} acquire_xact ({p} transaction (& tx) , __pglock_lock , {p} XactWait :: Forever) . await {{"),
+            &format!("match {p} acquire_xact ({p} transaction (& tx) , __pglock_lock , {p} Patience :: Forever) . await {{"),
             &format!("{p} Ok (()) => {{ }}"),
             &format!("{p} Err (__pglock_error) => return {p} Err ({p} error (__pglock_error)) ,"),
             "} { Ok (1) } }",
@@ -225,7 +225,7 @@ fn xact_takes_the_lock_in_the_transaction_and_runs_the_body_as_the_fns_own() {
         "{out}"
     );
     assert!(
-        out.contains("transaction (& self . tx) , __pglock_lock , :: pglock :: __private :: XactWait :: Never)"),
+        out.contains("transaction (& self . tx) , __pglock_lock , :: pglock :: __private :: Patience :: Try)"),
         "{out}"
     );
     assert!(

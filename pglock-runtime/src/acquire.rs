@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
+use crate::patience::Patience;
 use crate::source::LockSource;
 use crate::trace;
 
@@ -18,8 +19,7 @@ impl AdvisoryLock {
         &'a self,
         source: &'a S,
     ) -> impl Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        let lock = self.called_from(Location::caller());
-        async move { trace::acquiring(&lock, "try", source.try_lock(&lock)).await }
+        self.acquire_with(source, Location::caller(), || Patience::Try)
     }
 
     /// Waits until the lock is free, in the server's queue (no polling).
@@ -29,8 +29,7 @@ impl AdvisoryLock {
         &'a self,
         source: &'a S,
     ) -> impl Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        let lock = self.called_from(Location::caller());
-        async move { trace::acquiring(&lock, "wait", source.lock(&lock, None)).await }
+        self.acquire_with(source, Location::caller(), || Patience::Forever)
     }
 
     /// Waits at most `limit`; then [`Error::Timeout`], leaving no waiter on the server.
@@ -41,7 +40,28 @@ impl AdvisoryLock {
         source: &'a S,
         limit: Duration,
     ) -> impl Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        let lock = self.called_from(Location::caller());
-        async move { trace::acquiring(&lock, "wait with limit", source.lock(&lock, Some(limit))).await }
+        // The limit starts when the acquisition does (the future's first poll).
+        self.acquire_with(source, Location::caller(), move || Patience::within(limit))
+    }
+
+    /// Takes the lock from `source` with the patience `patience()` gives when the
+    /// acquisition starts, named by `caller` unless a call site was declared, and
+    /// tells `tracing` how it went.
+    pub(crate) fn acquire_with<'a, S: LockSource + ?Sized>(
+        &'a self,
+        source: &'a S,
+        caller: &'static Location<'static>,
+        patience: impl FnOnce() -> Patience + Send + 'a,
+    ) -> impl Future<Output = Result<S::Guard, Error>> + Send + 'a {
+        let lock = self.called_from(caller);
+        async move {
+            let patience = patience();
+            let how = match patience {
+                Patience::Try => "try",
+                Patience::Forever => "wait",
+                Patience::Until { .. } => "wait with limit",
+            };
+            trace::acquiring(&lock, how, source.lock(&lock, patience)).await
+        }
     }
 }

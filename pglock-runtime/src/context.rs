@@ -5,7 +5,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::error::Error;
 use crate::lock::{AdvisoryLock, LockMode};
+use crate::patience::Patience;
+use crate::scope::PoolId;
 use crate::session::Session;
 use crate::LockKey;
 
@@ -20,9 +23,8 @@ pub struct Held(Option<Arc<Entry>>);
 struct Entry {
     key: LockKey,
     mode: LockMode,
-    /// The session the lock lives on, and the pool it came from (by address: a pool
-    /// is shared through an `Arc`, so its manager's address identifies it).
-    home: Option<(usize, Arc<Session>)>,
+    /// The session the lock lives on, and the pool it came from.
+    home: Option<(PoolId, Arc<Session>)>,
     outer: Held,
 }
 
@@ -33,13 +35,32 @@ impl Held {
     }
 
     /// Whether an enclosing body holds `lock`'s key in a mode that excludes it.
-    pub(crate) fn conflicts_with(&self, lock: &AdvisoryLock) -> bool {
+    fn conflicts_with(&self, lock: &AdvisoryLock) -> bool {
         self.entries()
             .any(|e| e.key == lock.key() && !e.mode.compatible(lock.mode()))
     }
 
+    /// Refuses `lock` when an enclosing body holds its key in a mode that excludes
+    /// it: that lock is this task's own, so waiting for it would never end
+    /// ([`Error::WouldDeadlock`]), and a try would find it taken ([`Error::Busy`]).
+    pub(crate) fn refuse_conflict(
+        &self,
+        lock: &AdvisoryLock,
+        patience: Patience,
+    ) -> Result<(), Error> {
+        if !self.conflicts_with(lock) {
+            return Ok(());
+        }
+        let lock = lock.id().clone();
+        Err(if patience.waits() {
+            Error::WouldDeadlock { lock }
+        } else {
+            Error::Busy { lock }
+        })
+    }
+
     /// The session of an enclosing lock taken from `pool_id`, if any.
-    pub(crate) fn session_of(&self, pool_id: usize) -> Option<Arc<Session>> {
+    pub(crate) fn session_of(&self, pool_id: PoolId) -> Option<Arc<Session>> {
         self.entries().find_map(|e| match &e.home {
             Some((id, session)) if *id == pool_id => Some(session.clone()),
             _ => None,
@@ -47,7 +68,7 @@ impl Held {
     }
 
     /// This set plus one lock.
-    pub(crate) fn with(&self, lock: &AdvisoryLock, home: Option<(usize, Arc<Session>)>) -> Held {
+    pub(crate) fn with(&self, lock: &AdvisoryLock, home: Option<(PoolId, Arc<Session>)>) -> Held {
         Held(Some(Arc::new(Entry {
             key: lock.key(),
             mode: lock.mode(),

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::drop_guard::DropGuard;
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
@@ -26,60 +27,80 @@ use crate::trace;
 /// instead, with [`AdvisoryLock::acquire_xact`].
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard {
-    session: Arc<Session>,
+    /// Unlocks in the background when the guard is dropped without `release`.
+    held: DropGuard<Held>,
     /// The guard's key on its session; released after the unlock is queued.
     _reserved: Reserved,
-    since: std::time::Instant,
+}
+
+/// The lock a guard holds, and where.
+struct Held {
+    session: Arc<Session>,
     lock: AdvisoryLock,
-    held: bool,
+    since: std::time::Instant,
+}
+
+/// A guard dropped while holding its lock: the unlock is queued now and finished
+/// in the background.
+fn unlock_dropped(held: Held) {
+    trace::released(&held.lock, held.since, held.session.is_lost());
+    release::unlock_in_background(held.session, held.lock);
 }
 
 impl LockGuard {
     pub(crate) fn new(reserved: Reserved, lock: AdvisoryLock) -> Self {
-        LockGuard {
+        let held = Held {
             session: reserved.session().clone(),
-            _reserved: reserved,
-            since: std::time::Instant::now(),
             lock,
-            held: true,
+            since: std::time::Instant::now(),
+        };
+        LockGuard {
+            held: DropGuard::new(held, unlock_dropped),
+            _reserved: reserved,
         }
     }
 
     /// The lock this guard holds.
     pub fn lock(&self) -> &AdvisoryLock {
-        &self.lock
+        &self.held.get().lock
     }
 
     /// Unlocks now and returns the connection to the pool; reports what the server
     /// said. [`Error::LockLost`] if the session no longer held the lock.
-    pub async fn release(mut self) -> Result<(), Error> {
-        self.held = false;
-        trace::released(&self.lock, self.since, self.session.is_lost());
-        if self.session.is_lost() {
+    pub async fn release(self) -> Result<(), Error> {
+        let LockGuard { held, _reserved } = self;
+        let Held {
+            session,
+            lock,
+            since,
+        } = held.disarm();
+        trace::released(&lock, since, session.is_lost());
+        if session.is_lost() {
             return Err(Error::LockLost {
-                lock: self.lock.id().clone(),
+                lock: lock.id().clone(),
             });
         }
-        self.session.unlock(&self.lock).await
+        session.unlock(&lock).await
     }
 
     /// Completes when the session holding the lock is lost (terminated, server
     /// restart, broken connection): from then on the lock is not held.
     pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
+        let lock = self.lock();
         let how = Watch {
-            keepalive: self.lock.keepalive_bound(),
-            probe: Some((self.lock.key(), self.lock.mode())),
+            keepalive: lock.keepalive_bound(),
+            probe: Some((lock.key(), lock.mode())),
         };
-        self.session.loss(how).token().cancelled_owned()
+        self.session().loss(how).token().cancelled_owned()
     }
 
     /// Whether the session holding the lock is known to be gone.
     pub fn is_lost(&self) -> bool {
-        self.session.is_lost()
+        self.session().is_lost()
     }
 
     pub(crate) fn session(&self) -> &Arc<Session> {
-        &self.session
+        &self.held.get().session
     }
 }
 
@@ -87,25 +108,16 @@ impl Deref for LockGuard {
     type Target = deadpool_postgres::Client;
 
     fn deref(&self) -> &Self::Target {
-        self.session.client()
+        self.session().client()
     }
 }
 
 impl std::fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LockGuard")
-            .field("lock", self.lock.id())
-            .field("mode", &self.lock.mode())
-            .field("held", &self.held)
+            .field("lock", self.lock().id())
+            .field("mode", &self.lock().mode())
+            .field("held", &true)
             .finish()
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        if self.held {
-            trace::released(&self.lock, self.since, self.session.is_lost());
-            release::unlock_in_background(self.session.clone(), self.lock.clone());
-        }
     }
 }

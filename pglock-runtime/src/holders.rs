@@ -31,14 +31,6 @@ pub struct Holder {
     pub granted: bool,
 }
 
-const HOLDERS: &str = "SELECT l.pid, coalesce(a.application_name, ''), host(a.client_addr), \
-     a.state, a.state_change, a.query, l.mode = 'ShareLock', l.granted \
-     FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
-     WHERE l.locktype = 'advisory' \
-     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-     AND l.classid::int8 = $1 AND l.objid::int8 = $2 AND l.objsubid = $3::int2 \
-     ORDER BY l.granted DESC, a.state_change";
-
 /// Who holds or waits for `key` in this database: holders first, then waiters from
 /// the longest waiting.
 ///
@@ -59,9 +51,9 @@ pub async fn holders(pool: &Pool, key: impl Into<LockId>) -> Result<Vec<Holder>,
         lock: lock.clone(),
         source,
     })?;
-    let (classid, objid, objsubid) = sql::pg_locks_columns(lock.key());
+    let key = sql::PgLocksKey::of(lock.key());
     let rows = client
-        .query(HOLDERS, &[&classid, &objid, &objsubid])
+        .query(sql::HOLDERS, &key.params())
         .await
         .map_err(db)?;
     Ok(rows

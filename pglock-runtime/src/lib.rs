@@ -6,19 +6,25 @@
 
 mod acquire;
 mod context;
+mod drop_guard;
 mod error;
 mod fence;
 mod guard;
 mod holders;
+mod in_flight;
 mod key;
 mod leadership;
 mod lock;
 mod locker;
 mod loss;
+mod mutex;
+mod patience;
 mod private_xact;
 mod release;
+mod scope;
 mod session;
 mod source;
+mod spawn;
 mod sql;
 mod trace;
 mod wait;

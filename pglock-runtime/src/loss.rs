@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::lock::LockMode;
+use crate::spawn::spawn_or_drop;
 use crate::LockKey;
 
 /// How often a watched session's connection state is read. It is an in-process
@@ -60,14 +61,14 @@ pub(crate) struct Watch {
 impl LossWatch {
     pub(crate) fn watch<W: Watched>(&self, session: &Arc<W>, how: Watch) {
         self.started.get_or_init(|| {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(watch(
-                    Arc::downgrade(session),
-                    self.lost.clone(),
-                    self.retired.clone(),
-                    how,
-                ));
-            }
+            // Without a runtime there is nothing to watch on: the session is not
+            // watched (its loss still shows in `is_closed`).
+            spawn_or_drop(watch(
+                Arc::downgrade(session),
+                self.lost.clone(),
+                self.retired.clone(),
+                how,
+            ));
         });
     }
 

@@ -9,27 +9,17 @@ use crate::guard::LockGuard;
 use crate::source::LockSource;
 
 pub use crate::lock::{AdvisoryLock, CallSite, LockMode};
-pub use crate::private_xact::{acquire_xact, transaction, AsTransaction, XactWait};
+pub use crate::patience::Patience;
+pub use crate::private_xact::{acquire_xact, transaction, AsTransaction};
 pub use crate::LockKey;
 pub use core::default::Default;
 pub use core::result::Result::{self, Err, Ok};
 pub use std::format;
 // What `#[advisory_locked]` names besides the items below: `Duration` for
-// `wait = "5s"`, and the macros that fill in its `CallSite`. Re-exported here so
+// `wait = "5s"` (`Patience::within(Duration::new(5, 0))`), and the macros that fill in its `CallSite`. Re-exported here so
 // that generated code goes through this one door (and `crate = path`) only.
 pub use core::time::Duration;
 pub use core::{concat, file, line, module_path};
-
-/// What `wait` asked for.
-#[derive(Clone, Copy, Debug)]
-pub enum Wait {
-    /// No `wait`: fail at once with `Busy`.
-    Never,
-    /// `wait`: until granted.
-    Forever,
-    /// `wait = "5s"`: at most this long.
-    Limit(Duration),
-}
 
 /// What `on_lost` asked for.
 #[derive(Clone, Copy, Debug)]
@@ -121,13 +111,10 @@ pub fn source<S: AsLockSource + ?Sized>(source: &S) -> &S::Source {
 pub async fn acquire<S: LockSource + ?Sized>(
     source: &S,
     lock: &AdvisoryLock,
-    wait: Wait,
+    patience: Patience,
 ) -> Result<S::Guard, Error> {
-    match wait {
-        Wait::Never => lock.try_acquire(source).await,
-        Wait::Forever => lock.acquire(source).await,
-        Wait::Limit(limit) => lock.acquire_timeout(source, limit).await,
-    }
+    let caller = std::panic::Location::caller();
+    lock.acquire_with(source, caller, move || patience).await
 }
 
 /// Whether `skip` turns this error into `Ok(Default::default())`.

@@ -4,19 +4,8 @@
 
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
+use crate::patience::Patience;
 use crate::xact::Transactional;
-
-/// What `wait` asked for, for a lock taken inside a transaction. There is no bounded
-/// wait: the only server-side bound is `lock_timeout`, and setting it inside the
-/// caller's transaction would change it for the rest of that transaction (and a
-/// wait that errors aborts the transaction anyway).
-#[derive(Clone, Copy, Debug)]
-pub enum XactWait {
-    /// No `wait`: `pg_try_advisory_xact_lock`, `Busy` when held elsewhere.
-    Never,
-    /// `wait`: `pg_advisory_xact_lock`, until granted.
-    Forever,
-}
 
 /// What `xact = ...` may be: a transaction, or a reference to one.
 #[diagnostic::on_unimplemented(
@@ -64,15 +53,21 @@ pub fn transaction<T: AsTransaction + ?Sized>(transaction: &T) -> &T::Transactio
     transaction.as_transaction()
 }
 
-/// Takes `lock` inside `transaction` as `wait` says (the public methods trace it and
-/// refuse a key an enclosing body holds).
+/// Takes `lock` inside `transaction` as `patience` says (the public methods trace it
+/// and refuse a key an enclosing body holds).
+///
+/// There is no bounded wait inside a transaction: the only server-side bound is
+/// `lock_timeout`, and setting it inside the caller's transaction would change it
+/// for the rest of that transaction (and a wait that errors aborts the transaction
+/// anyway). The attribute refuses `wait = "..."` with `xact` at compile time, so
+/// `Patience::Until` never comes from it; given anyway, it waits like `Forever`.
 pub async fn acquire_xact<T: Transactional + ?Sized>(
     transaction: &T,
     lock: &AdvisoryLock,
-    wait: XactWait,
+    patience: Patience,
 ) -> Result<(), Error> {
-    match wait {
-        XactWait::Never => lock.try_acquire_xact(transaction).await,
-        XactWait::Forever => lock.acquire_xact(transaction).await,
+    match patience {
+        Patience::Try => lock.try_acquire_xact(transaction).await,
+        Patience::Forever | Patience::Until { .. } => lock.acquire_xact(transaction).await,
     }
 }

@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::lock::AdvisoryLock;
+use crate::mutex::lock_unpoisoned;
+use crate::scope::Scope;
 use crate::session::Session;
+use crate::spawn::spawn_or_drop;
 use crate::LockKey;
 
 /// One queued unlock: its session, and a number telling it from earlier unlocks of
@@ -21,15 +24,11 @@ struct Queued {
 }
 
 /// (scope, key) → the latest queued unlock of that key.
-type Pending = HashMap<(usize, LockKey), Queued>;
+type Pending = HashMap<(Scope, LockKey), Queued>;
 
 fn table() -> std::sync::MutexGuard<'static, Pending> {
     static PENDING: OnceLock<Mutex<Pending>> = OnceLock::new();
-    // Every change is one map operation; a panic elsewhere cannot leave it torn.
-    PENDING
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock_unpoisoned(PENDING.get_or_init(Mutex::default))
 }
 
 /// `session` has an unlock of `key` queued; give the returned ticket to [`finished`].
@@ -58,7 +57,7 @@ fn finished(session: &Session, key: LockKey, ticket: u64) {
 /// queued, if it is fit to take the next lock. It is handed out once: a second
 /// taker on the same session would be granted the key again (session locks are
 /// re-entrant), and two holders of one key is exactly what must never happen.
-pub(crate) fn take_session_for(scope: usize, key: LockKey) -> Option<Arc<Session>> {
+pub(crate) fn take_session_for(scope: Scope, key: LockKey) -> Option<Arc<Session>> {
     let session = table().remove(&(scope, key))?.session.upgrade()?;
     session.is_reusable().then_some(session)
 }
@@ -81,12 +80,7 @@ pub(crate) fn unlock_in_background(session: Arc<Session>, lock: AdvisoryLock) {
     if unlock.as_mut().poll(&mut cx).is_ready() {
         return;
     }
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn(unlock);
-        }
-        // No runtime to finish on: dropping the future drops the session, which
-        // still counts the lock, so the connection is closed and the server frees it.
-        Err(_) => drop(unlock),
-    }
+    // No runtime to finish on: dropping the future drops the session, which still
+    // counts the lock, so the connection is closed and the server frees it.
+    spawn_or_drop(unlock);
 }

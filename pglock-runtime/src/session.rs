@@ -14,9 +14,12 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Statement;
 
 use crate::error::Error;
+use crate::in_flight::{InFlight, Reply};
 use crate::lock::AdvisoryLock;
 use crate::lock::LockMode;
 use crate::loss::{LossWatch, Ping, Watch, Watched};
+use crate::mutex::lock_unpoisoned;
+use crate::scope::{PoolId, Scope};
 use crate::sql::{self, Op};
 use crate::LockKey;
 
@@ -25,10 +28,10 @@ use crate::LockKey;
 pub(crate) struct Session {
     client: Option<Object>,
     pool: Pool,
-    pool_id: usize,
-    /// Who takes locks on this session: its pool, or the Locker that keeps it. Queued
-    /// unlocks are found again only within the same scope.
-    scope: usize,
+    pool_id: PoolId,
+    /// Who takes locks on this session. Queued unlocks are found again only within
+    /// the same scope.
+    scope: Scope,
     /// Locks this session may hold: counted up before a lock statement is sent and
     /// down only once the server confirmed it holds nothing for that request.
     maybe_held: AtomicUsize,
@@ -69,7 +72,7 @@ impl Drop for Reserved {
 
 impl Session {
     pub(crate) async fn checkout(pool: &Pool, lock: &AdvisoryLock) -> Result<Arc<Session>, Error> {
-        Self::checkout_for(pool, lock, pool_id(pool)).await
+        Self::checkout_for(pool, lock, Scope::Pool(PoolId::of(pool))).await
     }
 
     /// A session for `scope` (a Locker's own sessions are not shared with its pool's
@@ -77,7 +80,7 @@ impl Session {
     pub(crate) async fn checkout_for(
         pool: &Pool,
         lock: &AdvisoryLock,
-        scope: usize,
+        scope: Scope,
     ) -> Result<Arc<Session>, Error> {
         let client = pool.get().await.map_err(|source| Error::Pool {
             lock: lock.id().clone(),
@@ -86,7 +89,7 @@ impl Session {
         Ok(Arc::new(Session {
             client: Some(client),
             pool: pool.clone(),
-            pool_id: pool_id(pool),
+            pool_id: PoolId::of(pool),
             scope,
             maybe_held: AtomicUsize::new(0),
             close_when_done: AtomicBool::new(false),
@@ -102,13 +105,12 @@ impl Session {
     }
 
     /// The pool this session came from.
-    pub(crate) fn pool_id(&self) -> usize {
+    pub(crate) fn pool_id(&self) -> PoolId {
         self.pool_id
     }
 
     fn reserved(&self) -> std::sync::MutexGuard<'_, HashMap<LockKey, usize>> {
-        // One map operation per change: a panic elsewhere cannot leave it torn.
-        self.reserved.lock().unwrap_or_else(|p| p.into_inner())
+        lock_unpoisoned(&self.reserved)
     }
 
     /// Reserves `key` on this session unless someone of ours holds it here already.
@@ -142,7 +144,7 @@ impl Session {
     }
 
     /// Who takes locks on this session.
-    pub(crate) fn scope(&self) -> usize {
+    pub(crate) fn scope(&self) -> Scope {
         self.scope
     }
 
@@ -204,8 +206,8 @@ impl Session {
     pub(crate) async fn try_lock(self: &Arc<Self>, lock: &AdvisoryLock) -> Result<bool, Error> {
         let statement = self.lock_statement(Op::Try, lock).await?;
         self.prepare_counted();
-        let mut answer = TryAnswer::send(self.clone(), lock.clone(), statement);
-        match answer.wait().await {
+        let answer = send_try(self.clone(), lock.clone(), statement);
+        match answer.answer().await {
             Ok(true) => Ok(true),
             Ok(false) => {
                 self.settle_counted();
@@ -242,11 +244,12 @@ impl Session {
 
     /// How many times this session holds `lock`, from `pg_locks`.
     pub(crate) async fn held_count(&self, lock: &AdvisoryLock) -> Result<i64, Error> {
-        let (classid, objid, objsubid) = sql::pg_locks_columns(lock.key());
+        let key = sql::PgLocksKey::of(lock.key());
         let mode = sql::pg_locks_mode(lock.mode());
+        let [classid, objid, objsubid] = key.params();
         let row = self
             .client()
-            .query_one(sql::HELD_BY_ME, &[&classid, &objid, &objsubid, &mode])
+            .query_one(sql::HELD_BY_ME, &[classid, objid, objsubid, &mode])
             .await
             .map_err(|e| Error::from_db(lock.id(), e))?;
         Ok(row.get(0))
@@ -261,67 +264,34 @@ impl Session {
     }
 }
 
-type Reply<T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send>>;
-
-/// A `pg_try_advisory_lock` sent and not yet answered.
-struct TryAnswer {
-    session: Arc<Session>,
-    lock: AdvisoryLock,
-    reply: Option<Reply<bool>>,
+/// Sends `pg_try_advisory_lock`. Dropped unanswered, a task waits for the answer
+/// and unlocks a lock granted to nobody.
+fn send_try(session: Arc<Session>, lock: AdvisoryLock, statement: Statement) -> InFlight<bool> {
+    let on = session.clone();
+    let key = lock.key();
+    let reply: Reply<bool> = Box::pin(async move {
+        let row = on
+            .client()
+            .query_one(&statement, &sql::params(&key))
+            .await?;
+        Ok(row.get(0))
+    });
+    InFlight::new(
+        reply,
+        Box::new(move |reply| Box::pin(finish_abandoned_try(session, lock, reply))),
+    )
 }
 
-impl TryAnswer {
-    fn send(session: Arc<Session>, lock: AdvisoryLock, statement: Statement) -> Self {
-        let on = session.clone();
-        let key = lock.key();
-        let reply: Reply<bool> = Box::pin(async move {
-            let row = on
-                .client()
-                .query_one(&statement, &sql::params(&key))
-                .await?;
-            Ok(row.get(0))
-        });
-        TryAnswer {
-            session,
-            lock,
-            reply: Some(reply),
-        }
-    }
-
-    async fn wait(&mut self) -> Result<bool, tokio_postgres::Error> {
-        let reply = self.reply.as_mut().expect("awaited once").await;
-        self.reply = None;
-        reply
-    }
-}
-
-impl Drop for TryAnswer {
-    fn drop(&mut self) {
-        let Some(reply) = self.reply.take() else {
-            return;
-        };
-        let (session, lock) = (self.session.clone(), self.lock.clone());
-        let finish = async move {
-            match reply.await {
-                Ok(true) => {
-                    if let Err(error) = session.unlock(&lock).await {
-                        tracing::warn!(lock = %lock.id(), %error, "could not unlock a lock granted to an abandoned try");
-                    }
-                }
-                Ok(false) => session.settle_counted(),
-                Err(_) => {} // in doubt: still counted, so the session is closed, not reused
+async fn finish_abandoned_try(session: Arc<Session>, lock: AdvisoryLock, reply: Reply<bool>) {
+    match reply.await {
+        Ok(true) => {
+            if let Err(error) = session.unlock(&lock).await {
+                tracing::warn!(lock = %lock.id(), %error, "could not unlock a lock granted to an abandoned try");
             }
-        };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(finish);
         }
+        Ok(false) => session.settle_counted(),
+        Err(_) => {} // in doubt: still counted, so the session is closed, not reused
     }
-}
-
-/// A pool's identity: its manager lives in the pool's shared allocation.
-pub(crate) fn pool_id(pool: &Pool) -> usize {
-    pool.manager() as *const deadpool_postgres::Manager as usize
 }
 
 impl Watched for Session {
@@ -345,7 +315,7 @@ impl Watched for Session {
         within: Duration,
     ) -> Option<bool> {
         let (key, mode) = probe?;
-        let (classid, objid, objsubid) = sql::pg_locks_columns(key);
+        let key = sql::PgLocksKey::of(key);
         let mode = sql::pg_locks_mode(mode);
         let check = async {
             let client = match self.pool.manager().create().await {
@@ -356,7 +326,10 @@ impl Watched for Session {
                 Err(_) => return None,
             };
             let row = client
-                .query_one(sql::HOLDER_IS_ACTIVE, &[&classid, &objid, &objsubid, &mode])
+                .query_one(sql::HOLDER_IS_ACTIVE, &{
+                    let [classid, objid, objsubid] = key.params();
+                    [classid, objid, objsubid, &mode]
+                })
                 .await
                 .ok()?;
             row.get::<_, Option<bool>>(0)

@@ -2,7 +2,6 @@
 //! its own ([`LockGuard`]); `&Locker` a share of a few sessions.
 
 use std::future::Future;
-use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
@@ -10,9 +9,11 @@ use crate::context::Held;
 use crate::error::Error;
 use crate::guard::LockGuard;
 use crate::lock::AdvisoryLock;
+use crate::patience::Patience;
 use crate::release;
-use crate::session::{pool_id, Reserved, Session};
-use crate::wait::{wait_for, within};
+use crate::scope::{PoolId, Scope};
+use crate::session::{Reserved, Session};
+use crate::wait::wait_for;
 
 mod sealed {
     pub trait Sealed {}
@@ -27,17 +28,12 @@ pub trait LockSource: sealed::Sealed + Sync {
     /// What holding a lock from this source looks like.
     type Guard: Send + Sync + 'static;
 
-    /// Takes `lock` if free, else [`Error::Busy`].
-    fn try_lock<'a>(
-        &'a self,
-        lock: &'a AdvisoryLock,
-    ) -> impl Future<Output = Result<Self::Guard, Error>> + Send + 'a;
-
-    /// Waits for `lock`, for at most `limit` if given.
+    /// Takes `lock` as `patience` says: [`Error::Busy`] at once when it only tries,
+    /// [`Error::Timeout`] when its limit runs out.
     fn lock<'a>(
         &'a self,
         lock: &'a AdvisoryLock,
-        limit: Option<Duration>,
+        patience: Patience,
     ) -> impl Future<Output = Result<Self::Guard, Error>> + Send + 'a;
 }
 
@@ -48,12 +44,14 @@ pub trait LockSource: sealed::Sealed + Sync {
 /// pool. A session where someone of ours already holds the key is never used for it:
 /// the server would grant it again there, to a second holder.
 async fn session_for(pool: &Pool, held: &Held, lock: &AdvisoryLock) -> Result<Reserved, Error> {
-    let id = pool_id(pool);
+    let id = PoolId::of(pool);
     let key = lock.key();
     if let Some(reserved) = held.session_of(id).and_then(|s| s.reserve(key)) {
         return Ok(reserved);
     }
-    if let Some(reserved) = release::take_session_for(id, key).and_then(|s| s.reserve_alone(key)) {
+    if let Some(reserved) =
+        release::take_session_for(Scope::Pool(id), key).and_then(|s| s.reserve_alone(key))
+    {
         return Ok(reserved);
     }
     let session = Session::checkout(pool, lock).await?;
@@ -63,37 +61,21 @@ async fn session_for(pool: &Pool, held: &Held, lock: &AdvisoryLock) -> Result<Re
 impl LockSource for Pool {
     type Guard = LockGuard;
 
-    async fn try_lock<'a>(&'a self, lock: &'a AdvisoryLock) -> Result<LockGuard, Error> {
+    async fn lock<'a>(
+        &'a self,
+        lock: &'a AdvisoryLock,
+        patience: Patience,
+    ) -> Result<LockGuard, Error> {
         let held = Held::current();
-        if held.conflicts_with(lock) {
+        held.refuse_conflict(lock, patience)?;
+        let reserved = patience.bound(lock, session_for(self, &held, lock)).await?;
+        if patience.waits() {
+            wait_for(reserved.session(), lock, patience).await?;
+        } else if !reserved.session().try_lock(lock).await? {
             return Err(Error::Busy {
                 lock: lock.id().clone(),
             });
         }
-        let reserved = session_for(self, &held, lock).await?;
-        if reserved.session().try_lock(lock).await? {
-            Ok(LockGuard::new(reserved, lock.clone()))
-        } else {
-            Err(Error::Busy {
-                lock: lock.id().clone(),
-            })
-        }
-    }
-
-    async fn lock<'a>(
-        &'a self,
-        lock: &'a AdvisoryLock,
-        limit: Option<Duration>,
-    ) -> Result<LockGuard, Error> {
-        let held = Held::current();
-        if held.conflicts_with(lock) {
-            return Err(Error::WouldDeadlock {
-                lock: lock.id().clone(),
-            });
-        }
-        let deadline = limit.map(|limit| (tokio::time::Instant::now() + limit, limit));
-        let reserved = within(deadline, lock, session_for(self, &held, lock)).await?;
-        wait_for(reserved.session(), lock, deadline).await?;
         Ok(LockGuard::new(reserved, lock.clone()))
     }
 }

@@ -1,9 +1,12 @@
-//! The SQL of advisory locks: one statement text per operation, mode and key space,
-//! with the key always a bind parameter.
+//! The SQL pglock runs, all of it: one statement text per operation, mode and key
+//! space, with the key always a bind parameter (and its parameters built here too);
+//! the `pg_locks` view of a key; and the statements that read `pg_locks`. Every
+//! function and relation is schema-qualified (`pg_catalog.`), so a search_path
+//! cannot put another `pg_advisory_lock` in front of the server's.
 
 use std::borrow::Cow;
 
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::lock::{AdvisoryLock, LockMode};
 use crate::LockKey;
@@ -29,10 +32,10 @@ pub(crate) enum Op {
 macro_rules! texts {
     ($func:literal) => {
         [
-            concat!("SELECT ", $func, "($1::int8)"),
-            concat!("SELECT ", $func, "($1::int4, $2::int4)"),
-            concat!("SELECT ", $func, "_shared($1::int8)"),
-            concat!("SELECT ", $func, "_shared($1::int4, $2::int4)"),
+            concat!("SELECT pg_catalog.", $func, "($1::int8)"),
+            concat!("SELECT pg_catalog.", $func, "($1::int4, $2::int4)"),
+            concat!("SELECT pg_catalog.", $func, "_shared($1::int8)"),
+            concat!("SELECT pg_catalog.", $func, "_shared($1::int4, $2::int4)"),
         ]
     };
 }
@@ -40,10 +43,10 @@ macro_rules! texts {
 const TRY: [&str; 4] = texts!("pg_try_advisory_lock");
 const WAIT: [&str; 4] = texts!("pg_advisory_lock");
 const WAIT_LIMITED: [&str; 4] = [
-    "SELECT pg_advisory_lock($1::int8) FROM (SELECT set_config('lock_timeout', $2, true)) AS lock_timeout",
-    "SELECT pg_advisory_lock($1::int4, $2::int4) FROM (SELECT set_config('lock_timeout', $3, true)) AS lock_timeout",
-    "SELECT pg_advisory_lock_shared($1::int8) FROM (SELECT set_config('lock_timeout', $2, true)) AS lock_timeout",
-    "SELECT pg_advisory_lock_shared($1::int4, $2::int4) FROM (SELECT set_config('lock_timeout', $3, true)) AS lock_timeout",
+    "SELECT pg_catalog.pg_advisory_lock($1::int8) FROM (SELECT pg_catalog.set_config('lock_timeout', $2, true)) AS lock_timeout",
+    "SELECT pg_catalog.pg_advisory_lock($1::int4, $2::int4) FROM (SELECT pg_catalog.set_config('lock_timeout', $3, true)) AS lock_timeout",
+    "SELECT pg_catalog.pg_advisory_lock_shared($1::int8) FROM (SELECT pg_catalog.set_config('lock_timeout', $2, true)) AS lock_timeout",
+    "SELECT pg_catalog.pg_advisory_lock_shared($1::int4, $2::int4) FROM (SELECT pg_catalog.set_config('lock_timeout', $3, true)) AS lock_timeout",
 ];
 const UNLOCK: [&str; 4] = texts!("pg_advisory_unlock");
 const TRY_XACT: [&str; 4] = texts!("pg_try_advisory_xact_lock");
@@ -115,40 +118,93 @@ fn comment_safe(text: &str) -> String {
 }
 
 /// A limit as `lock_timeout` reads it: whole milliseconds, at least 1 (0 would
-/// mean no limit at all).
-pub(crate) fn lock_timeout(limit: std::time::Duration) -> String {
-    format!("{}ms", limit.as_millis().max(1))
+/// mean no limit at all). `None` above what PostgreSQL accepts (`i32::MAX` ms,
+/// about 24.8 days): such a limit is no limit, and the wait goes without one.
+pub(crate) fn lock_timeout(limit: std::time::Duration) -> Option<String> {
+    let millis = limit.as_millis().max(1);
+    (millis <= i32::MAX as u128).then(|| format!("{millis}ms"))
 }
 
-/// The bind parameters of `key`.
-pub(crate) fn params(key: &LockKey) -> Vec<&(dyn ToSql + Sync)> {
+/// The bind parameters of `key`, with their types: `int8`, or `int4, int4`.
+pub(crate) fn typed_params(key: &LockKey) -> Vec<(&(dyn ToSql + Sync), Type)> {
     match key {
-        LockKey::BigInt(k) => vec![k],
-        LockKey::Pair(a, b) => vec![a, b],
+        LockKey::BigInt(k) => vec![(k, Type::INT8)],
+        LockKey::Pair(a, b) => vec![(a, Type::INT4), (b, Type::INT4)],
     }
 }
 
-/// How many times this session holds the lock, read from `pg_locks`. Answers what a
-/// cancelled or timed-out wait really did, instead of guessing.
-pub(crate) const HELD_BY_ME: &str = "SELECT count(*) FROM pg_locks \
-     WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted \
-     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-     AND classid::int8 = $1 AND objid::int8 = $2 AND objsubid = $3::int2 AND mode = $4";
+/// The bind parameters of `key`, for a prepared statement (which knows their types).
+pub(crate) fn params(key: &LockKey) -> Vec<&(dyn ToSql + Sync)> {
+    typed_params(key)
+        .into_iter()
+        .map(|(param, _)| param)
+        .collect()
+}
 
-/// Whether a backend holding the lock is running a statement now (NULL when
-/// nobody holds it).
-pub(crate) const HOLDER_IS_ACTIVE: &str = "SELECT bool_or(a.state = 'active') \
-     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-     WHERE l.locktype = 'advisory' AND l.granted \
-     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-     AND l.classid::int8 = $1 AND l.objid::int8 = $2 AND l.objsubid = $3::int2 AND l.mode = $4";
+/// The condition on `pg_locks` (as `l`) that picks the advisory key in `$1, $2, $3`
+/// (see [`PgLocksKey`]) in the current database.
+macro_rules! is_advisory_key {
+    () => {
+        "l.locktype = 'advisory' \
+         AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
+         AND l.classid::int8 = $1 AND l.objid::int8 = $2 AND l.objsubid = $3::int2"
+    };
+}
 
-/// `pg_locks`' view of a key: `(classid, objid, objsubid)`. A bigint key is split into
-/// its high and low 32 bits with objsubid 1; a pair is its two halves with objsubid 2.
-pub(crate) fn pg_locks_columns(key: LockKey) -> (i64, i64, i16) {
-    match key {
-        LockKey::BigInt(k) => ((k as u64 >> 32) as i64, (k as u64 & 0xffff_ffff) as i64, 1),
-        LockKey::Pair(a, b) => (a as u32 as i64, b as u32 as i64, 2),
+/// How many times this session holds the lock (mode in `$4`), read from
+/// `pg_locks`. Answers what a cancelled or timed-out wait really did, instead of
+/// guessing.
+pub(crate) const HELD_BY_ME: &str = concat!(
+    "SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks l WHERE ",
+    is_advisory_key!(),
+    " AND l.granted AND l.pid = pg_catalog.pg_backend_pid() AND l.mode = $4"
+);
+
+/// Whether a backend holding the lock (mode in `$4`) is running a statement now
+/// (NULL when nobody holds it).
+pub(crate) const HOLDER_IS_ACTIVE: &str = concat!(
+    "SELECT pg_catalog.bool_or(a.state = 'active') \
+     FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid WHERE ",
+    is_advisory_key!(),
+    " AND l.granted AND l.mode = $4"
+);
+
+/// Who holds or waits for the key, holders first, then waiters from the longest
+/// waiting (see [`crate::holders()`]).
+pub(crate) const HOLDERS: &str = concat!(
+    "SELECT l.pid, coalesce(a.application_name, ''), pg_catalog.host(a.client_addr), \
+     a.state, a.state_change, a.query, l.mode = 'ShareLock', l.granted \
+     FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid WHERE ",
+    is_advisory_key!(),
+    " ORDER BY l.granted DESC, a.state_change"
+);
+
+/// `pg_locks`' view of a key: `classid`, `objid` (oids, read as `int8`) and
+/// `objsubid`. A bigint key is split into its high and low 32 bits with objsubid
+/// 1; a pair is its two halves with objsubid 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PgLocksKey {
+    classid: i64,
+    objid: i64,
+    objsubid: i16,
+}
+
+impl PgLocksKey {
+    pub(crate) fn of(key: LockKey) -> Self {
+        let (classid, objid, objsubid) = match key {
+            LockKey::BigInt(k) => ((k as u64 >> 32) as i64, (k as u64 & 0xffff_ffff) as i64, 1),
+            LockKey::Pair(a, b) => (a as u32 as i64, b as u32 as i64, 2),
+        };
+        PgLocksKey {
+            classid,
+            objid,
+            objsubid,
+        }
+    }
+
+    /// `$1, $2, $3` of the `pg_locks` statements above.
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 3] {
+        [&self.classid, &self.objid, &self.objsubid]
     }
 }
 
@@ -170,22 +226,35 @@ mod tests {
         let pair = AdvisoryLock::new((1, 2)).shared();
         assert_eq!(
             statement(Op::Unlock, &pair),
-            "SELECT pg_advisory_unlock_shared($1::int4, $2::int4)"
+            "SELECT pg_catalog.pg_advisory_unlock_shared($1::int4, $2::int4)"
         );
         let big = AdvisoryLock::new(7_i64);
         assert_eq!(
             statement(Op::TryXact, &big),
-            "SELECT pg_try_advisory_xact_lock($1::int8)"
+            "SELECT pg_catalog.pg_try_advisory_xact_lock($1::int8)"
         );
     }
 
     #[test]
     fn lock_timeout_never_turns_a_limit_into_no_limit() {
-        assert_eq!(lock_timeout(std::time::Duration::from_micros(10)), "1ms");
+        use std::time::Duration;
         assert_eq!(
-            lock_timeout(std::time::Duration::from_millis(1500)),
-            "1500ms"
+            lock_timeout(Duration::from_micros(10)).as_deref(),
+            Some("1ms")
         );
+        assert_eq!(
+            lock_timeout(Duration::from_millis(1500)).as_deref(),
+            Some("1500ms")
+        );
+    }
+
+    #[test]
+    fn lock_timeout_above_the_servers_range_is_no_limit() {
+        use std::time::Duration;
+        let most = Duration::from_millis(i32::MAX as u64);
+        assert_eq!(lock_timeout(most), Some(format!("{}ms", i32::MAX)));
+        assert_eq!(lock_timeout(most + Duration::from_millis(1)), None);
+        assert_eq!(lock_timeout(Duration::MAX), None);
     }
 
     #[test]
@@ -203,17 +272,28 @@ mod tests {
         let dynamic = AdvisoryLock::new("order:7").at(&SITE);
         assert_eq!(
             statement(Op::Try, &dynamic),
-            "SELECT pg_try_advisory_lock($1::int8) /* pglock: in ship at src/a.rs:3 */"
+            "SELECT pg_catalog.pg_try_advisory_lock($1::int8) /* pglock: in ship at src/a.rs:3 */"
         );
     }
 
     #[test]
     fn pg_locks_columns_split_keys_as_the_server_does() {
+        let columns = |classid, objid, objsubid| PgLocksKey {
+            classid,
+            objid,
+            objsubid,
+        };
         assert_eq!(
-            pg_locks_columns(LockKey::BigInt(-1)),
-            (0xffff_ffff, 0xffff_ffff, 1)
+            PgLocksKey::of(LockKey::BigInt(-1)),
+            columns(0xffff_ffff, 0xffff_ffff, 1)
         );
-        assert_eq!(pg_locks_columns(LockKey::BigInt(1 << 32 | 5)), (1, 5, 1));
-        assert_eq!(pg_locks_columns(LockKey::Pair(-1, 2)), (0xffff_ffff, 2, 2));
+        assert_eq!(
+            PgLocksKey::of(LockKey::BigInt(1 << 32 | 5)),
+            columns(1, 5, 1)
+        );
+        assert_eq!(
+            PgLocksKey::of(LockKey::Pair(-1, 2)),
+            columns(0xffff_ffff, 2, 2)
+        );
     }
 }

@@ -8,51 +8,42 @@
 //! Whenever the server's answer leaves it in doubt whether the lock was granted, the
 //! session's own rows in `pg_locks` decide: checked, never guessed.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
 
 use crate::error::Error;
+use crate::in_flight::{InFlight, Reply};
 use crate::lock::AdvisoryLock;
+use crate::patience::Patience;
 use crate::session::Session;
 use crate::sql::{self, Op};
-use crate::LockKey;
 
-type Reply = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send>>;
-
-/// Waits on `session` until the lock is granted, or until `deadline` (when the
-/// caller's limit runs out, and that limit: a timeout reports the caller's whole
-/// limit, not what was left of it for this step).
+/// Waits on `session` until the lock is granted, or until `patience` runs out (a
+/// timeout reports the caller's whole limit, not what was left of it for this step).
 pub(crate) async fn wait_for(
     session: &Arc<Session>,
     lock: &AdvisoryLock,
-    deadline: Option<(tokio::time::Instant, Duration)>,
+    patience: Patience,
 ) -> Result<(), Error> {
-    let remaining = deadline.map(|(d, _)| d.saturating_duration_since(tokio::time::Instant::now()));
-    let op = if remaining.is_some() {
+    let timeout = patience.remaining().and_then(sql::lock_timeout);
+    let op = if timeout.is_some() {
         Op::WaitLimited
     } else {
         Op::Wait
     };
+    let limited = timeout.is_some();
     let statement = session.lock_statement(op, lock).await?;
-    let mut wait = InFlight::send(session.clone(), lock.clone(), statement, remaining);
-    match wait.reply().await {
+    let wait = send(session.clone(), lock.clone(), statement, timeout);
+    match wait.answer().await {
         Ok(_) => Ok(()),
-        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) && deadline.is_some() => {
+        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) && limited => {
             // PostgreSQL can grant the lock and still raise lock_timeout for the
             // same statement: the session's rows in pg_locks say which it was.
             if settle(session, lock).await? {
                 Ok(())
             } else {
-                Err(Error::Timeout {
-                    lock: lock.id().clone(),
-                    after: deadline.map(|(_, limit)| limit),
-                    source: Some(e),
-                })
+                Err(patience.timed_out(lock, Some(e)))
             }
         }
         Err(e) => {
@@ -64,104 +55,51 @@ pub(crate) async fn wait_for(
     }
 }
 
-/// Runs `step` (getting a connection, say) within what is left of a time limit:
-/// a limit covers the whole acquisition, not only the wait in the server's queue.
-/// `deadline` is when the limit runs out, and the limit itself (for the error).
-pub(crate) async fn within<T>(
-    deadline: Option<(tokio::time::Instant, Duration)>,
-    lock: &AdvisoryLock,
-    step: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    let Some((deadline, limit)) = deadline else {
-        return step.await;
-    };
-    match tokio::time::timeout_at(deadline, step).await {
-        Ok(result) => result,
-        Err(_elapsed) => Err(Error::Timeout {
-            lock: lock.id().clone(),
-            after: Some(limit),
-            source: None,
-        }),
-    }
-}
-
-/// A `pg_advisory_lock` sent and not yet answered. Dropped unanswered, it hands
-/// itself to a task that cancels it and cleans up.
-struct InFlight {
+/// Sends `pg_advisory_lock` (with `timeout` as its `lock_timeout`, if any). Counted
+/// as a possible hold from now on; dropped unanswered, the wait is cancelled and a
+/// lock it got anyway is given back.
+fn send(
     session: Arc<Session>,
     lock: AdvisoryLock,
-    reply: Option<Reply>,
-}
-
-impl InFlight {
-    fn send(
-        session: Arc<Session>,
-        lock: AdvisoryLock,
-        statement: tokio_postgres::Statement,
-        limit: Option<Duration>,
-    ) -> Self {
-        session.prepare_counted();
-        let on = session.clone();
-        let key = lock.key();
-        let reply: Reply = Box::pin(async move {
-            let timeout = limit.map(sql::lock_timeout);
-            let mut params: Vec<&(dyn ToSql + Sync)> = match &key {
-                LockKey::BigInt(k) => vec![k],
-                LockKey::Pair(a, b) => vec![a, b],
-            };
-            if let Some(timeout) = &timeout {
-                params.push(timeout);
-            }
-            on.client().execute(&statement, &params).await
-        });
-        InFlight {
-            session,
-            lock,
-            reply: Some(reply),
+    statement: tokio_postgres::Statement,
+    timeout: Option<String>,
+) -> InFlight<u64> {
+    session.prepare_counted();
+    let on = session.clone();
+    let key = lock.key();
+    let reply: Reply<u64> = Box::pin(async move {
+        let mut params = sql::params(&key);
+        if let Some(timeout) = &timeout {
+            params.push(timeout);
         }
-    }
-
-    async fn reply(&mut self) -> Result<u64, tokio_postgres::Error> {
-        let reply = self.reply.as_mut().expect("reply awaited once").await;
-        self.reply = None;
-        reply
-    }
+        on.client().execute(&statement, &params).await
+    });
+    InFlight::new(
+        reply,
+        Box::new(move |reply| {
+            // Whatever happens next, this session was (or is about to be) sent a cancel.
+            session.close_when_done();
+            Box::pin(cancel_abandoned(session, lock, reply))
+        }),
+    )
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let Some(reply) = self.reply.take() else {
-            return;
-        };
-        let session = self.session.clone();
-        // Whatever happens next, this session was (or is about to be) sent a cancel.
-        session.close_when_done();
-        let lock = self.lock.clone();
-        let cleanup = async move {
-            if session.cancel_running().await.is_err() {
-                return; // still counted: the connection will be closed
-            }
-            let granted = match reply.await {
-                Ok(_) => true,
-                Err(e) if refused(&e) => {
-                    session.settle_counted();
-                    false
-                }
-                Err(_) => settle(&session, &lock).await.unwrap_or(true),
-            };
-            if granted {
-                if let Err(error) = session.unlock(&lock).await {
-                    tracing::warn!(lock = %lock.id(), %error, "could not unlock a lock granted to an abandoned wait; the connection is closed instead");
-                }
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(cleanup);
-            }
-            // No runtime: the session stays counted, so its connection is closed
-            // rather than returned to the pool.
-            Err(_) => drop(cleanup),
+/// Cancels a wait nobody waits for any more, and gives back a lock it got anyway.
+async fn cancel_abandoned(session: Arc<Session>, lock: AdvisoryLock, reply: Reply<u64>) {
+    if session.cancel_running().await.is_err() {
+        return; // still counted: the connection will be closed
+    }
+    let granted = match reply.await {
+        Ok(_) => true,
+        Err(e) if refused(&e) => {
+            session.settle_counted();
+            false
+        }
+        Err(_) => settle(&session, &lock).await.unwrap_or(true),
+    };
+    if granted {
+        if let Err(error) = session.unlock(&lock).await {
+            tracing::warn!(lock = %lock.id(), %error, "could not unlock a lock granted to an abandoned wait; the connection is closed instead");
         }
     }
 }

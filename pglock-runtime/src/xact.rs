@@ -3,14 +3,12 @@
 //! outlive the transaction, so they are the safe choice behind a
 //! transaction-pooling PgBouncer.
 
-use tokio_postgres::types::{ToSql, Type};
-
 use crate::context::Held;
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
+use crate::patience::Patience;
 use crate::sql::{self, Op};
 use crate::trace;
-use crate::LockKey;
 
 mod sealed {
     pub trait Sealed {}
@@ -56,7 +54,7 @@ impl AdvisoryLock {
         transaction: &T,
     ) -> Result<(), Error> {
         trace::acquiring(self, "xact wait", async {
-            self.refuse_enclosing(true)?;
+            self.refuse_enclosing(Patience::Forever)?;
             self.run_xact(Op::WaitXact, transaction).await.map(drop)
         })
         .await
@@ -68,7 +66,7 @@ impl AdvisoryLock {
         transaction: &T,
     ) -> Result<(), Error> {
         trace::acquiring(self, "xact try", async {
-            self.refuse_enclosing(false)?;
+            self.refuse_enclosing(Patience::Try)?;
             let row = self.run_xact(Op::TryXact, transaction).await?;
             if row.get::<_, bool>(0) {
                 Ok(())
@@ -87,16 +85,8 @@ impl AdvisoryLock {
     /// inside a transaction are not recorded for nested calls: a second xact lock on
     /// the same key in the same transaction is granted by PostgreSQL itself (they
     /// are re-entrant within a transaction).
-    fn refuse_enclosing(&self, waits: bool) -> Result<(), Error> {
-        if !Held::current().conflicts_with(self) {
-            return Ok(());
-        }
-        let lock = self.id().clone();
-        Err(if waits {
-            Error::WouldDeadlock { lock }
-        } else {
-            Error::Busy { lock }
-        })
+    fn refuse_enclosing(&self, patience: Patience) -> Result<(), Error> {
+        Held::current().refuse_conflict(self, patience)
     }
 
     async fn run_xact<T: Transactional + ?Sized>(
@@ -106,17 +96,7 @@ impl AdvisoryLock {
     ) -> Result<tokio_postgres::Row, Error> {
         let text = sql::statement(op, self);
         let key = self.key();
-        let (big, a, b);
-        let params: Vec<(&(dyn ToSql + Sync), Type)> = match key {
-            LockKey::BigInt(k) => {
-                big = k;
-                vec![(&big, Type::INT8)]
-            }
-            LockKey::Pair(x, y) => {
-                (a, b) = (x, y);
-                vec![(&a, Type::INT4), (&b, Type::INT4)]
-            }
-        };
+        let params = sql::typed_params(&key);
         // One round trip: the statement is parsed, bound and run together.
         transaction
             .transaction()

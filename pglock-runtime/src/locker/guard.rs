@@ -3,13 +3,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::drop_guard::DropGuard;
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
+use crate::mutex::lock_unpoisoned;
 use crate::release;
 use crate::session::Session;
 use crate::trace;
 
-use super::table::{self, Episode, Release};
+use super::table::{Episode, Release};
 use super::Inner;
 
 /// A lock held through a [`Locker`](super::Locker), on a session shared with other
@@ -20,12 +22,33 @@ use super::Inner;
 /// the server.
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockerGuard {
+    /// Lets go in the background when the guard is dropped without `release`.
+    held: DropGuard<Held>,
+}
+
+/// The lock a guard holds, and where.
+struct Held {
     locker: Arc<Inner>,
     lock: AdvisoryLock,
     episode: Episode,
     session: Arc<Session>,
     since: std::time::Instant,
-    held: bool,
+}
+
+impl Held {
+    fn let_go(&self) -> Release {
+        let table = &self.locker.table;
+        lock_unpoisoned(table).release(self.lock.key(), self.episode, &Arc::downgrade(table))
+    }
+}
+
+/// A guard dropped while holding its lock: the key goes to the next waiter, or its
+/// unlock is queued now and finished in the background.
+fn let_go_dropped(held: Held) {
+    trace::released(&held.lock, held.since, held.session.is_lost());
+    if let Release::Unlock(session, lock) = held.let_go() {
+        release::unlock_in_background(session, lock);
+    }
 }
 
 impl LockerGuard {
@@ -35,31 +58,33 @@ impl LockerGuard {
         episode: Episode,
         session: Arc<Session>,
     ) -> Self {
-        LockerGuard {
+        let held = Held {
             locker,
             lock,
             episode,
             session,
             since: std::time::Instant::now(),
-            held: true,
+        };
+        LockerGuard {
+            held: DropGuard::new(held, let_go_dropped),
         }
     }
 
     /// The lock this guard holds.
     pub fn lock(&self) -> &AdvisoryLock {
-        &self.lock
+        &self.held.get().lock
     }
 
     /// Lets go now. When the key goes back to the server, waits for the unlock;
     /// [`Error::LockLost`] if the session holding it was lost.
-    pub async fn release(mut self) -> Result<(), Error> {
-        self.held = false;
-        let lost = self.session.is_lost();
-        trace::released(&self.lock, self.since, lost);
-        let release = self.let_go();
+    pub async fn release(self) -> Result<(), Error> {
+        let held = self.held.disarm();
+        let lost = held.session.is_lost();
+        trace::released(&held.lock, held.since, lost);
+        let release = held.let_go();
         if lost {
             return Err(Error::LockLost {
-                lock: self.lock.id().clone(),
+                lock: held.lock.id().clone(),
             });
         }
         match release {
@@ -70,40 +95,25 @@ impl LockerGuard {
 
     /// Completes when the session holding the lock is lost.
     pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.session
-            .loss(self.locker.watch())
+        let held = self.held.get();
+        held.session
+            .loss(held.locker.watch())
             .token()
             .cancelled_owned()
     }
 
     /// Whether the session holding the lock is known to be gone.
     pub fn is_lost(&self) -> bool {
-        self.session.is_lost()
-    }
-
-    fn let_go(&self) -> Release {
-        let table = &self.locker.table;
-        table::lock(table).release(self.lock.key(), self.episode, &Arc::downgrade(table))
-    }
-}
-
-impl Drop for LockerGuard {
-    fn drop(&mut self) {
-        if self.held {
-            trace::released(&self.lock, self.since, self.session.is_lost());
-            if let Release::Unlock(session, lock) = self.let_go() {
-                release::unlock_in_background(session, lock);
-            }
-        }
+        self.held.get().session.is_lost()
     }
 }
 
 impl std::fmt::Debug for LockerGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LockerGuard")
-            .field("lock", self.lock.id())
-            .field("mode", &self.lock.mode())
-            .field("held", &self.held)
+            .field("lock", self.lock().id())
+            .field("mode", &self.lock().mode())
+            .field("held", &true)
             .finish()
     }
 }

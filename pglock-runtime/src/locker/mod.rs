@@ -17,17 +17,18 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio::time::Instant;
 
 use crate::context::Held;
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::lock::DEFAULT_KEEPALIVE;
 use crate::loss::Watch;
+use crate::mutex::lock_unpoisoned;
+use crate::patience::Patience;
 use crate::release;
 use crate::session::Session;
 use crate::source::LockSource;
-use crate::wait::{wait_for, within};
+use crate::wait::wait_for;
 
 pub use guard::LockerGuard;
 use sessions::Sessions;
@@ -131,8 +132,8 @@ impl LockerBuilder {
     /// The Locker.
     pub fn build(self) -> Locker {
         Locker {
-            inner: Arc::new_cyclic(|me: &Weak<Inner>| Inner {
-                sessions: Sessions::new(self.sessions, me.as_ptr() as usize),
+            inner: Arc::new(Inner {
+                sessions: Sessions::new(self.sessions),
                 table: Arc::new(Mutex::new(Table::new(Handoff {
                     limit: self.handoff_limit,
                     window: self.handoff_window,
@@ -175,7 +176,7 @@ impl Locker {
 
     /// Keys this process holds or waits for through this Locker.
     pub fn keys_in_use(&self) -> usize {
-        table::lock(&self.inner.table).len()
+        lock_unpoisoned(&self.inner.table).len()
     }
 }
 
@@ -188,37 +189,15 @@ impl std::fmt::Debug for Locker {
     }
 }
 
-/// How long a task may wait: not at all (try), or until a deadline (if any).
-#[derive(Clone, Copy)]
-enum Patience {
-    Try,
-    Wait(Option<Limit>),
-}
-
-/// A time limit, and when it runs out.
-#[derive(Clone, Copy)]
-struct Limit {
-    limit: Duration,
-    deadline: Instant,
-}
-
 impl LockSource for Locker {
     type Guard = LockerGuard;
-
-    async fn try_lock<'a>(&'a self, lock: &'a AdvisoryLock) -> Result<LockerGuard, Error> {
-        self.inner.acquire(lock, Patience::Try).await
-    }
 
     async fn lock<'a>(
         &'a self,
         lock: &'a AdvisoryLock,
-        limit: Option<Duration>,
+        patience: Patience,
     ) -> Result<LockerGuard, Error> {
-        let limit = limit.map(|limit| Limit {
-            limit,
-            deadline: Instant::now() + limit,
-        });
-        self.inner.acquire(lock, Patience::Wait(limit)).await
+        self.inner.acquire(lock, patience).await
     }
 }
 
@@ -241,16 +220,8 @@ impl Inner {
         lock: &AdvisoryLock,
         patience: Patience,
     ) -> Result<LockerGuard, Error> {
-        let waits = matches!(patience, Patience::Wait(_));
-        if Held::current().conflicts_with(lock) {
-            let lock = lock.id().clone();
-            return Err(if waits {
-                Error::WouldDeadlock { lock }
-            } else {
-                Error::Busy { lock }
-            });
-        }
-        let admission = table::lock(&self.table).admit(lock, waits, &self.table_ref());
+        Held::current().refuse_conflict(lock, patience)?;
+        let admission = lock_unpoisoned(&self.table).admit(lock, patience, &self.table_ref());
         let ticket = match admission {
             Admission::Holds(session, episode) => {
                 return Ok(LockerGuard::new(
@@ -288,13 +259,9 @@ impl Inner {
         mut turn: tokio::sync::oneshot::Receiver<Ticket>,
         patience: Patience,
     ) -> Result<Ticket, Error> {
-        let limit = match patience {
-            Patience::Wait(limit) => limit,
-            Patience::Try => None,
-        };
-        let answer = match limit {
-            None => Ok((&mut turn).await),
-            Some(limit) => tokio::time::timeout_at(limit.deadline, &mut turn).await,
+        let answer = match patience {
+            Patience::Until { deadline, .. } => tokio::time::timeout_at(deadline, &mut turn).await,
+            Patience::Try | Patience::Forever => Ok((&mut turn).await),
         };
         match answer {
             Ok(Ok(ticket)) => Ok(ticket),
@@ -306,11 +273,7 @@ impl Inner {
                 turn.close();
                 match turn.try_recv() {
                     Ok(ticket) if ticket.held_on().is_some() => Ok(ticket),
-                    _ => Err(Error::Timeout {
-                        lock: lock.id().clone(),
-                        after: limit.map(|l| l.limit),
-                        source: None,
-                    }),
+                    _ => Err(patience.timed_out(lock, None)),
                 }
             }
         }
@@ -324,23 +287,21 @@ impl Inner {
         ticket: Ticket,
         patience: Patience,
     ) -> Result<LockerGuard, Error> {
-        let deadline = match patience {
-            Patience::Wait(Some(l)) => Some((l.deadline, l.limit)),
-            _ => None,
-        };
-        let session = within(deadline, lock, self.sessions.for_key(self, lock)).await?;
+        let session = patience
+            .bound(lock, self.sessions.for_key(self, lock))
+            .await?;
         if session.try_lock(lock).await? {
             return self.granted(lock, ticket, session);
         }
-        let Patience::Wait(_) = patience else {
+        if !patience.waits() {
             return Err(Error::Busy {
                 lock: lock.id().clone(),
             });
-        };
+        }
         // Busy elsewhere: wait in the server's queue, on a connection of its own.
         let checkout = Session::checkout_for(&self.pool, lock, self.sessions.scope());
-        let waiting = within(deadline, lock, checkout).await?;
-        wait_for(&waiting, lock, deadline).await?;
+        let waiting = patience.bound(lock, checkout).await?;
+        wait_for(&waiting, lock, patience).await?;
         self.granted(lock, ticket, waiting)
     }
 
@@ -351,7 +312,7 @@ impl Inner {
         session: Arc<Session>,
     ) -> Result<LockerGuard, Error> {
         let episode = ticket.episode();
-        let recorded = table::lock(&self.table).granted(
+        let recorded = lock_unpoisoned(&self.table).granted(
             lock.key(),
             episode,
             lock.mode(),

@@ -8,17 +8,20 @@ use std::sync::{Arc, Mutex, Weak};
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
+use crate::mutex::lock_unpoisoned;
 use crate::release;
+use crate::scope::{LockerId, Scope};
 use crate::session::Session;
+use crate::spawn::spawn_or_drop;
 use crate::LockKey;
 
-use super::table::{self, Table};
+use super::table::Table;
 use super::Inner;
 
 pub(super) struct Sessions {
     slots: Vec<Slot>,
     /// The Locker's identity: queued unlocks are found again only by this Locker.
-    scope: usize,
+    scope: Scope,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -29,7 +32,7 @@ struct Slot {
 }
 
 impl Sessions {
-    pub(super) fn new(count: usize, scope: usize) -> Self {
+    pub(super) fn new(count: usize) -> Self {
         Sessions {
             slots: (0..count)
                 .map(|_| Slot {
@@ -37,12 +40,12 @@ impl Sessions {
                     opening: tokio::sync::Mutex::new(()),
                 })
                 .collect(),
-            scope,
+            scope: Scope::Locker(LockerId::next()),
             hasher: Default::default(),
         }
     }
 
-    pub(super) fn scope(&self) -> usize {
+    pub(super) fn scope(&self) -> Scope {
         self.scope
     }
 
@@ -75,7 +78,7 @@ impl Sessions {
         // Watch it from the start: its loss must reach every guard on it at once,
         // and end the table's episodes on it.
         forget_keys_when_lost(&session, locker.watch(), Arc::downgrade(&locker.table));
-        *slot.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.clone());
+        *lock_unpoisoned(&slot.session) = Some(session.clone());
         Ok(session)
     }
 
@@ -90,23 +93,21 @@ fn forget_keys_when_lost(session: &Arc<Session>, how: Watch, table: Weak<Mutex<T
     let loss = session.loss(how);
     let (lost, retired) = (loss.token(), loss.retired());
     let session = Arc::downgrade(session);
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    runtime.spawn(async move {
+    // No runtime, no watcher: the session is not watched either.
+    spawn_or_drop(async move {
         tokio::select! {
             () = lost.cancelled() => {}
             () = retired.cancelled() => return,
         }
         if let (Some(session), Some(table)) = (session.upgrade(), table.upgrade()) {
             let me = Arc::downgrade(&table);
-            table::lock(&table).session_lost(&session, &me);
+            lock_unpoisoned(&table).session_lost(&session, &me);
         }
     });
 }
 
 /// The slot's session, if it is open and alive.
 fn current(slot: &Slot) -> Option<Arc<Session>> {
-    let session = slot.session.lock().unwrap_or_else(|p| p.into_inner());
+    let session = lock_unpoisoned(&slot.session);
     session.as_ref().filter(|s| s.is_reusable()).cloned()
 }

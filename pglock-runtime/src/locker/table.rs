@@ -4,12 +4,15 @@
 //! asking the server; the server is asked by at most one task per key at a time.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::drop_guard::DropGuard;
 use crate::lock::{AdvisoryLock, LockMode};
+use crate::mutex::lock_unpoisoned;
+use crate::patience::Patience;
 use crate::release;
 use crate::session::Session;
 use crate::LockKey;
@@ -48,14 +51,14 @@ struct Entry {
     handoffs: u32,
     /// When the server granted the lock of this episode.
     since: Instant,
-    /// The task asking the server now only tries (so its answer comes at once).
-    asker_tries: bool,
+    /// How long the task asking the server now may wait (a try's answer comes at once).
+    asker: Patience,
 }
 
 struct Waiter {
     lock: AdvisoryLock,
-    /// A try: it must not wait longer than one answer of the server.
-    tries: bool,
+    /// How long it may wait (a try must not wait longer than one answer of the server).
+    patience: Patience,
     tell: oneshot::Sender<Ticket>,
 }
 
@@ -82,12 +85,13 @@ pub(super) enum Release {
 /// A turn handed to a task: to hold the key, or to ask the server for it. Dropped
 /// without being used (its task gave up), it passes the turn on, so no key is ever
 /// stuck with a holder or asker that no longer exists.
-pub(super) struct Ticket {
+pub(super) struct Ticket(DropGuard<Turn>);
+
+struct Turn {
     table: Weak<Mutex<Table>>,
     key: LockKey,
     episode: Episode,
     kind: TicketKind,
-    used: bool,
 }
 
 pub(super) enum TicketKind {
@@ -96,53 +100,52 @@ pub(super) enum TicketKind {
 }
 
 impl Ticket {
+    fn new(table: &Weak<Mutex<Table>>, key: LockKey, episode: Episode, kind: TicketKind) -> Self {
+        let turn = Turn {
+            table: table.clone(),
+            key,
+            episode,
+            kind,
+        };
+        Ticket(DropGuard::new(turn, pass_unused_turn_on))
+    }
+
     pub(super) fn episode(&self) -> Episode {
-        self.episode
+        self.0.get().episode
     }
 
     /// The session of a Hold ticket; `None` for an Ask ticket.
     pub(super) fn held_on(&self) -> Option<&Arc<Session>> {
-        match &self.kind {
+        match &self.0.get().kind {
             TicketKind::Hold(session) => Some(session),
             TicketKind::Ask => None,
         }
     }
 
-    /// The turn was taken: the ticket's task holds the key, or got it from the server.
-    pub(super) fn used(mut self) {
-        self.used = true;
+    /// The turn was taken: the ticket's task holds the key, or got it from the server
+    /// (or the ticket never reached a task, and must not pass the turn again).
+    pub(super) fn used(self) {
+        drop(self.0.disarm());
     }
 }
 
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if self.used {
-            return;
-        }
-        let Some(table) = self.table.upgrade() else {
-            return;
-        };
-        let mut table = lock(&table);
-        match &self.kind {
-            TicketKind::Hold(_) => {
-                if let Release::Unlock(session, lock) =
-                    table.release(self.key, self.episode, &self.table)
-                {
-                    drop(table);
-                    release::unlock_in_background(session, lock);
-                }
+/// A ticket dropped unused: its holder lets go, or its asker gave up.
+fn pass_unused_turn_on(turn: Turn) {
+    let Some(table) = turn.table.upgrade() else {
+        return;
+    };
+    let mut table = lock_unpoisoned(&table);
+    match &turn.kind {
+        TicketKind::Hold(_) => {
+            if let Release::Unlock(session, lock) =
+                table.release(turn.key, turn.episode, &turn.table)
+            {
+                drop(table);
+                release::unlock_in_background(session, lock);
             }
-            TicketKind::Ask => table.asked_in_vain(self.key, self.episode, &self.table),
         }
+        TicketKind::Ask => table.asked_in_vain(turn.key, turn.episode, &turn.table),
     }
-}
-
-pub(super) fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
-    // Every change to the table is made in one step under the lock, so a panic
-    // elsewhere cannot leave it half-changed.
-    table
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Table {
@@ -159,27 +162,11 @@ impl Table {
         self.next_episode
     }
 
-    fn ticket(
-        &self,
-        me: &Weak<Mutex<Table>>,
-        key: LockKey,
-        episode: Episode,
-        kind: TicketKind,
-    ) -> Ticket {
-        Ticket {
-            table: me.clone(),
-            key,
-            episode,
-            kind,
-            used: false,
-        }
-    }
-
-    /// A task of this process wants `lock`; `wait` says whether it may queue.
+    /// A task of this process wants `lock`; `patience` says whether it may queue.
     pub(super) fn admit(
         &mut self,
         lock: &AdvisoryLock,
-        wait: bool,
+        patience: Patience,
         me: &Weak<Mutex<Table>>,
     ) -> Admission {
         let key = lock.key();
@@ -192,7 +179,7 @@ impl Table {
             // Its session died: the lock is not held any more. End the episode
             // (its guards report lost and release nothing) and start again.
             self.pass_ask_on(key, me);
-            return self.admit(lock, wait, me);
+            return self.admit(lock, patience, me);
         }
         let Some(entry) = self.keys.get_mut(&key) else {
             let episode = self.episode();
@@ -207,12 +194,13 @@ impl Table {
                     waiters: VecDeque::new(),
                     handoffs: 0,
                     since: Instant::now(),
-                    asker_tries: !wait,
+                    asker: patience,
                 },
             );
-            return Admission::AskServer(self.ticket(me, key, episode, TicketKind::Ask));
+            return Admission::AskServer(Ticket::new(me, key, episode, TicketKind::Ask));
         };
         entry.waiters.retain(|w| !w.tell.is_closed());
+        let wait = patience.waits();
         let within_handoff =
             entry.handoffs < self.handoff.limit && entry.since.elapsed() < self.handoff.window;
         let joins_shared = entry.mode == LockMode::Shared
@@ -229,18 +217,20 @@ impl Table {
             // A shared try while a shared *try* of this process is on its way to the
             // server waits for that answer (one round trip) and joins it, as it would
             // on the server; behind a waiting request it is Busy at once.
-            None if joins_shared && (wait || entry.asker_tries) => self.queue(key, lock, !wait),
+            None if joins_shared && (wait || !entry.asker.waits()) => {
+                self.queue(key, lock, patience)
+            }
             _ if !wait => Admission::Busy,
-            _ => self.queue(key, lock, false),
+            _ => self.queue(key, lock, patience),
         }
     }
 
-    fn queue(&mut self, key: LockKey, lock: &AdvisoryLock, tries: bool) -> Admission {
+    fn queue(&mut self, key: LockKey, lock: &AdvisoryLock, patience: Patience) -> Admission {
         let entry = self.keys.get_mut(&key).expect("queued behind an entry");
         let (tell, ticket) = oneshot::channel();
         entry.waiters.push_back(Waiter {
             lock: lock.clone(),
-            tries,
+            patience,
             tell,
         });
         Admission::Queued(ticket)
@@ -297,20 +287,14 @@ impl Table {
         entry.session = None;
         entry.handoffs = 0;
         while let Some(waiter) = entry.waiters.pop_front() {
-            let ticket = Ticket {
-                table: me.clone(),
-                key,
-                episode,
-                kind: TicketKind::Ask,
-                used: false,
-            };
+            let ticket = Ticket::new(me, key, episode, TicketKind::Ask);
             entry.mode = waiter.lock.mode();
-            entry.asker_tries = waiter.tries;
+            entry.asker = waiter.patience;
             entry.lock = waiter.lock;
             match waiter.tell.send(ticket) {
                 Ok(()) => return,
                 // That waiter is gone; its ticket must not pass the turn again.
-                Err(mut ticket) => ticket.used = true,
+                Err(ticket) => ticket.used(),
             }
         }
         self.keys.remove(&key);
@@ -373,13 +357,7 @@ impl Table {
         };
         let episode = entry.episode;
         while let Some(waiter) = entry.waiters.pop_front() {
-            let ticket = Ticket {
-                table: me.clone(),
-                key,
-                episode,
-                kind: TicketKind::Hold(session.clone()),
-                used: false,
-            };
+            let ticket = Ticket::new(me, key, episode, TicketKind::Hold(session.clone()));
             match waiter.tell.send(ticket) {
                 Ok(()) => {
                     entry.holders = 1;
@@ -388,7 +366,7 @@ impl Table {
                     }
                     return true;
                 }
-                Err(mut ticket) => ticket.used = true,
+                Err(ticket) => ticket.used(),
             }
         }
         false
@@ -407,16 +385,10 @@ impl Table {
             .is_some_and(|w| w.lock.mode() == LockMode::Shared)
         {
             let waiter = entry.waiters.pop_front().expect("front exists");
-            let ticket = Ticket {
-                table: me.clone(),
-                key,
-                episode: entry.episode,
-                kind: TicketKind::Hold(session.clone()),
-                used: false,
-            };
+            let ticket = Ticket::new(me, key, entry.episode, TicketKind::Hold(session.clone()));
             match waiter.tell.send(ticket) {
                 Ok(()) => entry.holders += 1,
-                Err(mut ticket) => ticket.used = true,
+                Err(ticket) => ticket.used(),
             }
         }
     }
