@@ -10,6 +10,7 @@ mod drop_guard;
 mod error;
 mod fence;
 mod guard;
+mod hold;
 mod holders;
 mod in_flight;
 mod key;

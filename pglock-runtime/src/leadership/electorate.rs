@@ -9,17 +9,18 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 
 use crate::error::Error;
-use crate::fence;
 use crate::guard::LockGuard;
 use crate::lock::AdvisoryLock;
+use crate::locker::{Locker, LockerGuard};
 
 mod sealed {
     pub trait Sealed {}
     impl Sealed for deadpool_postgres::Pool {}
+    impl Sealed for crate::Locker {}
 }
 
 /// A lock source a [`Leadership`](super::Leadership) can campaign on: an owned
-/// [`Pool`] (in this version). Callers never name it.
+/// [`Pool`] or [`Locker`]. Callers never name it.
 pub trait Electorate: sealed::Sealed + Send + Sync + 'static {
     #[doc(hidden)]
     type Seat: Seat;
@@ -54,21 +55,31 @@ pub trait Seat: Send + Sync + 'static {
     fn release(self) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-/// A lock held on a session of its own, with the token taken on that session.
+/// A fenced lock held, with its token.
 #[doc(hidden)]
-pub struct PoolSeat {
-    guard: LockGuard,
+pub struct Seated<G> {
+    guard: G,
     fence: u64,
 }
 
-impl Electorate for Pool {
-    type Seat = PoolSeat;
+/// The token of a guard taken `fenced()` (which every Leadership lock is).
+fn seated<G>(guard: G, fence: Option<u64>, lock: &AdvisoryLock) -> Result<Seated<G>, Error> {
+    match fence {
+        Some(fence) => Ok(Seated { guard, fence }),
+        None => Err(Error::Fence {
+            lock: lock.id().clone(),
+            reason: "the lock was taken without its token",
+        }),
+    }
+}
 
-    async fn try_seat<'a>(&'a self, lock: &'a AdvisoryLock) -> Result<PoolSeat, Error> {
+impl Electorate for Pool {
+    type Seat = Seated<LockGuard>;
+
+    async fn try_seat<'a>(&'a self, lock: &'a AdvisoryLock) -> Result<Self::Seat, Error> {
         let guard = lock.try_acquire(self).await?;
-        // On error the guard is dropped: a fenced lock without its token is not kept.
-        let fence = fence::take(&guard, lock).await?;
-        Ok(PoolSeat { guard, fence })
+        let fence = guard.fence();
+        seated(guard, fence, lock)
     }
 
     fn gate_pool(&self) -> &Pool {
@@ -80,7 +91,39 @@ impl Electorate for Pool {
     }
 }
 
-impl Seat for PoolSeat {
+impl Seat for Seated<LockGuard> {
+    fn fence(&self) -> u64 {
+        self.fence
+    }
+
+    fn lost(&self) -> LostSignal {
+        Box::pin(self.guard.lost())
+    }
+
+    fn release(self) -> impl Future<Output = Result<(), Error>> + Send {
+        self.guard.release()
+    }
+}
+
+impl Electorate for Locker {
+    type Seat = Seated<LockerGuard>;
+
+    async fn try_seat<'a>(&'a self, lock: &'a AdvisoryLock) -> Result<Self::Seat, Error> {
+        let guard = lock.try_acquire(self).await?;
+        let fence = guard.fence();
+        seated(guard, fence, lock)
+    }
+
+    fn gate_pool(&self) -> &Pool {
+        self.pool()
+    }
+
+    fn loss_bound(&self, _lock: &AdvisoryLock) -> Duration {
+        self.keepalive()
+    }
+}
+
+impl Seat for Seated<LockerGuard> {
     fn fence(&self) -> u64 {
         self.fence
     }

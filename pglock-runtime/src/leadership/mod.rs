@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::context::Held;
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
+use crate::patience::Patience;
 
 pub use campaign::{DEFAULT_CAMPAIGN_EVERY, DEFAULT_MAX_BACKOFF};
 pub use electorate::{Electorate, LostSignal, Seat};
@@ -82,10 +83,11 @@ enum Ended<E> {
 }
 
 impl<S: Electorate> Leadership<S> {
-    /// Leadership through `lock`, campaigning on `source` (an owned `Pool`).
+    /// Leadership through `lock` (always taken [`fenced()`](AdvisoryLock::fenced)),
+    /// campaigning on `source`: an owned `Pool` or `Locker`.
     pub fn new(lock: AdvisoryLock, source: S) -> Self {
         Leadership {
-            lock,
+            lock: lock.fenced(),
             source,
             every: DEFAULT_CAMPAIGN_EVERY,
             max_backoff: DEFAULT_MAX_BACKOFF,
@@ -136,12 +138,8 @@ impl<S: Electorate> Leadership<S> {
         Fut: Future<Output = Result<(), E>> + Send,
         E: From<Error> + Send,
     {
-        if Held::current().conflicts_with(&self.lock) {
-            return Err(Error::WouldDeadlock {
-                lock: self.lock.id().clone(),
-            }
-            .into());
-        }
+        // A campaign that this task's own enclosing lock would always refuse.
+        Held::current().refuse_conflict(&self.lock, Patience::Forever)?;
         let mut shutdown = std::pin::pin!(shutdown);
         let mut schedule = Schedule::new(self.every, self.max_backoff);
         let mut wait = Duration::ZERO;
