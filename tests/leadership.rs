@@ -483,3 +483,45 @@ async fn control_without_the_gate_a_new_leader_starts_while_the_old_body_runs() 
         "without the gate no body ever overlapped: the test cannot tell"
     );
 }
+
+#[tokio::test]
+async fn through_lockers_a_follower_takes_over_with_a_greater_fence() {
+    let name = common::unique("locker-leader");
+    let every = Duration::from_millis(300);
+    let instance = || {
+        Leadership::new(
+            AdvisoryLock::new(name.as_str()),
+            pglock::Locker::new(common::pool(3)),
+        )
+        .campaign_every(every)
+    };
+    let (first_tx, mut first) = mpsc::unbounded_channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let leader = instance();
+    let leader = tokio::spawn(async move {
+        leader
+            .run(async { stopped.await.unwrap() }, move |term| {
+                let _ = first_tx.send(term);
+                std::future::pending::<Result<(), Error>>()
+            })
+            .await
+    });
+    let leading = next(&mut first, "the first Locker instance leads").await;
+    let (second_tx, mut second) = mpsc::unbounded_channel();
+    let follower = instance();
+    let follower = tokio::spawn(async move {
+        follower
+            .run(std::future::pending(), move |term| {
+                let _ = second_tx.send(term);
+                std::future::pending::<Result<(), Error>>()
+            })
+            .await
+    });
+    let observer = common::observer().await;
+    assert!(holder(&observer, LockKey::from_name(&name)).await.is_some());
+    stop.send(()).unwrap();
+    leader.await.unwrap().expect("shutdown returns Ok");
+    let taken_over = next(&mut second, "the follower leads").await;
+    assert!(taken_over.fence() > leading.fence());
+    follower.abort();
+}
