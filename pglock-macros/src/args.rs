@@ -655,12 +655,25 @@ mod tests {
     }
 
     #[test]
+    fn fence_and_hold_are_session_lock_options() {
+        let err = parse(r#"key = "a", xact = tx, fence = token"#).unwrap_err();
+        assert!(err.starts_with("`fence` with `xact`"), "{err}");
+        let err = parse(r#"key = "a", xact = tx, hold_at_least = "1s""#).unwrap_err();
+        assert!(err.starts_with("`hold_at_least` with `xact`"), "{err}");
+        let err = parse(r#"key = "a", hold_at_least = "0s""#).unwrap_err();
+        assert_eq!(
+            err,
+            "`hold_at_least = \"0s\"` holds for nothing: leave `hold_at_least` out"
+        );
+    }
+
+    #[test]
     fn unknown_options_list_the_valid_ones() {
         let err = parse(r#"key = "a", wiat"#).unwrap_err();
         assert_eq!(
             err,
             "unknown option `wiat` (did you mean `wait`?); expected one of: key, pool, \
-             xact, wait, skip, shared, guard, on_lost, crate"
+             xact, wait, skip, shared, guard, on_lost, fence, hold_at_least, crate"
         );
         let err = parse(r#"key = "a", timeout = "1s""#).unwrap_err();
         assert!(
