@@ -88,10 +88,11 @@ mod tests {
         let mut schedule = Schedule::new(every, limit);
         let first = schedule.after_error();
         assert!(first <= every);
-        for _ in 0..40 {
-            let wait = schedule.after_error();
-            assert!(wait <= limit && wait >= limit / 2, "{wait:?}");
-        }
+        // 200, 400, 800 ms (each jittered down to half at most), then the limit.
+        let waits: Vec<_> = (0..40).map(|_| schedule.after_error()).collect();
+        assert!(waits.iter().all(|w| *w <= limit), "{waits:?}");
+        assert!(waits[3..].iter().all(|w| *w >= limit / 2), "{waits:?}");
+        assert!(waits[0] <= every * 2 && waits[0] >= every, "{waits:?}");
         assert!(schedule.after_busy() <= every);
         assert!(schedule.after_error() <= every, "the backoff starts over");
     }
