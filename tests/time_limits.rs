@@ -66,7 +66,6 @@ async fn drop_body_during_its_statement(
 }
 
 #[tokio::test]
-#[ignore = "issue 12 item 3, open: a try still reuses the session of a queued unlock that waits behind the dropped body's statement"]
 async fn a_try_is_answered_while_a_dropped_bodys_statement_still_runs() {
     let pool = pool(4);
     let observer = observer().await;

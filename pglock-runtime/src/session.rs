@@ -299,6 +299,23 @@ impl Session {
         }
     }
 
+    /// Whether the server shows this session idle, or running only `statement` (its
+    /// queued unlock, say), asked over a connection of its own: a session whose unlock
+    /// waits behind another statement (a dropped body's) must not be reused by a try,
+    /// which would then wait for that statement. `false` when it cannot be told.
+    pub(crate) async fn runs_at_most(&self, statement: &str) -> bool {
+        let Some(pid) = self.pid.get() else {
+            return false;
+        };
+        let Ok(client) = self.side_connection().await else {
+            return false;
+        };
+        let row = client
+            .query_opt(sql::RUNS_AT_MOST, &[pid, &statement])
+            .await;
+        matches!(row, Ok(Some(row)) if row.get::<_, Option<bool>>(0) == Some(true))
+    }
+
     /// A new connection made as the pool makes its own (same TLS, same settings), not
     /// taken from the pool, which may be exhausted by the very waits to cancel.
     pub(crate) async fn side_connection(
@@ -314,11 +331,13 @@ fn send_try(session: Arc<Session>, lock: AdvisoryLock, statement: Statement) -> 
     let on = session.clone();
     let key = lock.key();
     let reply: Reply<bool> = Box::pin(async move {
-        let row = on
-            .client()
-            .query_one(&statement, &sql::params(&key))
-            .await?;
-        Ok(row.get(0))
+        // Polled in this order, the pid query goes out with the try, in its round trip.
+        let ((), row) = futures_util::future::join(
+            on.learn_pid(),
+            on.client().query_one(&statement, &sql::params(&key)),
+        )
+        .await;
+        Ok(row?.get(0))
     });
     InFlight::new(
         reply,

@@ -180,6 +180,11 @@ pub(crate) const CANCEL_IF_WAITING: &str = "SELECT pg_catalog.pg_cancel_backend(
      FROM pg_catalog.pg_stat_activity a \
      WHERE a.pid = $1 AND a.state = 'active' AND a.wait_event_type = 'Lock' AND a.query = $2";
 
+/// Whether backend `$1` runs nothing, or only statement `$2`, as the server sees it now.
+pub(crate) const RUNS_AT_MOST: &str =
+    "SELECT a.state = 'idle' OR (a.state = 'active' AND a.query = $2) \
+     FROM pg_catalog.pg_stat_activity a WHERE a.pid = $1";
+
 /// Who holds or waits for the key, holders first, then waiters from the longest
 /// waiting (see [`crate::holders()`]).
 pub(crate) const HOLDERS: &str = concat!(
