@@ -132,7 +132,7 @@ async fn body_beside_a_dropped_nested_wait(
     inner: &str,
     observer: &Observer,
 ) -> Result<(), AppError> {
-    let pid = pid_of(&conn).await;
+    let pid = pid_of(conn).await;
     // Prepared first, so that the query goes out at its first poll, ahead of the
     // nested wait's statements on the same session.
     let statement = conn.prepare(BODY_QUERY).await?;
