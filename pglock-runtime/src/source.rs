@@ -61,7 +61,7 @@ async fn session_for(
         // still running before the unlock (the session then still holds the key, so
         // a fresh session answers Busy, rightly).
         let unlock = sql::statement(Op::Unlock, lock);
-        if patience.waits() || session.runs_at_most(&unlock).await {
+        if patience.waits() || Box::pin(session.runs_at_most(&unlock)).await {
             if let Some(reserved) = session.reserve_alone(key) {
                 return Ok(reserved);
             }

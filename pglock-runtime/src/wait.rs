@@ -40,7 +40,8 @@ pub(crate) async fn wait_for(
     // Everything, preparing the statement included, may queue behind another
     // statement on the session, where the server's lock_timeout has not started.
     // Dropped at the limit, a wait already sent is cancelled once it runs.
-    within_the_limit(patience, wait_in_queue(session, lock, patience))
+    // Boxed: nested acquisitions stack these futures inside one another.
+    within_the_limit(patience, Box::pin(wait_in_queue(session, lock, patience)))
         .await
         .unwrap_or_else(|_elapsed| Err(patience.timed_out(lock, None)))
 }
