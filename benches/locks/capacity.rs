@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use pglock::{AdvisoryLock, LockKey, Locker, LockerGuard};
 use tokio::task::JoinSet;
 
-use crate::harness::{median, Ctx};
+use crate::env::Ctx;
+use crate::stats::median;
 
 /// How much to measure.
 #[derive(Clone, Copy, Debug)]

@@ -1,11 +1,15 @@
-//! The harness: groups of scenarios, each group measured beside its baseline.
+//! The harness: what a group of scenarios is (its members, baseline, limit and
+//! targets) and how much of it to measure. Running a group is `run.rs`; what its
+//! numbers say is `report.rs`.
 //!
 //! A group is one workload shape (say, "one task, one key, nobody else") and a list
 //! of members; the first member is the baseline. Each round runs one batch of every
 //! member, in an order that rotates from round to round, so a baseline and its
 //! scenarios see the same machine: on a shared 2-core box the load of other processes
 //! drifts by tens of percent within a minute, and a baseline measured a minute
-//! earlier would say more about that drift than about the code. The report gives
+//! earlier would say more about that drift than about the code. A latency group may
+//! also name a **limit** member (`select1`: one pooled round trip, no lock): the
+//! physical floor of a locked call, reported beside the baseline. The report gives
 //! medians over batches, their p10..p90, and ratios to the baseline: the ratio of the
 //! medians (what the targets are stated in), and the p10..p90 of the per-round ratios
 //! (how much a single round's comparison could be trusted).
@@ -16,18 +20,14 @@
 //! - throughput: a batch runs its tasks until a deadline; the value is calls completed
 //!   per second (higher is better).
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::scenarios::Env;
+use crate::env::Ctx;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// The shared state every workload gets: pools, key names.
-pub type Ctx = Arc<Env>;
 
 type LatencyFn = dyn Fn(Ctx, usize) -> BoxFuture<()> + Send + Sync;
 type ThroughputFn = dyn Fn(Ctx, Instant) -> BoxFuture<u64> + Send + Sync;
@@ -77,14 +77,14 @@ pub enum Target {
 }
 
 impl Target {
-    fn met(self, ratio: f64) -> bool {
+    pub fn met(self, ratio: f64) -> bool {
         match self {
             Target::AtMost(x) => ratio <= x,
             Target::AtLeast(x) => ratio >= x,
         }
     }
 
-    fn text(self) -> String {
+    pub fn text(self) -> String {
         match self {
             Target::AtMost(x) => format!("≤ {x:.2}"),
             Target::AtLeast(x) => format!("≥ {x:.2}"),
@@ -123,6 +123,10 @@ pub struct Group {
     pub shape: Shape,
     pub members: Vec<Member>,
     pub checks: Vec<Check>,
+    /// The member that is the physical limit of this shape (latency groups).
+    pub limit: Option<&'static str>,
+    /// Targets stated as ratios to the limit: `(member, target)`.
+    pub limit_targets: Vec<(&'static str, Target)>,
 }
 
 impl Group {
@@ -133,6 +137,8 @@ impl Group {
             shape: Shape::Latency,
             members: Vec::new(),
             checks: Vec::new(),
+            limit: None,
+            limit_targets: Vec::new(),
         }
     }
 
@@ -195,14 +201,48 @@ impl Group {
         self.push(id, what, workload, None)
     }
 
-    /// The baseline and the member `id` only (for a closer look at one scenario);
-    /// `solo`: the member alone (for a profiler: it then shows as the baseline).
+    /// The limit: a member measured for information whose time per call the others
+    /// are also compared with (one pooled round trip: what no lock can beat).
+    pub fn limit(mut self, id: &'static str, what: &'static str, workload: Workload) -> Group {
+        assert_eq!(self.shape, Shape::Latency, "a limit is a latency");
+        assert!(self.limit.is_none(), "{}: one limit", self.name);
+        self.limit = Some(id);
+        self.push(id, what, workload, None)
+    }
+
+    /// `id`'s time per call must meet `target` as a ratio to the limit's.
+    pub fn near_limit(mut self, id: &'static str, target: Target) -> Group {
+        assert!(self.limit.is_some(), "{}: the limit first", self.name);
+        assert!(
+            self.members.iter().any(|m| m.id == id),
+            "{}/{id}: the member first",
+            self.name
+        );
+        self.limit_targets.push((id, target));
+        self
+    }
+
+    /// The baseline and the member `id` only (for a closer look at one scenario),
+    /// with the limit if there is one; `solo`: the member alone (for a profiler: it
+    /// then shows as the baseline).
     pub fn only(mut self, id: &str, solo: bool) -> Option<Group> {
         if !self.members.iter().any(|m| m.id == id) {
             return None;
         }
         let baseline = if solo { id } else { self.members[0].id };
-        self.members.retain(|m| m.id == baseline || m.id == id);
+        let limit = if solo { None } else { self.limit };
+        self.members
+            .retain(|m| m.id == baseline || m.id == id || Some(m.id) == limit);
+        if self
+            .limit
+            .is_some_and(|l| !self.members.iter().any(|m| m.id == l))
+        {
+            self.limit = None;
+        }
+        self.limit_targets.retain(|(m, _)| *m == id);
+        if self.limit.is_none() {
+            self.limit_targets.clear();
+        }
         self.checks.retain(|c| {
             [c.faster, c.slower]
                 .iter()
@@ -256,321 +296,4 @@ pub struct Measured {
     pub calls: u64,
     /// Process CPU seconds over all measured batches.
     pub cpu: f64,
-}
-
-pub struct Report {
-    pub group: Group,
-    pub plan: Plan,
-    pub rows: Vec<Measured>,
-    pub elapsed: Duration,
-}
-
-/// CPU time used so far by this process, all threads (the benchmark's tasks, the
-/// connections' tasks, pglock's background unlocks; not the server's).
-pub fn process_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write to.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// What one batch did.
-#[derive(Clone, Copy, Debug)]
-pub struct Batch {
-    pub calls: u64,
-    /// Wall-clock seconds.
-    pub secs: f64,
-    /// Seconds of this process's CPU time.
-    pub cpu: f64,
-}
-
-/// Runs one batch of `workload` in a task of its own (so it runs on a worker thread,
-/// as a service's code would).
-pub async fn batch(ctx: &Ctx, workload: &Workload, plan: &Plan) -> Batch {
-    let (ctx, workload, plan) = (ctx.clone(), workload.clone(), *plan);
-    tokio::spawn(async move {
-        let (start, cpu) = (Instant::now(), process_cpu());
-        let calls = match workload {
-            Workload::Latency(f) => {
-                f(ctx, plan.calls).await;
-                plan.calls as u64
-            }
-            Workload::Throughput(f) => f(ctx, start + plan.window).await,
-        };
-        Batch {
-            calls,
-            secs: start.elapsed().as_secs_f64(),
-            cpu: (process_cpu() - cpu).as_secs_f64(),
-        }
-    })
-    .await
-    .expect("a benchmark batch panicked")
-}
-
-pub async fn run_group(ctx: &Ctx, group: Group, plan: Plan) -> Report {
-    let start = Instant::now();
-    let measured: Vec<(usize, Workload)> = group
-        .members
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (i, m.workload.clone()))
-        .collect();
-    let rounds = match group.shape {
-        Shape::Latency => plan.rounds,
-        Shape::Throughput => plan.throughput_rounds,
-    };
-    let mut values = vec![Vec::with_capacity(rounds); group.members.len()];
-    let mut calls = vec![0u64; group.members.len()];
-    let mut cpu = vec![0f64; group.members.len()];
-    for round in 0..plan.warmup + rounds {
-        // Rotate the order so no member always runs right after the same neighbour.
-        for k in 0..measured.len() {
-            let (i, workload) = &measured[(round + k) % measured.len()];
-            let b = batch(ctx, workload, &plan).await;
-            if round < plan.warmup {
-                continue;
-            }
-            assert!(
-                b.calls > 0,
-                "{}/{}: no call completed",
-                group.name,
-                group.members[*i].id
-            );
-            calls[*i] += b.calls;
-            cpu[*i] += b.cpu;
-            values[*i].push(match group.shape {
-                Shape::Latency => b.secs / b.calls as f64,
-                Shape::Throughput => b.calls as f64 / b.secs,
-            });
-        }
-    }
-    let rows = group
-        .members
-        .iter()
-        .cloned()
-        .zip(values.into_iter().zip(calls).zip(cpu))
-        .map(|(member, ((values, calls), cpu))| Measured {
-            member,
-            values,
-            calls,
-            cpu,
-        })
-        .collect();
-    Report {
-        group,
-        plan,
-        rows,
-        elapsed: start.elapsed(),
-    }
-}
-
-/// The `q`-quantile (0..=1) of `values`, interpolating between ranks.
-pub fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q * (v.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-}
-
-pub fn median(values: &[f64]) -> f64 {
-    quantile(values, 0.5)
-}
-
-/// How a target or check came out.
-#[derive(Clone, Debug)]
-pub struct Verdict {
-    pub group: &'static str,
-    pub what: String,
-    pub target: String,
-    /// Ratio of medians: how the targets are stated.
-    pub ratio: f64,
-    pub met: bool,
-    /// Median of the per-round ratios: the steadier reading on a loaded machine.
-    pub paired: f64,
-    pub paired_met: bool,
-    /// One of the targets (else: shown for information).
-    pub counts: bool,
-}
-
-impl Report {
-    fn row(&self, id: &str) -> Option<&Measured> {
-        self.rows
-            .iter()
-            .find(|r| r.member.id == id && !r.values.is_empty())
-    }
-
-    fn baseline(&self) -> &Measured {
-        &self.rows[0]
-    }
-
-    /// Ratio of `row`'s median to the baseline's (time ratio for latency, rate
-    /// ratio for throughput), and the p10, median and p90 of the per-round ratios.
-    fn ratios(&self, row: &Measured) -> (f64, f64, f64, f64) {
-        let base = &self.baseline().values;
-        let paired: Vec<f64> = row.values.iter().zip(base).map(|(v, b)| v / b).collect();
-        (
-            median(&row.values) / median(base),
-            quantile(&paired, 0.1),
-            median(&paired),
-            quantile(&paired, 0.9),
-        )
-    }
-
-    pub fn verdicts(&self) -> Vec<Verdict> {
-        let mut out = Vec::new();
-        for row in &self.rows[1..] {
-            if let Some(target) = row.member.target {
-                if row.values.is_empty() {
-                    continue;
-                }
-                let (ratio, _, paired, _) = self.ratios(row);
-                out.push(Verdict {
-                    group: self.group.name,
-                    what: format!("{} vs {}", row.member.id, self.baseline().member.id),
-                    target: target.text(),
-                    ratio,
-                    met: target.met(ratio),
-                    paired,
-                    paired_met: target.met(paired),
-                    counts: true,
-                });
-            }
-        }
-        for check in &self.group.checks {
-            let (Some(fast), Some(slow)) = (self.row(check.faster), self.row(check.slower)) else {
-                continue;
-            };
-            let speedup = median(&slow.values) / median(&fast.values);
-            let per_round: Vec<f64> = slow
-                .values
-                .iter()
-                .zip(&fast.values)
-                .map(|(s, f)| s / f)
-                .collect();
-            let paired = median(&per_round);
-            out.push(Verdict {
-                group: self.group.name,
-                what: format!(
-                    "{} faster than {}{}",
-                    check.faster,
-                    check.slower,
-                    if check.target { "" } else { " (info)" }
-                ),
-                target: format!("≥ {:.2}×", check.factor),
-                ratio: speedup,
-                met: speedup >= check.factor,
-                paired,
-                paired_met: paired >= check.factor,
-                counts: check.target,
-            });
-        }
-        out
-    }
-
-    /// The group's table, in Markdown.
-    pub fn table(&self) -> String {
-        let mut s = String::new();
-        let g = &self.group;
-        let (unit, spread) = match g.shape {
-            Shape::Latency => ("median µs/call", "p10–p90 µs"),
-            Shape::Throughput => ("median calls/s", "p10–p90 calls/s"),
-        };
-        let ratio_head = match g.shape {
-            Shape::Latency => "time ÷ baseline",
-            Shape::Throughput => "rate ÷ baseline",
-        };
-        let _ = writeln!(s, "### `{}`: {}\n", g.name, g.what);
-        let _ = writeln!(
-            s,
-            "| scenario | {unit} | {spread} | {ratio_head} (medians) | per-round ratio: median (p10–p90) | target | | client CPU µs/call | calls |"
-        );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|---:|---:|");
-        let mut legend = Vec::new();
-        for (i, row) in self.rows.iter().enumerate() {
-            let m = &row.member;
-            let target = m.target;
-            let show = |v: f64| match g.shape {
-                Shape::Latency => format!("{:.1}", v * 1e6),
-                Shape::Throughput => format!("{:.0}", v),
-            };
-            let (med, p10, p90) = (
-                median(&row.values),
-                quantile(&row.values, 0.1),
-                quantile(&row.values, 0.9),
-            );
-            let (ratio, paired, verdict) = if i == 0 {
-                ("1 (baseline)".to_string(), "—".to_string(), String::new())
-            } else {
-                let (r, lo, mid, hi) = self.ratios(row);
-                let verdict = match target {
-                    Some(t) if !self.plan.judge => format!("({})", t.text()),
-                    Some(t) if t.met(r) => "met".to_string(),
-                    Some(_) => "**MISSED**".to_string(),
-                    None => "info".to_string(),
-                };
-                (
-                    format!("{r:.3}"),
-                    format!("{mid:.3} ({lo:.3}–{hi:.3})"),
-                    verdict,
-                )
-            };
-            let _ = writeln!(
-                s,
-                "| `{}` | {} | {}–{} | {} | {} | {} | {} | {:.1} | {} |",
-                m.id,
-                show(med),
-                show(p10),
-                show(p90),
-                ratio,
-                paired,
-                target.map(Target::text).unwrap_or_default(),
-                verdict,
-                row.cpu * 1e6 / row.calls as f64,
-                row.calls
-            );
-            legend.push(format!("- `{}`: {}", m.id, m.what));
-        }
-        let _ = writeln!(s);
-        for line in &legend {
-            let _ = writeln!(s, "{line}");
-        }
-        if !g.checks.is_empty() {
-            let _ = writeln!(s);
-            for v in self.verdicts().iter().filter(|v| v.what.contains("faster")) {
-                let _ = writeln!(
-                    s,
-                    "- {}: **{:.2}×** (per-round median {:.2}×; target {}){}",
-                    v.what,
-                    v.ratio,
-                    v.paired,
-                    v.target,
-                    match (self.plan.judge, v.met) {
-                        (false, _) => "",
-                        (true, true) => ": met",
-                        (true, false) => ": **MISSED**",
-                    }
-                );
-            }
-        }
-        let _ = writeln!(
-            s,
-            "\n{} rounds after {} warm-up; {}; {:.1} s.\n",
-            self.rows[0].values.len(),
-            self.plan.warmup,
-            match g.shape {
-                Shape::Latency => format!("{} calls per batch", self.plan.calls),
-                Shape::Throughput => format!("{} ms per batch", self.plan.window.as_millis()),
-            },
-            self.elapsed.as_secs_f64()
-        );
-        s
-    }
 }

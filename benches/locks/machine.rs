@@ -16,6 +16,11 @@ fn command(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The date and time, UTC.
+pub fn now() -> String {
+    command("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into())
+}
+
 pub fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -37,11 +42,7 @@ pub async fn facts(pool: &deadpool_postgres::Pool, current_thread: bool) -> Stri
     let commit = command("git", &["-C", dir, "rev-parse", "--short", "HEAD"]);
     let dirty =
         command("git", &["-C", dir, "status", "--porcelain"]).is_some_and(|s| !s.is_empty());
-    let _ = writeln!(
-        s,
-        "- date: {}",
-        command("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into())
-    );
+    let _ = writeln!(s, "- date: {}", now());
     let _ = writeln!(
         s,
         "- CPU: {} ({cores} cores available to this process)",

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use pglock::testdb::Cluster;
 
-use crate::harness::{Ctx, Group, Plan};
-use crate::scenarios::Env;
+use crate::env::{Ctx, Env};
+use crate::harness::{Group, Plan};
 
 #[derive(Default)]
 struct Counts {
@@ -97,13 +97,13 @@ pub fn run(runtime: &tokio::runtime::Runtime, groups: Vec<Group>) -> String {
         for group in groups {
             for member in &group.members {
                 let workload = &member.workload;
-                crate::harness::batch(&ctx, workload, &plan).await; // warm-up: connections, caches
+                crate::run::batch(&ctx, workload, &plan).await; // warm-up: connections, caches
                 let tag = format!("pglock-bench-mark {}/{}", group.name, member.id);
                 marker
                     .simple_query(&format!("SELECT '{tag} begin'"))
                     .await
                     .unwrap();
-                let calls = crate::harness::batch(&ctx, workload, &plan).await.calls;
+                let calls = crate::run::batch(&ctx, workload, &plan).await.calls;
                 // Let queued unlocks of the batch reach the server before the end mark.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 marker

@@ -50,6 +50,9 @@ pub enum CliError {
     /// `release` acted, but the lock (or part of it) is still held, or a signal failed.
     #[error("{0}")]
     NotReleased(String),
+    /// The listing could not be written as JSON.
+    #[error("cannot write JSON: {0}")]
+    Json(#[from] serde_json::Error),
     /// Reading the answer or writing the output failed.
     #[error("input/output: {0}")]
     Io(#[from] std::io::Error),

@@ -59,7 +59,7 @@ struct JsonEntry<'a> {
 }
 
 /// The JSON text of `listing`.
-pub fn render(listing: &Listing) -> String {
+pub fn render(listing: &Listing) -> Result<String, serde_json::Error> {
     let document = Document {
         schema: SCHEMA,
         database: &listing.database,
@@ -68,7 +68,6 @@ pub fn render(listing: &Listing) -> String {
         locks: listing.locks.iter().map(lock).collect(),
     };
     serde_json::to_string_pretty(&document)
-        .unwrap_or_else(|e| format!("{{\"error\": \"cannot write JSON: {e}\"}}"))
 }
 
 fn lock(lock: &Lock) -> JsonLock<'_> {

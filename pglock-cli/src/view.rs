@@ -171,7 +171,7 @@ pub async fn run_who(connection: &Connection, args: &WhoArgs) -> Result<ExitCode
 /// sessions are hidden from this role.
 pub fn print(listing: &Listing, as_json: bool) -> Result<ExitCode, CliError> {
     if as_json {
-        println!("{}", json::render(listing));
+        println!("{}", json::render(listing)?);
     } else {
         print!("{}", table::render(listing));
     }

@@ -6,11 +6,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::key::LockKey;
 use crate::lock::{AdvisoryLock, LockMode};
 use crate::patience::Patience;
 use crate::scope::PoolId;
 use crate::session::Session;
-use crate::LockKey;
 
 tokio::task_local! {
     static HELD: Held;

@@ -91,7 +91,7 @@ impl LockGuard {
             keepalive: lock.keepalive_bound(),
             probe: Some((lock.key(), lock.mode())),
         };
-        self.session().loss(how).token().cancelled_owned()
+        self.session().watch_for_loss(how).token().cancelled_owned()
     }
 
     /// Whether the session holding the lock is known to be gone.

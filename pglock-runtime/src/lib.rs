@@ -1,6 +1,28 @@
 //! Runtime of [pglock](https://docs.rs/pglock): PostgreSQL advisory locks as guards of
 //! critical sections. Users depend on the facade crate `pglock`, which re-exports
 //! everything here together with the `#[advisory_locked]` attribute.
+//!
+//! # Where each job lives
+//!
+//! Imports point down this list: a module uses only modules below it.
+//!
+//! | module | its one job |
+//! |---|---|
+//! | `private/` | the door generated code uses (`__private`); nothing else imports it |
+//! | `acquire`, `xact` | the public acquire methods, for session and transaction locks |
+//! | `source`, `locker/` | lock sources: a `Pool` (a session each) and the `Locker` (shared sessions, in-process table) |
+//! | `context` | what the current annotated body holds: re-entrancy, conflicts → `WouldDeadlock` or `Busy` |
+//! | `guard` | `LockGuard`: the held lock, released on drop |
+//! | `wait` | waiting in the server's queue, cancel-safely |
+//! | `release` | unlocks the caller does not wait for, and the queued-unlock reuse of a session |
+//! | `session` | a pooled connection holding locks: back to the pool only when known clean |
+//! | `loss` | noticing that a session holding locks is gone |
+//! | `in_flight` | a statement sent and not answered yet, cleaned up if dropped |
+//! | `sql` | every statement text, bind parameters and `pg_locks` key columns |
+//! | `patience` | how long to wait: `Try`, `Forever` or `Until` a deadline |
+//! | `error`, `trace` | the one `Error` enum; what is told to `tracing` |
+//! | `lock`, `key`, `scope` | the lock's identity (`AdvisoryLock`, `LockKey`), and who owns a session |
+//! | `drop_guard`, `spawn`, `mutex` | small tools: armed-until-used, spawn-if-a-runtime, poison-tolerant locking |
 
 #![warn(missing_docs)]
 
@@ -17,7 +39,6 @@ mod locker;
 mod loss;
 mod mutex;
 mod patience;
-mod private_xact;
 mod release;
 mod scope;
 mod session;
@@ -42,7 +63,7 @@ pub use source::LockSource;
 pub use xact::Transactional;
 
 #[doc(hidden)]
-#[path = "private.rs"]
+#[path = "private/mod.rs"]
 pub mod __private;
 
 #[cfg(feature = "testdb")]

@@ -7,7 +7,7 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::LockKey;
+use crate::key::LockKey;
 
 /// The default bound within which a server that stopped answering is noticed while
 /// a lock is held and watched (see [`AdvisoryLock::keepalive`]).

@@ -29,9 +29,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::key::LockKey;
 use crate::lock::LockMode;
 use crate::spawn::spawn_or_drop;
-use crate::LockKey;
 
 /// How often a watched session's connection state is read. It is an in-process
 /// flag (no server round trip), so it can run often; it bounds how late a closed

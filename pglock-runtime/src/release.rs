@@ -9,18 +9,18 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use crate::key::LockKey;
 use crate::lock::AdvisoryLock;
 use crate::mutex::lock_unpoisoned;
 use crate::scope::Scope;
 use crate::session::Session;
 use crate::spawn::spawn_or_drop;
-use crate::LockKey;
 
 /// One queued unlock: its session, and a number telling it from earlier unlocks of
 /// the same key on the same session.
 struct Queued {
     session: Weak<Session>,
-    ticket: u64,
+    seq: u64,
 }
 
 /// (scope, key) → the latest queued unlock of that key.
@@ -31,24 +31,24 @@ fn table() -> std::sync::MutexGuard<'static, Pending> {
     lock_unpoisoned(PENDING.get_or_init(Mutex::default))
 }
 
-/// `session` has an unlock of `key` queued; give the returned ticket to [`finished`].
+/// `session` has an unlock of `key` queued; give the returned sequence number to [`finished`].
 fn queued(session: &Arc<Session>, key: LockKey) -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let ticket = NEXT.fetch_add(1, Ordering::Relaxed);
+    let seq = NEXT.fetch_add(1, Ordering::Relaxed);
     let queued = Queued {
         session: Arc::downgrade(session),
-        ticket,
+        seq,
     };
     table().insert((session.scope(), key), queued);
-    ticket
+    seq
 }
 
 /// That unlock is done (or failed: either way, not pending). A later unlock of the
 /// same key, queued meanwhile, stays pending.
-fn finished(session: &Session, key: LockKey, ticket: u64) {
+fn finished(session: &Session, key: LockKey, seq: u64) {
     let mut table = table();
     let id = (session.scope(), key);
-    if table.get(&id).is_some_and(|q| q.ticket == ticket) {
+    if table.get(&id).is_some_and(|q| q.seq == seq) {
         table.remove(&id);
     }
 }
@@ -69,12 +69,12 @@ pub(crate) fn take_session_for(scope: Scope, key: LockKey) -> Option<Arc<Session
 /// unlock is logged; the session, still counting the lock, then closes instead of
 /// going back to the pool.
 pub(crate) fn unlock_in_background(session: Arc<Session>, lock: AdvisoryLock) {
-    let ticket = queued(&session, lock.key());
+    let seq = queued(&session, lock.key());
     let mut unlock = Box::pin(async move {
         if let Err(error) = session.unlock(&lock).await {
             tracing::warn!(lock = %lock.id(), %error, "unlock failed; closing the session");
         }
-        finished(&session, lock.key(), ticket);
+        finished(&session, lock.key(), seq);
     });
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     if unlock.as_mut().poll(&mut cx).is_ready() {

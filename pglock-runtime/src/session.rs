@@ -15,13 +15,13 @@ use tokio_postgres::Statement;
 
 use crate::error::Error;
 use crate::in_flight::{InFlight, Reply};
+use crate::key::LockKey;
 use crate::lock::AdvisoryLock;
 use crate::lock::LockMode;
 use crate::loss::{LossWatch, Ping, Watch, Watched};
 use crate::mutex::lock_unpoisoned;
 use crate::scope::{PoolId, Scope};
 use crate::sql::{self, Op};
-use crate::LockKey;
 
 /// A connection taken from the pool for locks. Shared (`Arc`) by every guard whose
 /// lock lives on it and by any task still finishing an unlock on it.
@@ -154,7 +154,7 @@ impl Session {
     }
 
     /// The loss signal, watched from now on (the first caller's `how` applies).
-    pub(crate) fn loss(self: &Arc<Self>, how: Watch) -> &LossWatch {
+    pub(crate) fn watch_for_loss(self: &Arc<Self>, how: Watch) -> &LossWatch {
         self.loss.watch(self, how);
         &self.loss
     }
@@ -167,11 +167,14 @@ impl Session {
         self.close_when_done.store(true, Ordering::Release);
     }
 
-    pub(crate) fn prepare_counted(&self) {
+    /// A lock statement is about to be sent: until the server's answer rules it
+    /// out, this session may hold one more lock.
+    pub(crate) fn count_possible_hold(&self) {
         self.maybe_held.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub(crate) fn settle_counted(&self) {
+    /// The server confirmed a counted lock is not (or no longer) held here.
+    pub(crate) fn discount_possible_hold(&self) {
         self.maybe_held.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -205,19 +208,19 @@ impl Session {
     /// locks may live on this session, so it cannot simply be closed.
     pub(crate) async fn try_lock(self: &Arc<Self>, lock: &AdvisoryLock) -> Result<bool, Error> {
         let statement = self.lock_statement(Op::Try, lock).await?;
-        self.prepare_counted();
+        self.count_possible_hold();
         let answer = send_try(self.clone(), lock.clone(), statement);
         match answer.answer().await {
             Ok(true) => Ok(true),
             Ok(false) => {
-                self.settle_counted();
+                self.discount_possible_hold();
                 Ok(false)
             }
             Err(e) => {
                 if e.as_db_error().is_some() && e.code() != Some(&SqlState::QUERY_CANCELED) {
                     // The server refused the statement (e.g. its lock table is full):
                     // nothing was granted.
-                    self.settle_counted();
+                    self.discount_possible_hold();
                 }
                 Err(Error::from_db(lock.id(), e))
             }
@@ -233,7 +236,7 @@ impl Session {
             .await
             .map_err(|e| Error::from_db(lock.id(), e))?;
         if row.get::<_, bool>(0) {
-            self.settle_counted();
+            self.discount_possible_hold();
             Ok(())
         } else {
             Err(Error::LockLost {
@@ -289,7 +292,7 @@ async fn finish_abandoned_try(session: Arc<Session>, lock: AdvisoryLock, reply: 
                 tracing::warn!(lock = %lock.id(), %error, "could not unlock a lock granted to an abandoned try");
             }
         }
-        Ok(false) => session.settle_counted(),
+        Ok(false) => session.discount_possible_hold(),
         Err(_) => {} // in doubt: still counted, so the session is closed, not reused
     }
 }

@@ -15,10 +15,11 @@ use crate::scope::{PoolId, Scope};
 use crate::session::{Reserved, Session};
 use crate::wait::wait_for;
 
-mod sealed {
+/// Only this crate's sources: `Pool` here, `Locker` beside its own type (so this
+/// module needs nothing from the Locker, which builds on it).
+pub(crate) mod sealed {
     pub trait Sealed {}
     impl Sealed for deadpool_postgres::Pool {}
-    impl Sealed for crate::Locker {}
 }
 
 /// Something locks can be taken from: a [`Pool`] or a [`Locker`](crate::Locker).

@@ -8,8 +8,8 @@ use std::borrow::Cow;
 
 use tokio_postgres::types::{ToSql, Type};
 
+use crate::key::LockKey;
 use crate::lock::{AdvisoryLock, LockMode};
-use crate::LockKey;
 
 /// What a statement does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -48,7 +48,7 @@ pub(crate) async fn wait_for(
         }
         Err(e) => {
             if refused(&e) {
-                session.settle_counted();
+                session.discount_possible_hold();
             }
             Err(Error::from_db(lock.id(), e))
         }
@@ -64,7 +64,7 @@ fn send(
     statement: tokio_postgres::Statement,
     timeout: Option<String>,
 ) -> InFlight<u64> {
-    session.prepare_counted();
+    session.count_possible_hold();
     let on = session.clone();
     let key = lock.key();
     let reply: Reply<u64> = Box::pin(async move {
@@ -92,7 +92,7 @@ async fn cancel_abandoned(session: Arc<Session>, lock: AdvisoryLock, reply: Repl
     let granted = match reply.await {
         Ok(_) => true,
         Err(e) if refused(&e) => {
-            session.settle_counted();
+            session.discount_possible_hold();
             false
         }
         Err(_) => settle(&session, &lock).await.unwrap_or(true),
@@ -120,7 +120,7 @@ async fn settle(session: &Session, lock: &AdvisoryLock) -> Result<bool, Error> {
     if held > 0 {
         Ok(true)
     } else {
-        session.settle_counted();
+        session.discount_possible_hold();
         Ok(false)
     }
 }

@@ -97,7 +97,7 @@ impl LockerGuard {
     pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
         let held = self.held.get();
         held.session
-            .loss(held.locker.watch())
+            .watch_for_loss(held.locker.watch())
             .token()
             .cancelled_owned()
     }

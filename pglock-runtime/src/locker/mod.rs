@@ -189,6 +189,8 @@ impl std::fmt::Debug for Locker {
     }
 }
 
+impl crate::source::sealed::Sealed for Locker {}
+
 impl LockSource for Locker {
     type Guard = LockerGuard;
 

@@ -6,6 +6,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::error::Error;
+use crate::key::LockKey;
 use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
 use crate::mutex::lock_unpoisoned;
@@ -13,7 +14,6 @@ use crate::release;
 use crate::scope::{LockerId, Scope};
 use crate::session::Session;
 use crate::spawn::spawn_or_drop;
-use crate::LockKey;
 
 use super::table::Table;
 use super::Inner;
@@ -90,7 +90,7 @@ impl Sessions {
 /// When `session` is lost, ends the table's episodes on it, so the tasks waiting for
 /// those keys ask the server anew instead of waiting for holders that hold nothing.
 fn forget_keys_when_lost(session: &Arc<Session>, how: Watch, table: Weak<Mutex<Table>>) {
-    let loss = session.loss(how);
+    let loss = session.watch_for_loss(how);
     let (lost, retired) = (loss.token(), loss.retired());
     let session = Arc::downgrade(session);
     // No runtime, no watcher: the session is not watched either.

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::drop_guard::DropGuard;
+use crate::key::LockKey;
 use crate::lock::{AdvisoryLock, LockMode};
 use crate::mutex::lock_unpoisoned;
 use crate::patience::Patience;
 use crate::release;
 use crate::session::Session;
-use crate::LockKey;
 
 /// One holding episode of a key: the server lock taken once, held by one or more
 /// tasks of this process in turn (or together, when shared), then given back.

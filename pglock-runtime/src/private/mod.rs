@@ -10,11 +10,13 @@ use crate::source::LockSource;
 
 pub use crate::lock::{AdvisoryLock, CallSite, LockMode};
 pub use crate::patience::Patience;
-pub use crate::private_xact::{acquire_xact, transaction, AsTransaction};
-pub use crate::LockKey;
+mod xact;
+
+pub use crate::key::LockKey;
 pub use core::default::Default;
 pub use core::result::Result::{self, Err, Ok};
 pub use std::format;
+pub use xact::{acquire_xact, transaction, AsTransaction};
 // What `#[advisory_locked]` names besides the items below: `Duration` for
 // `wait = "5s"` (`Patience::within(Duration::new(5, 0))`), and the macros that fill in its `CallSite`. Re-exported here so
 // that generated code goes through this one door (and `crate = path`) only.
@@ -74,8 +76,8 @@ impl AsLockSource for deadpool_postgres::Pool {
     }
 }
 
-impl AsLockSource for crate::Locker {
-    type Source = crate::Locker;
+impl AsLockSource for crate::locker::Locker {
+    type Source = crate::locker::Locker;
     fn as_lock_source(&self) -> &Self::Source {
         self
     }
