@@ -10,7 +10,7 @@ use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
 use crate::release;
 use crate::session::{Reserved, Session};
-use crate::trace;
+use crate::trace::{self, Holding};
 
 /// A held advisory lock on a pooled session. It derefs to that session's client, so
 /// queries can run on the locked connection.
@@ -37,13 +37,13 @@ pub struct LockGuard {
 struct Held {
     session: Arc<Session>,
     lock: AdvisoryLock,
-    since: std::time::Instant,
+    holding: Holding,
 }
 
 /// A guard dropped while holding its lock: the unlock is queued now and finished
 /// in the background.
-fn unlock_dropped(held: Held) {
-    trace::released(&held.lock, held.since, held.session.is_lost());
+fn unlock_dropped(mut held: Held) {
+    held.holding.end(&held.lock, held.session.is_lost());
     release::unlock_in_background(held.session, held.lock);
 }
 
@@ -52,7 +52,7 @@ impl LockGuard {
         let held = Held {
             session: reserved.session().clone(),
             lock,
-            since: std::time::Instant::now(),
+            holding: Holding::new(),
         };
         LockGuard {
             held: DropGuard::new(held, unlock_dropped),
@@ -72,9 +72,9 @@ impl LockGuard {
         let Held {
             session,
             lock,
-            since,
+            mut holding,
         } = held.disarm();
-        trace::released(&lock, since, session.is_lost());
+        holding.end(&lock, session.is_lost());
         if session.is_lost() {
             return Err(Error::LockLost {
                 lock: lock.id().clone(),
@@ -101,6 +101,13 @@ impl LockGuard {
 
     pub(crate) fn session(&self) -> &Arc<Session> {
         &self.held.get().session
+    }
+}
+
+impl trace::Observed for LockGuard {
+    const SOURCE: &'static str = "pool";
+    fn holding(&mut self) -> Option<&mut Holding> {
+        Some(&mut self.held.get_mut().holding)
     }
 }
 

@@ -37,6 +37,8 @@ mod key;
 mod lock;
 mod locker;
 mod loss;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod mutex;
 mod patience;
 mod release;

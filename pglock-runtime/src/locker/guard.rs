@@ -9,7 +9,7 @@ use crate::lock::AdvisoryLock;
 use crate::mutex::lock_unpoisoned;
 use crate::release;
 use crate::session::Session;
-use crate::trace;
+use crate::trace::{self, Holding};
 
 use super::table::{Episode, Release};
 use super::Inner;
@@ -32,7 +32,7 @@ struct Held {
     lock: AdvisoryLock,
     episode: Episode,
     session: Arc<Session>,
-    since: std::time::Instant,
+    holding: Holding,
 }
 
 impl Held {
@@ -44,8 +44,8 @@ impl Held {
 
 /// A guard dropped while holding its lock: the key goes to the next waiter, or its
 /// unlock is queued now and finished in the background.
-fn let_go_dropped(held: Held) {
-    trace::released(&held.lock, held.since, held.session.is_lost());
+fn let_go_dropped(mut held: Held) {
+    held.holding.end(&held.lock, held.session.is_lost());
     if let Release::Unlock(session, lock) = held.let_go() {
         release::unlock_in_background(session, lock);
     }
@@ -63,7 +63,7 @@ impl LockerGuard {
             lock,
             episode,
             session,
-            since: std::time::Instant::now(),
+            holding: Holding::new(),
         };
         LockerGuard {
             held: DropGuard::new(held, let_go_dropped),
@@ -78,9 +78,9 @@ impl LockerGuard {
     /// Lets go now. When the key goes back to the server, waits for the unlock;
     /// [`Error::LockLost`] if the session holding it was lost.
     pub async fn release(self) -> Result<(), Error> {
-        let held = self.held.disarm();
+        let mut held = self.held.disarm();
         let lost = held.session.is_lost();
-        trace::released(&held.lock, held.since, lost);
+        held.holding.end(&held.lock, lost);
         let release = held.let_go();
         if lost {
             return Err(Error::LockLost {
@@ -105,6 +105,13 @@ impl LockerGuard {
     /// Whether the session holding the lock is known to be gone.
     pub fn is_lost(&self) -> bool {
         self.held.get().session.is_lost()
+    }
+}
+
+impl trace::Observed for LockerGuard {
+    const SOURCE: &'static str = "locker";
+    fn holding(&mut self) -> Option<&mut Holding> {
+        Some(&mut self.held.get_mut().holding)
     }
 }
 
