@@ -206,3 +206,33 @@ fn call_site(lock: &AdvisoryLock) -> String {
 fn micros(d: Duration) -> u64 {
     d.as_micros().try_into().unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::LockId;
+
+    /// Every error variant's outcome name; `lost` (an acquisition whose session was
+    /// lost before the grant was recorded) only comes from a race the live tests
+    /// cannot force, so the mapping is checked here.
+    #[test]
+    fn outcomes_are_named_by_what_happened_and_skip_renames_only_busy_and_timeout() {
+        let lock = || LockId::from(7);
+        let busy = Err::<(), _>(Error::Busy { lock: lock() });
+        let timeout = Err::<(), _>(Error::Timeout {
+            lock: lock(),
+            after: None,
+            source: None,
+        });
+        let lost = Err::<(), _>(Error::LockLost { lock: lock() });
+        let would = Err::<(), _>(Error::WouldDeadlock { lock: lock() });
+        assert_eq!(outcome_name(&Ok(()), Refusal::Fails), "acquired");
+        assert_eq!(outcome_name(&busy, Refusal::Fails), "busy");
+        assert_eq!(outcome_name(&timeout, Refusal::Fails), "timeout");
+        assert_eq!(outcome_name(&busy, Refusal::Skips), "skipped");
+        assert_eq!(outcome_name(&timeout, Refusal::Skips), "skipped");
+        assert_eq!(outcome_name(&lost, Refusal::Fails), "lost");
+        assert_eq!(outcome_name(&lost, Refusal::Skips), "lost");
+        assert_eq!(outcome_name(&would, Refusal::Skips), "would_deadlock");
+    }
+}
