@@ -307,6 +307,33 @@ fn an_attribute_fn_with_skip_counts_a_skip_not_a_failure() {
     });
 }
 
+#[advisory_locked(key = "metrics-skip-xact", xact = tx, skip)]
+async fn skipped_in_xact(tx: &deadpool_postgres::Transaction<'_>) -> Result<u32, pglock::Error> {
+    Ok(1)
+}
+
+#[test]
+fn an_attribute_fn_with_skip_in_a_transaction_counts_a_skip_of_source_xact() {
+    recorded(|m| async move {
+        let pool = common::pool(2);
+        let key = LockKey::from_name("metrics-skip-xact");
+        let _foreign = Foreign::holding(key).await;
+        let mut client = pool.get().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        assert_eq!(skipped_in_xact(&tx).await.unwrap(), 0, "skipped");
+        tx.rollback().await.unwrap();
+        let series = [("name", "metrics-skip-xact"), ("source", "xact")];
+        assert_eq!(
+            m.counter(
+                "pglock_acquire_total",
+                &[series[0], series[1], ("outcome", "skipped")]
+            ),
+            1
+        );
+        assert_eq!(m.outcomes("metrics-skip-xact"), [("skipped".into(), 1)]);
+    });
+}
+
 #[test]
 fn a_nested_wait_for_a_held_key_counts_would_deadlock() {
     recorded(|m| async move {
