@@ -57,7 +57,8 @@ fn unlock_dropped(held: Held) {
         },
         _ => held,
     };
-    held.holding.end(&held.lock, held.session.is_lost());
+    held.holding
+        .end(&held.lock, held.since, held.session.is_lost());
     let Held {
         session,
         lock,
@@ -117,11 +118,12 @@ impl LockGuard {
         let Held {
             session,
             lock,
+            since,
             mut holding,
             reserved: _reserved,
             ..
         } = held;
-        holding.end(&lock, session.is_lost());
+        holding.end(&lock, since, session.is_lost());
         if session.is_lost() {
             return Err(Error::LockLost {
                 lock: lock.id().clone(),

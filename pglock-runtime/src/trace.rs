@@ -112,11 +112,11 @@ fn log_acquisition<G>(
     }
 }
 
-/// A guard's hold of its lock: since when, and once granted, its `pglock.hold` span
-/// (and `pglock_held` gauge). Ended by [`end`](Self::end) when the guard lets go.
+/// A guard's hold of its lock: once granted, its `pglock.hold` span (and
+/// `pglock_held` gauge). Ended by [`end`](Self::end) when the guard lets go. Boxed,
+/// so that a guard stays small with or without metrics.
 pub struct Holding {
-    since: Instant,
-    open: Option<Open>,
+    open: Option<Box<Open>>,
 }
 
 /// A started hold: what its end closes.
@@ -129,14 +129,10 @@ struct Open {
 impl Holding {
     /// A guard just made; its hold starts when the acquisition reports the grant.
     pub(crate) fn new() -> Self {
-        Holding {
-            since: Instant::now(),
-            open: None,
-        }
+        Holding { open: None }
     }
 
     fn start(&mut self, lock: &AdvisoryLock, source: &'static str) {
-        self.since = Instant::now();
         let open = Open {
             span: hold_span(lock, source),
             #[cfg(feature = "metrics")]
@@ -144,13 +140,14 @@ impl Holding {
         };
         #[cfg(feature = "metrics")]
         metrics::hold_started(&open.labels);
-        self.open = Some(open);
+        self.open = Some(Box::new(open));
     }
 
-    /// The guard let go of `lock` (`lost`: its session was gone by then): the hold
-    /// span closes, and the hold is reported. A guard ends once (release or drop).
-    pub(crate) fn end(&mut self, lock: &AdvisoryLock, lost: bool) {
-        let held = self.since.elapsed();
+    /// The guard let go of `lock`, held `since` (`lost`: its session was gone by
+    /// then): the hold span closes, and the hold is reported. A guard ends once
+    /// (release or drop).
+    pub(crate) fn end(&mut self, lock: &AdvisoryLock, since: Instant, lost: bool) {
+        let held = since.elapsed();
         let held_us = micros(held);
         let (name, key, mode) = (lock.name().unwrap_or(""), lock.key(), lock.mode());
         let Some(open) = self.open.take() else {

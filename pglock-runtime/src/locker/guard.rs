@@ -58,7 +58,8 @@ fn let_go_dropped(held: Held) {
         },
         _ => held,
     };
-    held.holding.end(&held.lock, held.session.is_lost());
+    held.holding
+        .end(&held.lock, held.since, held.session.is_lost());
     if let Release::Unlock(session, lock) = held.let_go() {
         release::unlock_in_background(session, lock);
     }
@@ -118,7 +119,7 @@ impl LockerGuard {
             return Ok(());
         }
         let lost = held.session.is_lost();
-        held.holding.end(&held.lock, lost);
+        held.holding.end(&held.lock, held.since, lost);
         let release = held.let_go();
         if lost {
             return Err(Error::LockLost {
