@@ -28,7 +28,7 @@ pub(crate) mod sealed {
 /// [`AdvisoryLock::try_acquire`] and friends.
 pub trait LockSource: sealed::Sealed + Sync {
     /// What holding a lock from this source looks like.
-    type Guard: Send + Sync + 'static;
+    type Guard: Send + Sync + 'static + crate::trace::Observed;
 
     /// Takes `lock` as `patience` says: [`Error::Busy`] at once when it only tries,
     /// [`Error::Timeout`] when its limit runs out.
