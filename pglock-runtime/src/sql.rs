@@ -188,6 +188,18 @@ pub(crate) const HOLDERS: &str = concat!(
     " ORDER BY l.granted DESC, a.state_change"
 );
 
+/// This session's backend: pid and start (exact `numeric` text, the same in every
+/// session whatever its float settings), for [`END_BACKEND`].
+pub(crate) const BACKEND: &str = "SELECT a.pid, EXTRACT(epoch FROM a.backend_start)::text \
+     FROM pg_catalog.pg_stat_activity a \
+     WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()";
+
+/// Terminates the backend `$1` if it is still the one that started at `$2` (see
+/// [`BACKEND`]); a pid reused by another session is left alone.
+pub(crate) const END_BACKEND: &str = "SELECT pg_catalog.pg_terminate_backend(a.pid) \
+     FROM pg_catalog.pg_stat_activity a WHERE a.pid OPERATOR(pg_catalog.=) $1 \
+     AND EXTRACT(epoch FROM a.backend_start)::text OPERATOR(pg_catalog.=) $2";
+
 /// `pg_locks`' view of a key: `classid`, `objid` (oids, read as `int8`) and
 /// `objsubid`. A bigint key is split into its high and low 32 bits with objsubid
 /// 1; a pair is its two halves with objsubid 2.
