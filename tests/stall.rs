@@ -30,6 +30,25 @@ fn locker(cluster: &Cluster) -> Locker {
         .build()
 }
 
+/// Blocks the runtime's only thread for [`STALL`]: in one piece on even rounds; on
+/// odd ones in pieces longer than half the keepalive bound, letting the other tasks
+/// have one turn between them (a CPU-bound task that yields now and then), so the
+/// watcher wakes with a ping out and its reply unread in the socket.
+async fn stall(round: u64) {
+    if round % 2 == 0 {
+        std::thread::sleep(STALL);
+        return;
+    }
+    let piece = KEEPALIVE * 7 / 10;
+    let mut left = STALL;
+    while !left.is_zero() {
+        let now = piece.min(left);
+        std::thread::sleep(now);
+        left -= now;
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_stalled_runtime_never_takes_a_held_lock_for_lost() {
     let cluster = Cluster::start().unwrap();
@@ -38,13 +57,11 @@ async fn a_stalled_runtime_never_takes_a_held_lock_for_lost() {
     let key = LockKey::BigInt(7_001);
     let guard = AdvisoryLock::new(key).try_acquire(&locker).await.unwrap();
     let holder = common::assert_held_by_at_least(&observer, key, 1, "the Locker").await;
-    for round in 0..8_u64 {
+    for round in 0..10_u64 {
         // A different phase each round, so the stall starts at every point of the
         // keepalive's cycle, with a ping in flight or not.
         tokio::time::sleep(Duration::from_millis(130 * round)).await;
-        tokio::spawn(async { std::thread::sleep(STALL) })
-            .await
-            .unwrap();
+        tokio::spawn(stall(round)).await.unwrap();
         // Two keepalive bounds of running time after the stall, for a wrong
         // verdict to show.
         let lost = tokio::time::timeout(2 * KEEPALIVE, guard.lost()).await;
