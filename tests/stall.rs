@@ -35,7 +35,7 @@ fn locker(cluster: &Cluster) -> Locker {
 /// have one turn between them (a CPU-bound task that yields now and then), so the
 /// watcher wakes with a ping out and its reply unread in the socket.
 async fn stall(round: u64) {
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         std::thread::sleep(STALL);
         return;
     }
