@@ -1,18 +1,22 @@
-//! `holders`: who holds or waits for a key, as the server sees it.
+//! `holders`: who holds or waits for a key, as the server sees it (backends and
+//! prepared transactions alike), read without trusting a column to be non-NULL.
 
 use std::time::SystemTime;
 
 use deadpool_postgres::Pool;
+use tokio_postgres::Row;
 
 use crate::error::Error;
 use crate::lock::{LockId, LockMode};
 use crate::sql;
 
 /// A session that holds or waits for an advisory lock, from `pg_locks` joined with
-/// `pg_stat_activity`.
+/// `pg_stat_activity`; or a prepared transaction that holds one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Holder {
-    /// The backend's process id (`pg_terminate_backend(pid)` ends its session).
+    /// The backend's process id (`pg_terminate_backend(pid)` ends its session); `0`
+    /// for a lock kept by a prepared transaction, which has no backend (see
+    /// [`prepared`](Holder::prepared)).
     pub pid: i32,
     /// The client's `application_name`.
     pub application_name: String,
@@ -29,6 +33,10 @@ pub struct Holder {
     pub mode: LockMode,
     /// Holds it (`true`) or waits for it (`false`).
     pub granted: bool,
+    /// The `gid` of the prepared transaction that keeps this lock (`PREPARE
+    /// TRANSACTION 'gid'`); it lasts until `COMMIT PREPARED` or `ROLLBACK PREPARED`.
+    /// `None` for a lock of a backend.
+    pub prepared: Option<String>,
 }
 
 /// Who holds or waits for `key` in this database: holders first, then waiters from
@@ -56,21 +64,30 @@ pub async fn holders(pool: &Pool, key: impl Into<LockId>) -> Result<Vec<Holder>,
         .query(sql::HOLDERS, &key.params())
         .await
         .map_err(db)?;
-    Ok(rows
-        .iter()
-        .map(|row| Holder {
-            pid: row.get(0),
-            application_name: row.get(1),
-            client_addr: row.get(2),
-            state: row.get(3),
-            state_since: row.get(4),
-            query: row.get(5),
-            mode: if row.get(6) {
-                LockMode::Shared
-            } else {
-                LockMode::Exclusive
-            },
-            granted: row.get(7),
-        })
-        .collect())
+    rows.iter()
+        .map(holder)
+        .collect::<Result<_, _>>()
+        .map_err(db)
+}
+
+/// One row of [`sql::HOLDERS`]; a column of an unexpected type or NULL is an error,
+/// never a panic.
+fn holder(row: &Row) -> Result<Holder, tokio_postgres::Error> {
+    let pid: Option<i32> = row.try_get(0)?;
+    let shared: bool = row.try_get(6)?;
+    Ok(Holder {
+        pid: pid.unwrap_or(0),
+        application_name: row.try_get(1)?,
+        client_addr: row.try_get(2)?,
+        state: row.try_get(3)?,
+        state_since: row.try_get(4)?,
+        query: row.try_get(5)?,
+        mode: if shared {
+            LockMode::Shared
+        } else {
+            LockMode::Exclusive
+        },
+        granted: row.try_get(7)?,
+        prepared: row.try_get(8)?,
+    })
 }

@@ -19,7 +19,7 @@ use crate::in_flight::{InFlight, Reply};
 use crate::key::LockKey;
 use crate::lock::AdvisoryLock;
 use crate::lock::LockMode;
-use crate::loss::{LossWatch, Ping, Watch, Watched};
+use crate::loss::{Backend, LossWatch, Ping, Watch, Watched};
 use crate::mutex::lock_unpoisoned;
 use crate::scope::{PoolId, Scope};
 use crate::sql::{self, Op};
@@ -403,6 +403,34 @@ impl Watched for Session {
 
     fn declared_lost(&self) {
         self.close_when_done();
+    }
+
+    async fn identify(self: Arc<Self>) -> Option<Backend> {
+        let row = self.client().query_one(sql::BACKEND, &[]).await.ok()?;
+        Some(Backend {
+            pid: row.try_get(0).ok()?,
+            started: row.try_get(1).ok()?,
+        })
+    }
+
+    async fn end_backend(&self, backend: Backend) {
+        let ended = async {
+            let client = self.pool.manager().create().await.ok()?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                [&backend.pid, &backend.started];
+            client.execute(sql::END_BACKEND, &params).await.ok()
+        };
+        if tokio::time::timeout(Duration::from_secs(5), ended)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            tracing::warn!(
+                pid = backend.pid,
+                "could not end the backend of a lost session; the server ends it when the connection does"
+            );
+        }
     }
 }
 

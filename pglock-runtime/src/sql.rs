@@ -1,8 +1,8 @@
 //! The SQL pglock runs, all of it: one statement text per operation, mode and key
 //! space, with the key always a bind parameter (and its parameters built here too);
 //! the `pg_locks` view of a key; and the statements that read `pg_locks`. Every
-//! function and relation is schema-qualified (`pg_catalog.`), so a search_path
-//! cannot put another `pg_advisory_lock` in front of the server's.
+//! function, operator and relation is schema-qualified (`pg_catalog.`), so a
+//! search_path cannot put another `pg_advisory_lock` (or `=`) in front of the server's.
 
 use std::borrow::Cow;
 
@@ -142,12 +142,14 @@ pub(crate) fn params(key: &LockKey) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 /// The condition on `pg_locks` (as `l`) that picks the advisory key in `$1, $2, $3`
-/// (see [`PgLocksKey`]) in the current database.
+/// (see [`PgLocksKey`]) in the current database. Operators are qualified too
+/// (`OPERATOR(pg_catalog.=)`): an `=` in a schema ahead of `pg_catalog` on the
+/// search_path would otherwise be chosen for these text and oid comparisons.
 macro_rules! is_advisory_key {
     () => {
-        "l.locktype = 'advisory' \
-         AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
-         AND l.classid::int8 = $1 AND l.objid::int8 = $2 AND l.objsubid = $3::int2"
+        "l.locktype OPERATOR(pg_catalog.=) 'advisory' \
+         AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) \
+         AND l.classid::int8 OPERATOR(pg_catalog.=) $1 AND l.objid::int8 OPERATOR(pg_catalog.=) $2 AND l.objsubid OPERATOR(pg_catalog.=) $3::int2"
     };
 }
 
@@ -157,16 +159,16 @@ macro_rules! is_advisory_key {
 pub(crate) const HELD_BY_ME: &str = concat!(
     "SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks l WHERE ",
     is_advisory_key!(),
-    " AND l.granted AND l.pid = pg_catalog.pg_backend_pid() AND l.mode = $4"
+    " AND l.granted AND l.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND l.mode OPERATOR(pg_catalog.=) $4"
 );
 
 /// Whether a backend holding the lock (mode in `$4`) is running a statement now
 /// (NULL when nobody holds it).
 pub(crate) const HOLDER_IS_ACTIVE: &str = concat!(
-    "SELECT pg_catalog.bool_or(a.state = 'active') \
-     FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid WHERE ",
+    "SELECT pg_catalog.bool_or(a.state OPERATOR(pg_catalog.=) 'active') \
+     FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid WHERE ",
     is_advisory_key!(),
-    " AND l.granted AND l.mode = $4"
+    " AND l.granted AND l.mode OPERATOR(pg_catalog.=) $4"
 );
 
 /// The session's backend pid, sent with the simple protocol so that it goes out in
@@ -189,11 +191,30 @@ pub(crate) const RUNS_AT_MOST: &str =
 /// waiting (see [`crate::holders()`]).
 pub(crate) const HOLDERS: &str = concat!(
     "SELECT l.pid, coalesce(a.application_name, ''), pg_catalog.host(a.client_addr), \
-     a.state, a.state_change, a.query, l.mode = 'ShareLock', l.granted \
-     FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid WHERE ",
+     a.state, a.state_change, a.query, l.mode OPERATOR(pg_catalog.=) 'ShareLock', l.granted, p.gid \
+     FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid \
+     LEFT JOIN LATERAL (",
+    // A prepared transaction's locks (pid NULL) share its virtualtransaction with
+    // the transactionid lock on its xid, which names it in pg_prepared_xacts.
+    "SELECT px.gid FROM pg_catalog.pg_locks t \
+       JOIN pg_catalog.pg_prepared_xacts px ON px.transaction OPERATOR(pg_catalog.=) t.transactionid \
+      WHERE l.pid IS NULL AND t.pid IS NULL AND t.locktype OPERATOR(pg_catalog.=) 'transactionid' \
+        AND t.virtualtransaction OPERATOR(pg_catalog.=) l.virtualtransaction LIMIT 1) p ON true WHERE ",
     is_advisory_key!(),
     " ORDER BY l.granted DESC, a.state_change"
 );
+
+/// This session's backend: pid and start (exact `numeric` text, the same in every
+/// session whatever its float settings), for [`END_BACKEND`].
+pub(crate) const BACKEND: &str = "SELECT a.pid, EXTRACT(epoch FROM a.backend_start)::text \
+     FROM pg_catalog.pg_stat_activity a \
+     WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()";
+
+/// Terminates the backend `$1` if it is still the one that started at `$2` (see
+/// [`BACKEND`]); a pid reused by another session is left alone.
+pub(crate) const END_BACKEND: &str = "SELECT pg_catalog.pg_terminate_backend(a.pid) \
+     FROM pg_catalog.pg_stat_activity a WHERE a.pid OPERATOR(pg_catalog.=) $1 \
+     AND EXTRACT(epoch FROM a.backend_start)::text OPERATOR(pg_catalog.=) $2";
 
 /// `pg_locks`' view of a key: `classid`, `objid` (oids, read as `int8`) and
 /// `objsubid`. A bigint key is split into its high and low 32 bits with objsubid
