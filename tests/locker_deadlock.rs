@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::capture::Capture;
 use common::{assert_held_by_at_least, assert_released_within_1s, unique, AppError};
 use pglock::{advisory_locked, Error, LockKey, Locker};
 use tokio::sync::{Barrier, Notify};
@@ -84,7 +85,7 @@ async fn outcomes(
 
 /// Exactly one party failed, with `Deadlock` for the key it waited for and the
 /// whole ring in the error; the others completed.
-fn assert_one_victim(ring: &[String], outcomes: &[Result<(), AppError>]) {
+fn assert_one_victim<'a>(ring: &'a [String], outcomes: &[Result<(), AppError>]) -> &'a str {
     let victims: Vec<usize> = (0..ring.len()).filter(|i| outcomes[*i].is_err()).collect();
     assert_eq!(victims.len(), 1, "exactly one party fails: {outcomes:?}");
     let at = victims[0];
@@ -106,6 +107,7 @@ fn assert_one_victim(ring: &[String], outcomes: &[Result<(), AppError>]) {
         }
         other => panic!("expected Deadlock, got {other:?}"),
     }
+    waited_for
 }
 
 async fn assert_all_free(observer: &tokio_postgres::Client, ring: &[String]) {
@@ -116,13 +118,29 @@ async fn assert_all_free(observer: &tokio_postgres::Client, ring: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tasks_waiting_for_each_others_key_one_gets_deadlock_the_other_completes() {
+    let capture = Capture::global();
     let locker = Locker::new(common::pool(4));
     let observer = common::observer().await;
     let ring = vec![unique("dl2-a"), unique("dl2-b")];
     let tasks = start_ring(&locker, &observer, &ring).await;
     let outcomes = outcomes(tasks).await;
-    assert_one_victim(&ring, &outcomes);
+    let waited_for = assert_one_victim(&ring, &outcomes);
     assert_all_free(&observer, &ring).await;
+
+    // A warning names the cycle: every key, and where each was waited for and held.
+    let warned: Vec<_> = capture
+        .about(waited_for)
+        .into_iter()
+        .filter(|e| e.level == tracing::Level::WARN && e.field("cycle").is_some())
+        .collect();
+    assert_eq!(warned.len(), 1, "one warning for the cycle: {warned:?}");
+    let cycle = warned[0].field("cycle").unwrap();
+    for name in &ring {
+        assert!(cycle.contains(name.as_str()), "{cycle}");
+    }
+    for site in ["hold_then_wait", "take", file!()] {
+        assert!(cycle.contains(site), "the call sites are named: {cycle}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
