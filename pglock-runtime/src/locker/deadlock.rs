@@ -245,3 +245,68 @@ fn site(lock: &AdvisoryLock) -> String {
         (None, None) => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(name: &str) -> AdvisoryLock {
+        AdvisoryLock::new(name.to_owned())
+    }
+
+    /// A body holding `name` inside `outer`, recorded in `deadlocks`.
+    fn body(deadlocks: &Deadlocks, outer: &Held, name: &str) -> Held {
+        let lock = lock(name);
+        outer.with_registered(&lock, None, |body| deadlocks.body_holds(body, &lock))
+    }
+
+    #[test]
+    fn a_wait_inside_a_body_blocks_the_bodies_around_it() {
+        let deadlocks = Deadlocks::new(true);
+        let parent = body(&deadlocks, &Held::default(), "a");
+        let child = body(&deadlocks, &parent, "c");
+        let other = body(&deadlocks, &Held::default(), "b");
+        // The child waits for b: its parent, holding a, cannot end meanwhile.
+        let _child_waits = deadlocks.wait_starts(&child, &lock("b")).unwrap();
+        let closing = deadlocks.wait_starts(&other, &lock("a"));
+        match closing {
+            Err(Error::Deadlock { cycle, .. }) => {
+                let keys: Vec<LockKey> = cycle.iter().map(LockId::key).collect();
+                assert_eq!(keys, [lock("a").key(), lock("b").key()]);
+            }
+            Err(e) => panic!("expected Deadlock, got {e:?}"),
+            Ok(_) => panic!("expected Deadlock, got a wait"),
+        }
+    }
+
+    #[test]
+    fn a_wait_that_ended_or_a_body_that_ended_closes_no_cycle() {
+        let deadlocks = Deadlocks::new(true);
+        let first = body(&deadlocks, &Held::default(), "a");
+        let second = body(&deadlocks, &Held::default(), "b");
+        drop(deadlocks.wait_starts(&first, &lock("b")).unwrap());
+        let second_waits = deadlocks.wait_starts(&second, &lock("a")).unwrap();
+        drop(second_waits);
+        drop(second);
+        assert!(deadlocks.wait_starts(&first, &lock("b")).is_ok());
+    }
+
+    #[test]
+    fn siblings_of_one_parent_are_not_one_party() {
+        let deadlocks = Deadlocks::new(true);
+        let parent = body(&deadlocks, &Held::default(), "p");
+        let first = body(&deadlocks, &parent, "a");
+        let _second = body(&deadlocks, &parent, "b");
+        // The second sibling waits for nothing, so the first may wait for its key.
+        assert!(deadlocks.wait_starts(&first, &lock("b")).is_ok());
+    }
+
+    #[test]
+    fn with_detection_off_nothing_is_recorded() {
+        let deadlocks = Deadlocks::new(false);
+        let first = body(&deadlocks, &Held::default(), "a");
+        let second = body(&deadlocks, &Held::default(), "b");
+        let _first_waits = deadlocks.wait_starts(&first, &lock("b")).unwrap();
+        assert!(deadlocks.wait_starts(&second, &lock("a")).is_ok());
+    }
+}
