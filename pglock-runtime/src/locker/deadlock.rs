@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::key::LockKey;
 use crate::lock::{AdvisoryLock, LockId};
 use crate::mutex::lock_unpoisoned;
+use crate::patience::Patience;
 
 /// The wait-for graph of one Locker; inert when detection is off.
 pub(super) struct Deadlocks {
@@ -94,12 +95,19 @@ impl Deadlocks {
         Some(Box::new(DropGuard::new(record, forget)))
     }
 
-    /// The task inside `held` starts to wait for `lock`. [`Error::Deadlock`] when this
-    /// wait closes a cycle (nothing is recorded then); otherwise the wait is in the
-    /// graph until the returned value is dropped.
-    pub(super) fn wait_starts(&self, held: &Held, lock: &AdvisoryLock) -> Result<Waiting, Error> {
+    /// The task inside `held` queues for `lock`. [`Error::Deadlock`] when this wait
+    /// closes a cycle (nothing is recorded then); otherwise the wait is in the graph
+    /// until the returned value is dropped. A try queued for one answer of the server
+    /// is no wait: it ends `Busy` at worst.
+    pub(super) fn wait_starts(
+        &self,
+        held: &Held,
+        lock: &AdvisoryLock,
+        patience: Patience,
+    ) -> Result<Waiting, Error> {
         let bodies = held.bodies();
-        let Some(graph) = self.graph.as_ref().filter(|_| !bodies.is_empty()) else {
+        let graph = self.graph.as_ref();
+        let Some(graph) = graph.filter(|_| patience.waits() && !bodies.is_empty()) else {
             // Outside every annotated body this task holds nothing the graph knows.
             return Ok(Waiting { _record: None });
         };
@@ -267,8 +275,10 @@ mod tests {
         let child = body(&deadlocks, &parent, "c");
         let other = body(&deadlocks, &Held::default(), "b");
         // The child waits for b: its parent, holding a, cannot end meanwhile.
-        let _child_waits = deadlocks.wait_starts(&child, &lock("b")).unwrap();
-        let closing = deadlocks.wait_starts(&other, &lock("a"));
+        let _child_waits = deadlocks
+            .wait_starts(&child, &lock("b"), Patience::Forever)
+            .unwrap();
+        let closing = deadlocks.wait_starts(&other, &lock("a"), Patience::Forever);
         match closing {
             Err(Error::Deadlock { cycle, .. }) => {
                 let keys: Vec<LockKey> = cycle.iter().map(LockId::key).collect();
@@ -284,11 +294,19 @@ mod tests {
         let deadlocks = Deadlocks::new(true);
         let first = body(&deadlocks, &Held::default(), "a");
         let second = body(&deadlocks, &Held::default(), "b");
-        drop(deadlocks.wait_starts(&first, &lock("b")).unwrap());
-        let second_waits = deadlocks.wait_starts(&second, &lock("a")).unwrap();
+        drop(
+            deadlocks
+                .wait_starts(&first, &lock("b"), Patience::Forever)
+                .unwrap(),
+        );
+        let second_waits = deadlocks
+            .wait_starts(&second, &lock("a"), Patience::Forever)
+            .unwrap();
         drop(second_waits);
         drop(second);
-        assert!(deadlocks.wait_starts(&first, &lock("b")).is_ok());
+        assert!(deadlocks
+            .wait_starts(&first, &lock("b"), Patience::Forever)
+            .is_ok());
     }
 
     #[test]
@@ -298,7 +316,22 @@ mod tests {
         let first = body(&deadlocks, &parent, "a");
         let _second = body(&deadlocks, &parent, "b");
         // The second sibling waits for nothing, so the first may wait for its key.
-        assert!(deadlocks.wait_starts(&first, &lock("b")).is_ok());
+        assert!(deadlocks
+            .wait_starts(&first, &lock("b"), Patience::Forever)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_try_queued_for_an_answer_is_no_wait() {
+        let deadlocks = Deadlocks::new(true);
+        let first = body(&deadlocks, &Held::default(), "a");
+        let second = body(&deadlocks, &Held::default(), "b");
+        let _first_waits = deadlocks
+            .wait_starts(&first, &lock("b"), Patience::Forever)
+            .unwrap();
+        assert!(deadlocks
+            .wait_starts(&second, &lock("a"), Patience::Try)
+            .is_ok());
     }
 
     #[test]
@@ -306,7 +339,11 @@ mod tests {
         let deadlocks = Deadlocks::new(false);
         let first = body(&deadlocks, &Held::default(), "a");
         let second = body(&deadlocks, &Held::default(), "b");
-        let _first_waits = deadlocks.wait_starts(&first, &lock("b")).unwrap();
-        assert!(deadlocks.wait_starts(&second, &lock("a")).is_ok());
+        let _first_waits = deadlocks
+            .wait_starts(&first, &lock("b"), Patience::Forever)
+            .unwrap();
+        assert!(deadlocks
+            .wait_starts(&second, &lock("a"), Patience::Forever)
+            .is_ok());
     }
 }

@@ -266,7 +266,7 @@ impl Inner {
             }
             Admission::AskServer(ticket) => ticket,
             Admission::Queued(turn) => {
-                let _waiting = self.deadlocks.wait_starts(&held, lock)?;
+                let _waiting = self.deadlocks.wait_starts(&held, lock, patience)?;
                 self.wait_in_process(lock, turn, patience).await?
             }
         };
