@@ -1,8 +1,10 @@
 //! What the current task holds: the locks of the enclosing annotated bodies, so that
 //! a nested acquisition can refuse to wait for its own key and can take its lock on
-//! the outermost lock's session (where PostgreSQL's deadlock detector sees it).
+//! the outermost lock's session (where PostgreSQL's deadlock detector sees it); and
+//! which body that is, so a Locker can tell which body holds a key and which waits.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::Error;
@@ -20,11 +22,22 @@ tokio::task_local! {
 #[derive(Clone, Default)]
 pub struct Held(Option<Arc<Entry>>);
 
+/// One run of an annotated body, unique in the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct BodyId(u64);
+
+/// Something registered for as long as a body runs (a Locker's record of what the
+/// body holds), ended by dropping it.
+pub(crate) type Registration = Box<dyn Send + Sync>;
+
 struct Entry {
+    body: BodyId,
     key: LockKey,
     mode: LockMode,
     /// The session the lock lives on, and the pool it came from.
     home: Option<(PoolId, Arc<Session>)>,
+    /// Dropped with the entry, when the body's future ends.
+    _registration: Option<Registration>,
     outer: Held,
 }
 
@@ -69,12 +82,33 @@ impl Held {
 
     /// This set plus one lock.
     pub(crate) fn with(&self, lock: &AdvisoryLock, home: Option<(PoolId, Arc<Session>)>) -> Held {
+        self.with_registered(lock, home, |_| None)
+    }
+
+    /// This set plus one lock, held by a new body for which `register` records
+    /// something that lasts as long as the body runs.
+    pub(crate) fn with_registered(
+        &self,
+        lock: &AdvisoryLock,
+        home: Option<(PoolId, Arc<Session>)>,
+        register: impl FnOnce(BodyId) -> Option<Registration>,
+    ) -> Held {
+        static NEXT_BODY: AtomicU64 = AtomicU64::new(1);
+        let body = BodyId(NEXT_BODY.fetch_add(1, Ordering::Relaxed));
         Held(Some(Arc::new(Entry {
+            body,
             key: lock.key(),
             mode: lock.mode(),
             home,
+            _registration: register(body),
             outer: self.clone(),
         })))
+    }
+
+    /// The bodies enclosing the current point, innermost first: a wait here keeps
+    /// every one of them from ending.
+    pub(crate) fn bodies(&self) -> Vec<BodyId> {
+        self.entries().map(|e| e.body).collect()
     }
 
     /// Runs `body` with this set as what the task holds.

@@ -44,14 +44,22 @@ pub enum Error {
         /// The lock asked for.
         lock: LockId,
     },
-    /// PostgreSQL's deadlock detector chose this wait as the victim (`40P01`).
-    #[error("deadlock detected while waiting for lock {lock}")]
+    /// This wait closes a cycle of waits, so it would never end: PostgreSQL's deadlock
+    /// detector chose it as the victim (`40P01`, `source` is set), or a Locker found
+    /// the cycle among its own tasks (`cycle` names the keys waited for around it).
+    #[error(
+        "deadlock detected while waiting for lock {lock}{}",
+        describe_cycle(cycle)
+    )]
     Deadlock {
         /// The lock asked for.
         lock: LockId,
-        /// The server's error.
+        /// The server's error, when the server found the cycle.
         #[source]
-        source: tokio_postgres::Error,
+        source: Option<tokio_postgres::Error>,
+        /// The locks waited for around the cycle, starting with `lock`, when a Locker
+        /// found it (empty when the server did).
+        cycle: Vec<LockId>,
     },
     /// The server's lock table is full: raise `max_locks_per_transaction`.
     #[error("lock {lock}: the server's lock table is full (raise max_locks_per_transaction)")]
@@ -138,7 +146,11 @@ impl Error {
         let lock = lock.clone();
         let code = source.code().cloned();
         match code {
-            Some(SqlState::T_R_DEADLOCK_DETECTED) => Error::Deadlock { lock, source },
+            Some(SqlState::T_R_DEADLOCK_DETECTED) => Error::Deadlock {
+                lock,
+                source: Some(source),
+                cycle: Vec::new(),
+            },
             Some(SqlState::LOCK_NOT_AVAILABLE) => Error::Timeout {
                 lock,
                 after: None,
@@ -169,4 +181,16 @@ fn mentions_lock_table(source: &tokio_postgres::Error) -> bool {
             .is_some_and(|h| h.contains("max_locks_per_transaction"))
             || db.message().contains("shared memory")
     })
+}
+
+/// The keys around a cycle a Locker found, back to the first; nothing for the server's.
+fn describe_cycle(cycle: &[LockId]) -> String {
+    let Some(first) = cycle.first() else {
+        return String::new();
+    };
+    let keys: Vec<String> = cycle.iter().chain([first]).map(LockId::to_string).collect();
+    format!(
+        " (cycle through this process's tasks: {})",
+        keys.join(" -> ")
+    )
 }

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::context::{BodyId, Registration};
 use crate::drop_guard::DropGuard;
 use crate::error::Error;
 use crate::fence;
@@ -89,6 +90,12 @@ impl LockerGuard {
     /// The lock this guard holds.
     pub fn lock(&self) -> &AdvisoryLock {
         &self.held.get().lock
+    }
+
+    /// Records that `body` holds this lock while it runs (for deadlock detection).
+    pub(crate) fn held_by(&self, body: BodyId) -> Option<Registration> {
+        let held = self.held.get();
+        held.locker.deadlocks.body_holds(body, &held.lock)
     }
 
     /// Takes the fencing token of a lock taken `fenced()`, on the session holding

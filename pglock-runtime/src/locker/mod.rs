@@ -9,6 +9,7 @@
 //! server, on a connection of its own (a waiting `pg_advisory_lock` would stall
 //! every other lock of a shared session), while the rest wait in the process.
 
+mod deadlock;
 mod guard;
 mod sessions;
 mod table;
@@ -30,6 +31,7 @@ use crate::session::Session;
 use crate::source::LockSource;
 use crate::wait::wait_for;
 
+use deadlock::Deadlocks;
 pub use guard::LockerGuard;
 use sessions::Sessions;
 use table::{Admission, Handoff, Table, Ticket};
@@ -86,6 +88,10 @@ pub const DEFAULT_HANDOFF_WINDOW: Duration = Duration::from_millis(10);
 ///   process waits for in the server (or holds after such a wait).
 /// - **Loss.** When a lock session dies every guard on it reports lost, its keys are
 ///   forgotten, and the next acquisition opens a new session.
+/// - **Deadlocks.** Two annotated bodies of this process that each hold a key through
+///   this Locker and wait for the other's get [`Error::Deadlock`] for the wait that
+///   closes the cycle, at once, naming the keys (see
+///   [`LockerBuilder::deadlock_detection`]); the others proceed.
 #[derive(Clone)]
 pub struct Locker {
     inner: Arc<Inner>,
@@ -98,6 +104,7 @@ pub struct LockerBuilder {
     handoff_limit: u32,
     handoff_window: Duration,
     keepalive: Duration,
+    deadlock_detection: bool,
 }
 
 impl LockerBuilder {
@@ -129,6 +136,21 @@ impl LockerBuilder {
         self
     }
 
+    /// Whether a wait that closes a cycle among this process's tasks fails with
+    /// [`Error::Deadlock`] (default true) instead of waiting for ever.
+    ///
+    /// What is seen: keys held by annotated bodies (`#[advisory_locked]` with this
+    /// Locker as its `pool`) for as long as the body runs, and waits in the process for
+    /// a key made inside such bodies, at any depth, by the attribute or the runtime
+    /// API. What is not: guards of the runtime API, which may move to any task, so
+    /// whom they block is unknown (counting them could report a deadlock that is not
+    /// one); locks of another Locker, of a `Pool`, or of another process. A waiting
+    /// task queues in a graph check under one mutex, once per wait that has to queue.
+    pub fn deadlock_detection(mut self, on: bool) -> Self {
+        self.deadlock_detection = on;
+        self
+    }
+
     /// The Locker.
     pub fn build(self) -> Locker {
         Locker {
@@ -140,6 +162,7 @@ impl LockerBuilder {
                 }))),
                 pool: self.pool,
                 keepalive: self.keepalive,
+                deadlocks: Deadlocks::new(self.deadlock_detection),
             }),
         }
     }
@@ -150,6 +173,7 @@ pub(crate) struct Inner {
     sessions: Sessions,
     table: Arc<Mutex<Table>>,
     keepalive: Duration,
+    deadlocks: Deadlocks,
 }
 
 impl Locker {
@@ -166,6 +190,7 @@ impl Locker {
             handoff_limit: DEFAULT_HANDOFF_LIMIT,
             handoff_window: DEFAULT_HANDOFF_WINDOW,
             keepalive: DEFAULT_KEEPALIVE,
+            deadlock_detection: true,
         }
     }
 
@@ -240,7 +265,8 @@ impl Inner {
         lock: &AdvisoryLock,
         patience: Patience,
     ) -> Result<LockerGuard, Error> {
-        Held::current().refuse_conflict(lock, patience)?;
+        let held = Held::current();
+        held.refuse_conflict(lock, patience)?;
         let admission = lock_unpoisoned(&self.table).admit(lock, patience, &self.table_ref());
         let ticket = match admission {
             Admission::Holds(session, episode) => {
@@ -257,7 +283,10 @@ impl Inner {
                 })
             }
             Admission::AskServer(ticket) => ticket,
-            Admission::Queued(turn) => self.wait_in_process(lock, turn, patience).await?,
+            Admission::Queued(turn) => {
+                let _waiting = self.deadlocks.wait_starts(&held, lock, patience)?;
+                self.wait_in_process(lock, turn, patience).await?
+            }
         };
         if let Some(session) = ticket.held_on().cloned() {
             let episode = ticket.episode();

@@ -168,7 +168,8 @@ impl HeldGuard for LockGuard {
 
 impl HeldGuard for crate::LockerGuard {
     fn held_inside(&self) -> crate::context::Held {
-        crate::context::Held::current().with(self.lock(), None)
+        crate::context::Held::current()
+            .with_registered(self.lock(), None, |body| self.held_by(body))
     }
     fn lost_signal(&self) -> impl Future<Output = ()> + Send + 'static {
         self.lost()
