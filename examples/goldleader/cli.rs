@@ -73,6 +73,9 @@ pub enum Mode {
     /// When the lock is busy, skip this round (`#[advisory_locked(key = "goldleader",
     /// skip)]` returns the default without running the body).
     Skip,
+    /// Leadership (`pglock::Leadership` over the lock): each worker campaigns, and only
+    /// the leader enters, carrying its term's fence; losing the lock hands over.
+    Lead,
     /// No lock at all: the control. Entries overlap, and goldleader exits with 1.
     None,
 }
@@ -84,6 +87,7 @@ impl Mode {
             Mode::Try => "try",
             Mode::Wait => "wait",
             Mode::Skip => "skip",
+            Mode::Lead => "lead",
             Mode::None => "none",
         }
     }

@@ -37,7 +37,8 @@ pub async fn create(db: &Client, run: u32) -> Result<(), Error> {
              task int NOT NULL,
              waited_us bigint NOT NULL,
              started timestamptz NOT NULL,
-             ended timestamptz
+             ended timestamptz,
+             fence int8
          )"
     ))
     .await
@@ -56,15 +57,16 @@ pub async fn start(
     worker: u32,
     task: u32,
     waited_us: i64,
+    fence: Option<i64>,
 ) -> Result<i64, Error> {
     let sql = format!(
-        "INSERT INTO {} (worker, task, waited_us, started) \
-         VALUES ($1, $2, $3, statement_timestamp()) RETURNING id",
+        "INSERT INTO {} (worker, task, waited_us, started, fence) \
+         VALUES ($1, $2, $3, statement_timestamp(), $4) RETURNING id",
         table(run)
     );
-    let row = db
-        .query_one(&sql, &[&(worker as i32), &(task as i32), &waited_us])
-        .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&(worker as i32), &(task as i32), &waited_us, &fence];
+    let row = db.query_one(&sql, &params).await?;
     Ok(row.get(0))
 }
 
@@ -82,6 +84,43 @@ pub async fn end(db: &Client, run: u32, id: i64, holder: Option<&str>) -> Result
     let (classid, objid) = lock_columns();
     let updated = db.execute(&sql, &[&id, &classid, &objid, &holder]).await?;
     Ok(updated == 1)
+}
+
+/// What the database says of the terms of `--mode lead` (entries with a fence).
+#[derive(Debug, Default)]
+pub struct Terms {
+    /// Terms that entered at least once.
+    pub terms: i64,
+    /// Different workers that led.
+    pub leaders: i64,
+    /// Pairs of terms whose spans (first start to last recorded end of their
+    /// finished entries) intersect: two leaders at once.
+    pub overlaps: i64,
+    /// Pairs of entries where the later one started has the smaller fence.
+    pub inversions: i64,
+}
+
+pub async fn terms(db: &Client, run: u32) -> Result<Terms, Error> {
+    let table = table(run);
+    let sql = format!(
+        "WITH span AS (
+             SELECT fence, min(started) s, max(ended) e FROM {table}
+             WHERE fence IS NOT NULL AND ended IS NOT NULL GROUP BY fence)
+         SELECT
+           (SELECT count(DISTINCT fence) FROM {table} WHERE fence IS NOT NULL),
+           (SELECT count(DISTINCT worker) FROM {table} WHERE fence IS NOT NULL),
+           (SELECT count(*) FROM span a JOIN span b ON a.fence < b.fence
+              AND tstzrange(a.s, a.e) && tstzrange(b.s, b.e)),
+           (SELECT count(*) FROM {table} a JOIN {table} b ON a.started < b.started
+              WHERE a.fence > b.fence)"
+    );
+    let row = db.query_one(&sql, &[]).await?;
+    Ok(Terms {
+        terms: row.get(0),
+        leaders: row.get(1),
+        overlaps: row.get(2),
+        inversions: row.get(3),
+    })
 }
 
 /// Entries whose end was never recorded: cut short by a lost lock or a worker that

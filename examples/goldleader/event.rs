@@ -19,6 +19,8 @@ pub enum Event {
     /// The lock was lost (its session died) while the task wanted or held it; the
     /// task is out of the critical section and goes on with a fresh round.
     Lost { task: u32 },
+    /// Elected leader (`--mode lead`), for the term with this fence.
+    Elected { fence: u64 },
 }
 
 impl fmt::Display for Event {
@@ -30,6 +32,7 @@ impl fmt::Display for Event {
             Event::Busy { task } => write!(f, "busy {task}"),
             Event::Skip { task } => write!(f, "skip {task}"),
             Event::Lost { task } => write!(f, "lost {task}"),
+            Event::Elected { fence } => write!(f, "elected {fence}"),
         }
     }
 }
@@ -39,8 +42,13 @@ impl Event {
     pub fn parse(line: &str) -> Option<Event> {
         let mut words = line.split_ascii_whitespace();
         let kind = words.next()?;
-        if kind == "ready" {
-            return Some(Event::Ready);
+        match kind {
+            "ready" => return Some(Event::Ready),
+            "elected" => {
+                let fence = words.next()?.parse().ok()?;
+                return Some(Event::Elected { fence });
+            }
+            _ => {}
         }
         let task = words.next()?.parse().ok()?;
         let mut micros = || words.next()?.parse().ok().map(Duration::from_micros);

@@ -144,7 +144,7 @@ async fn lead(cli: &Cli) -> Result<ExitCode, AppError> {
     Ok(if interrupted {
         println!("interrupted");
         ExitCode::from(130)
-    } else if summary.overlaps > 0 || failed {
+    } else if summary.overlaps > 0 || summary.leadership_faults > 0 || failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

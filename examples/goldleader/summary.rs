@@ -14,6 +14,8 @@ use crate::tally::{human, Board};
 pub struct Summary {
     pub text: String,
     pub overlaps: i64,
+    /// `--mode lead`: terms that overlapped plus fences out of time order.
+    pub leadership_faults: i64,
 }
 
 /// Reads the run's entries from the database and writes the summary.
@@ -30,7 +32,17 @@ pub async fn summarize(
     let mut text = table(cli, board, ran, &stats);
     faults(&mut text, board, unfinished);
     overlap_check(&mut text, cli, &stats, overlaps, &examples);
-    Ok(Summary { text, overlaps })
+    let mut leadership_faults = 0;
+    if cli.mode == Mode::Lead {
+        let terms = entries::terms(db, run).await?;
+        terms_check(&mut text, &terms);
+        leadership_faults = terms.overlaps + terms.inversions;
+    }
+    Ok(Summary {
+        text,
+        overlaps,
+        leadership_faults,
+    })
 }
 
 /// The table's columns, each as wide as its heading (at least 7).
@@ -163,4 +175,23 @@ fn overlap_check(
     for o in examples {
         let _ = writeln!(out, "  {}  overlaps  {}", o.first, o.second);
     }
+}
+
+/// `--mode lead`: the terms, whether two overlapped, and whether fences kept time order.
+fn terms_check(out: &mut String, terms: &entries::Terms) {
+    let _ = writeln!(
+        out,
+        "leaders: {} (different workers that led, over {} terms)",
+        terms.leaders, terms.terms
+    );
+    let _ = writeln!(
+        out,
+        "term overlaps: {} (pairs of terms whose entries' spans intersect)",
+        terms.overlaps
+    );
+    let _ = writeln!(
+        out,
+        "fence inversions: {} (pairs of entries where the later has the smaller fence)",
+        terms.inversions
+    );
 }

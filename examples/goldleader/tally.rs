@@ -96,6 +96,7 @@ impl Tally {
                 self.inside.remove(&task);
                 self.lost += 1;
             }
+            Event::Elected { .. } => {}
         }
     }
 
@@ -119,6 +120,8 @@ pub struct Board {
     pub workers: Vec<Tally>,
     /// Whether the workers take the lock (not `--mode none`).
     locked: bool,
+    /// `--mode lead`: the current leader and its term's fence, by its own word.
+    pub leader: Option<(u32, u64)>,
 }
 
 impl Board {
@@ -126,16 +129,27 @@ impl Board {
         Board {
             workers: (0..workers).map(|_| Tally::default()).collect(),
             locked,
+            leader: None,
         }
     }
 
     pub fn apply(&mut self, worker: u32, event: Event) {
+        match event {
+            Event::Elected { fence } => self.leader = Some((worker, fence)),
+            Event::Lost { .. } if self.leader.is_some_and(|(w, _)| w == worker) => {
+                self.leader = None;
+            }
+            _ => {}
+        }
         if let Some(tally) = self.workers.get_mut(worker as usize) {
             tally.apply(event);
         }
     }
 
     pub fn exited(&mut self, worker: u32, status: &std::io::Result<ExitStatus>) {
+        if self.leader.is_some_and(|(w, _)| w == worker) {
+            self.leader = None;
+        }
         if let Some(tally) = self.workers.get_mut(worker as usize) {
             tally.exited(status);
         }
@@ -171,6 +185,14 @@ impl Board {
         match names.is_empty() {
             true => "nobody".into(),
             false => names.join(" + "),
+        }
+    }
+
+    /// `--mode lead`: `leader: worker 2 (term 7301)`, or `leader: none`.
+    pub fn leader(&self) -> String {
+        match self.leader {
+            Some((w, fence)) => format!("leader: worker {w} (term {fence})"),
+            None => "leader: none".into(),
         }
     }
 

@@ -52,7 +52,10 @@ impl View {
     }
 
     pub fn render(&mut self, board: &Board, elapsed: Duration) {
-        let inside = board.inside(self.tasks);
+        let mut inside = board.inside(self.tasks);
+        if self.mode == Mode::Lead {
+            inside = format!("{inside}  {}", board.leader());
+        }
         match &mut self.screen {
             Screen::Live { bar } => {
                 let rows = (0..board.workers.len()).map(|w| line(board, w, self.mode, self.tasks));
@@ -130,7 +133,7 @@ fn line(board: &Board, w: usize, mode: Mode, tasks: bool) -> String {
     let refused = match mode {
         Mode::Try => format!("  busy {:>4}", tally.busy),
         Mode::Skip => format!("  skipped {:>4}", tally.skipped),
-        Mode::Wait | Mode::None => String::new(),
+        Mode::Wait | Mode::Lead | Mode::None => String::new(),
     };
     format!(
         "  worker {w:<2} {here:<10} entries {:>4}  wait p50 {p50:>7}  lost {:>3}{refused}  conns {}",

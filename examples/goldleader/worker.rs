@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use pglock::{advisory_locked, Locker};
+use pglock::{advisory_locked, AdvisoryLock, Electorate, Leadership, Locker, Term};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -22,6 +22,10 @@ use crate::cli::{Cli, Mode};
 use crate::entries;
 use crate::event::Event;
 use crate::fault::{self, AppError, EndRefused};
+use crate::server::LOCK;
+
+/// How often a follower campaigns in `--mode lead`.
+const CAMPAIGN_EVERY: Duration = Duration::from_millis(300);
 
 /// What a worker's tasks share.
 struct Worker {
@@ -181,7 +185,65 @@ async fn round(
         (Mode::Try, Source::Locker(locker)) => try_locker(locker, worker, task, wanted).await,
         (Mode::Wait, Source::Locker(locker)) => wait_locker(locker, worker, task, wanted).await,
         (Mode::Skip, Source::Locker(locker)) => skip_locker(locker, worker, task, wanted).await,
-        (Mode::None, _) => critical_section(worker, task, wanted).await,
+        (Mode::Lead, Source::Pool(pool)) => lead(worker, pool.clone(), task).await,
+        (Mode::Lead, Source::Locker(locker)) => lead(worker, locker.clone(), task).await,
+        (Mode::None, _) => critical_section(worker, task, wanted, None).await,
+    }
+}
+
+/// `--mode lead`: campaigns under `Leadership` until told to stop; each term's body
+/// goes in and out of the critical section with the term's fence. A lost lock drops
+/// the body (reported as Lost) and the worker campaigns again inside this round.
+async fn lead<S: Electorate>(worker: &Worker, source: S, task: u32) -> Result<Round, AppError> {
+    let leadership =
+        Leadership::new(AdvisoryLock::new(LOCK), source).campaign_every(CAMPAIGN_EVERY);
+    let mut stop = worker.stop.clone();
+    let shutdown = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    leadership
+        .run(shutdown, |term| term_body(worker, task, term))
+        .await?;
+    Ok(Round::Stopped)
+}
+
+/// Reports the term's end as a lost lock, unless the worker was told to stop.
+struct TermEnd<'a> {
+    worker: &'a Worker,
+    task: u32,
+}
+
+impl Drop for TermEnd<'_> {
+    fn drop(&mut self) {
+        if !*self.worker.stop.borrow() {
+            Event::Lost { task: self.task }.report();
+            tracing::warn!(
+                worker = self.worker.id,
+                "leadership lost; campaigning again"
+            );
+        }
+    }
+}
+
+/// A term: the leader's rounds in the critical section, until the term is dropped.
+async fn term_body(w: &Worker, task: u32, term: Term) -> Result<(), AppError> {
+    Event::Elected {
+        fence: term.fence(),
+    }
+    .report();
+    let _end = TermEnd { worker: w, task };
+    loop {
+        match critical_section(w, task, Instant::now(), Some(term.fence())).await {
+            Ok(Round::Entered) => tokio::time::sleep(w.hold / 2).await,
+            Ok(_) => std::future::pending::<()>().await,
+            // The lock went while inside: the term is over, and the body is dropped
+            // once `Leadership` notices.
+            Err(e) if e.downcast_ref::<EndRefused>().is_some() => {
+                term.lost().await;
+                std::future::pending::<()>().await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -191,17 +253,17 @@ async fn round(
 
 #[advisory_locked(key = "goldleader")]
 async fn try_pool(pool: &Pool, w: &Worker, task: u32, wanted: Instant) -> Result<Round, AppError> {
-    critical_section(w, task, wanted).await
+    critical_section(w, task, wanted, None).await
 }
 
 #[advisory_locked(key = "goldleader", wait)]
 async fn wait_pool(pool: &Pool, w: &Worker, task: u32, wanted: Instant) -> Result<Round, AppError> {
-    critical_section(w, task, wanted).await
+    critical_section(w, task, wanted, None).await
 }
 
 #[advisory_locked(key = "goldleader", skip)]
 async fn skip_pool(pool: &Pool, w: &Worker, task: u32, wanted: Instant) -> Result<Round, AppError> {
-    critical_section(w, task, wanted).await
+    critical_section(w, task, wanted, None).await
 }
 
 #[advisory_locked(key = "goldleader")]
@@ -211,7 +273,7 @@ async fn try_locker(
     task: u32,
     wanted: Instant,
 ) -> Result<Round, AppError> {
-    critical_section(w, task, wanted).await
+    critical_section(w, task, wanted, None).await
 }
 
 #[advisory_locked(key = "goldleader", wait)]
@@ -221,7 +283,7 @@ async fn wait_locker(
     task: u32,
     wanted: Instant,
 ) -> Result<Round, AppError> {
-    critical_section(w, task, wanted).await
+    critical_section(w, task, wanted, None).await
 }
 
 #[advisory_locked(key = "goldleader", skip)]
@@ -231,11 +293,17 @@ async fn skip_locker(
     task: u32,
     wanted: Instant,
 ) -> Result<Round, AppError> {
-    critical_section(w, task, wanted).await
+    critical_section(w, task, wanted, None).await
 }
 
-/// Inside: record the entry's start, hold, record its end (by the server's clock).
-async fn critical_section(w: &Worker, task: u32, wanted: Instant) -> Result<Round, AppError> {
+/// Inside: record the entry's start (with the term's fence, when leading), hold,
+/// record its end (by the server's clock).
+async fn critical_section(
+    w: &Worker,
+    task: u32,
+    wanted: Instant,
+    fence: Option<u64>,
+) -> Result<Round, AppError> {
     if *w.stop.borrow() {
         return Ok(Round::Stopped);
     }
@@ -244,7 +312,8 @@ async fn critical_section(w: &Worker, task: u32, wanted: Instant) -> Result<Roun
     let entered = Instant::now();
     let db = w.entries.get().await?;
     let waited_us = waited.as_micros().try_into()?;
-    let id = entries::start(&db, w.run, w.id, task, waited_us).await?;
+    let fence = fence.map(i64::try_from).transpose()?;
+    let id = entries::start(&db, w.run, w.id, task, waited_us, fence).await?;
     tokio::time::sleep(w.hold).await;
     if !entries::end(&db, w.run, id, w.holder.as_deref()).await? {
         return Err(EndRefused.into());
