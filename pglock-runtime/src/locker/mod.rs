@@ -82,8 +82,14 @@ pub const DEFAULT_HANDOFF_WINDOW: Duration = Duration::from_millis(10);
 ///   (see [`LockerBuilder::handoff_limit`], [`LockerBuilder::handoff_window`]); then
 ///   it is unlocked in the server, where waiters of other processes come first, and
 ///   this process queues behind them.
+/// - **Readers.** A key held shared admits another shared request of the process
+///   at once within the handoff window; past it, the Locker first asks the server,
+///   on a connection of its own, whether an exclusive request of another process is
+///   queued: if not, the request joins the holders; if so, it queues behind that
+///   writer (a try is `Busy`), as it would in the server.
 /// - **Connections.** At most the lock sessions, plus one connection per key this
-///   process waits for in the server (or holds after such a wait).
+///   process waits for in the server (or holds after such a wait), plus one for a
+///   moment per reader that asks whether a writer is queued.
 /// - **Loss.** When a lock session dies every guard on it reports lost, its keys are
 ///   forgotten, and the next acquisition opens a new session.
 #[derive(Clone)]
@@ -223,23 +229,37 @@ impl Inner {
         patience: Patience,
     ) -> Result<LockerGuard, Error> {
         Held::current().refuse_conflict(lock, patience)?;
-        let admission = lock_unpoisoned(&self.table).admit(lock, patience, &self.table_ref());
-        let ticket = match admission {
-            Admission::Holds(session, episode) => {
-                return Ok(LockerGuard::new(
-                    self.clone(),
-                    lock.clone(),
-                    episode,
-                    session,
-                ));
+        let mut admission = lock_unpoisoned(&self.table).admit(lock, patience, &self.table_ref());
+        let ticket = loop {
+            match admission {
+                Admission::Holds(session, episode) => {
+                    return Ok(LockerGuard::new(
+                        self.clone(),
+                        lock.clone(),
+                        episode,
+                        session,
+                    ));
+                }
+                Admission::Busy => {
+                    return Err(Error::Busy {
+                        lock: lock.id().clone(),
+                    })
+                }
+                Admission::CheckForWriters(episode) => {
+                    let writer_queued = self.writer_queued(lock, patience).await?;
+                    admission = lock_unpoisoned(&self.table).join_readers(
+                        lock,
+                        patience,
+                        episode,
+                        writer_queued,
+                        &self.table_ref(),
+                    );
+                }
+                Admission::AskServer(ticket) => break ticket,
+                Admission::Queued(turn) => {
+                    break self.wait_in_process(lock, turn, patience).await?
+                }
             }
-            Admission::Busy => {
-                return Err(Error::Busy {
-                    lock: lock.id().clone(),
-                })
-            }
-            Admission::AskServer(ticket) => ticket,
-            Admission::Queued(turn) => self.wait_in_process(lock, turn, patience).await?,
         };
         if let Some(session) = ticket.held_on().cloned() {
             let episode = ticket.episode();
@@ -279,6 +299,26 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Whether an exclusive request for `lock`'s key is queued in the server, while
+    /// this process holds the key shared. PostgreSQL queues a new shared request
+    /// behind a waiting exclusive one, but grants it again at once to a session that
+    /// holds the key already; so the question is asked on a connection of its own,
+    /// fresh from the pool (which holds no lock), and the shared lock it may be
+    /// granted is given back at once.
+    async fn writer_queued(&self, lock: &AdvisoryLock, patience: Patience) -> Result<bool, Error> {
+        let checkout = Session::checkout_for(&self.pool, lock, self.sessions.scope());
+        let probe = patience.bound(lock, checkout).await?;
+        let granted = patience.bound(lock, probe.try_lock(lock)).await?;
+        if granted {
+            if let Err(error) = probe.unlock(lock).await {
+                // The session still counts the lock: dropping it closes the
+                // connection, which frees the lock in the server.
+                tracing::warn!(lock = %lock.id(), %error, "could not give back a reader's probe lock; closing its connection");
+            }
+        }
+        Ok(!granted)
     }
 
     /// This task is the one of the process that asks the server for the key. If it
