@@ -9,6 +9,7 @@
 //! server, on a connection of its own (a waiting `pg_advisory_lock` would stall
 //! every other lock of a shared session), while the rest wait in the process.
 
+mod doubt;
 mod guard;
 mod sessions;
 mod table;
@@ -30,6 +31,7 @@ use crate::session::Session;
 use crate::source::LockSource;
 use crate::wait::wait_for;
 
+pub(crate) use doubt::{leaves_doubt, retire_lock_session};
 pub use guard::LockerGuard;
 use sessions::Sessions;
 use table::{Admission, Handoff, Table, Ticket};
@@ -332,8 +334,15 @@ impl Inner {
         let session = patience
             .bound(lock, self.sessions.for_key(self, lock))
             .await?;
-        if session.try_lock(lock).await? {
-            return self.granted(lock, ticket, session);
+        match session.try_lock(lock).await {
+            Ok(true) => return self.granted(lock, ticket, session),
+            Ok(false) => {}
+            Err(error) => {
+                if leaves_doubt(&error) {
+                    retire_lock_session(&session);
+                }
+                return Err(error);
+            }
         }
         if !patience.waits() {
             return Err(Error::Busy {

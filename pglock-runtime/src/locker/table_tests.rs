@@ -45,24 +45,27 @@ async fn a_shared_lock_is_not_handed_to_a_writer_behind_a_reader_that_gave_up() 
     let exclusive = AdvisoryLock::new(shared.id().clone());
     let (table, session, episode) = held_shared(&shared).await;
     let me = Arc::downgrade(&table);
-    let mut locked = lock_unpoisoned(&table);
-    // Queued in this order: a reader, then a writer.
-    let Admission::Queued(reader) = locked.queue(shared.key(), &shared, Patience::Forever) else {
-        panic!("queued");
-    };
-    let Admission::Queued(mut writer) = locked.queue(shared.key(), &exclusive, Patience::Forever)
-    else {
-        panic!("queued");
-    };
-    // The reader's limit runs out just after the release looked at the queue.
-    locked.before_handoff = Some(Box::new(move || drop(reader)));
+    let (release, joined, mut writer) = {
+        let mut locked = lock_unpoisoned(&table);
+        // Queued in this order: a reader, then a writer.
+        let Admission::Queued(reader) = locked.queue(shared.key(), &shared, Patience::Forever)
+        else {
+            panic!("queued");
+        };
+        let Admission::Queued(writer) = locked.queue(shared.key(), &exclusive, Patience::Forever)
+        else {
+            panic!("queued");
+        };
+        // The reader's limit runs out just after the release looked at the queue.
+        locked.before_handoff = Some(Box::new(move || drop(reader)));
 
-    let release = locked.release(shared.key(), episode, &me);
-    let joined = matches!(
-        locked.admit(&shared, Patience::Try, &me),
-        Admission::Holds(..)
-    );
-    drop(locked);
+        let release = locked.release(shared.key(), episode, &me);
+        let joined = matches!(
+            locked.admit(&shared, Patience::Try, &me),
+            Admission::Holds(..)
+        );
+        (release, joined, writer)
+    };
 
     let turn = writer.try_recv().expect("the writer has its turn");
     let handed_shared = turn.held_on().is_some();
