@@ -57,3 +57,9 @@ pub use pglock_macros::advisory_locked;
 #[cfg(doctest)]
 #[doc = include_str!("../pglock-macros/src/advisory_locked.md")]
 pub struct AdvisoryLockedDocs;
+
+// The README's Leadership example, compiled and run as a doctest; `tests/readme.rs`
+// checks that the README shows exactly this text.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/leadership_example.md")]
+pub struct LeadershipReadmeExample;

@@ -60,6 +60,14 @@ const OPTIONS: &[Opt] = &[
         read: |c, o| o.set(&mut c.on_lost, o.value("\"ignore\"", parse_on_lost)?),
     },
     Opt {
+        name: "fence",
+        read: |c, o| o.set(&mut c.fence, o.value("token", parse_fence)?),
+    },
+    Opt {
+        name: "hold_at_least",
+        read: |c, o| o.set(&mut c.hold_at_least, o.value("\"30s\"", parse_hold)?),
+    },
+    Opt {
         name: "crate",
         read: |c, o| o.set(&mut c.krate, o.value("::pglock", parse_crate)?),
     },
@@ -102,6 +110,10 @@ pub(crate) struct SessionLock {
     pub wait: Wait,
     pub guard: Option<Ident>,
     pub on_lost: OnLost,
+    /// `fence = name`: the lock is taken `fenced()` and its token bound as `name: u64`.
+    pub fence: Option<Ident>,
+    /// `hold_at_least = "30s"`: the lock stays held that long after the grant.
+    pub hold_at_least: Option<Duration>,
 }
 
 /// The options of a transaction lock.
@@ -155,6 +167,8 @@ struct Config {
     shared: Option<Span>,
     guard: Option<(Span, Ident)>,
     on_lost: Option<(Span, OnLost)>,
+    fence: Option<(Span, Ident)>,
+    hold_at_least: Option<(Span, Duration)>,
     krate: Option<(Span, Path)>,
 }
 
@@ -268,6 +282,8 @@ impl Config {
                 wait: self.wait.map_or(Wait::Never, |(_, w)| w),
                 guard: self.guard.as_ref().map(|(_, g)| g.clone()),
                 on_lost: self.on_lost.map_or(OnLost::Abort, |(_, o)| o),
+                fence: self.fence.as_ref().map(|(_, f)| f.clone()),
+                hold_at_least: self.hold_at_least.map(|(_, d)| d),
             })),
         }
     }
@@ -303,8 +319,20 @@ impl Config {
              transaction, and if its session is lost the transaction's own \
              statements fail",
         );
+        let fence = refuse(
+            self.fence.as_ref().map(|(span, _)| *span),
+            "`fence` with `xact`: a fencing token is taken in a transaction of its own \
+             that commits durably right after the grant, and the lock's transaction is \
+             yours, still open; take a session lock (`pool = ...`) to fence",
+        );
+        let hold = refuse(
+            self.hold_at_least.map(|(span, _)| span),
+            "`hold_at_least` with `xact`: the lock is freed when your transaction \
+             ends, whatever the hold says; take a session lock (`pool = ...`) to hold it",
+        );
         let wait = errors::both(errors::both(pool, wait), errors::both(guard, on_lost))?;
         let (((), wait), ((), ())) = wait;
+        errors::both(fence, hold)?;
         Ok(XactLock {
             tx: tx.clone(),
             wait,
@@ -446,13 +474,45 @@ fn parse_wait(input: ParseStream) -> syn::Result<Wait> {
 }
 
 fn parse_duration(input: ParseStream) -> syn::Result<Duration> {
+    duration_for("wait", input)
+}
+
+/// `hold_at_least = "30s"`.
+fn parse_hold(input: ParseStream) -> syn::Result<Duration> {
+    duration_for("hold_at_least", input)
+}
+
+/// A duration string, for the option `name`.
+fn duration_for(name: &str, input: ParseStream) -> syn::Result<Duration> {
     let lit: LitStr = input.parse().map_err(|e| {
         syn::Error::new(
             e.span(),
-            "`wait = ...` takes a duration string: `wait = \"300ms\"`, `\"1.5s\"`, `\"2m\"`",
+            format!(
+                "`{name} = ...` takes a duration string: `{name} = \"300ms\"`, `\"1.5s\"`, `\"2m\"`"
+            ),
         )
     })?;
-    duration::parse(&lit.value()).map_err(|why| syn::Error::new(lit.span(), why))
+    duration::parse(&lit.value()).map_err(|why| {
+        // The parser words its errors for `wait`, the first option that took one.
+        let why = match name {
+            "wait" => why,
+            _ => why.replace("`wait = ", &format!("`{name} = ")).replace(
+                "waits for nothing: leave `wait` out to fail at once when busy",
+                &format!("holds for nothing: leave `{name}` out"),
+            ),
+        };
+        syn::Error::new(lit.span(), why)
+    })
+}
+
+/// `fence = name`: the name the token is bound to in the body.
+fn parse_fence(input: ParseStream) -> syn::Result<Ident> {
+    input.parse::<Ident>().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "`fence = ...` takes a name for the fencing token in the body: `fence = token`",
+        )
+    })
 }
 
 fn parse_guard(input: ParseStream) -> syn::Result<Ident> {
@@ -595,12 +655,25 @@ mod tests {
     }
 
     #[test]
+    fn fence_and_hold_are_session_lock_options() {
+        let err = parse(r#"key = "a", xact = tx, fence = token"#).unwrap_err();
+        assert!(err.starts_with("`fence` with `xact`"), "{err}");
+        let err = parse(r#"key = "a", xact = tx, hold_at_least = "1s""#).unwrap_err();
+        assert!(err.starts_with("`hold_at_least` with `xact`"), "{err}");
+        let err = parse(r#"key = "a", hold_at_least = "0s""#).unwrap_err();
+        assert_eq!(
+            err,
+            "`hold_at_least = \"0s\"` holds for nothing: leave `hold_at_least` out"
+        );
+    }
+
+    #[test]
     fn unknown_options_list_the_valid_ones() {
         let err = parse(r#"key = "a", wiat"#).unwrap_err();
         assert_eq!(
             err,
             "unknown option `wiat` (did you mean `wait`?); expected one of: key, pool, \
-             xact, wait, skip, shared, guard, on_lost, crate"
+             xact, wait, skip, shared, guard, on_lost, fence, hold_at_least, crate"
         );
         let err = parse(r#"key = "a", timeout = "1s""#).unwrap_err();
         assert!(

@@ -52,10 +52,17 @@ pub(crate) fn validate<'a>(args: &'a Args, sig: &Signature) -> syn::Result<Check
     let guard = match &args.source {
         Source::Pool(SessionLock {
             guard: Some(guard), ..
-        }) => guard_name(guard, &params),
+        }) => bound_name("guard", "the guard", guard, &params),
         _ => Ok(()),
     };
-    let ((source, key), ()) = errors::both(errors::both(source, key), guard)?;
+    let fence = match &args.source {
+        Source::Pool(SessionLock {
+            fence: Some(fence), ..
+        }) => bound_name("fence", "the token", fence, &params),
+        _ => Ok(()),
+    };
+    let ((source, key), ((), ())) =
+        errors::both(errors::both(source, key), errors::both(guard, fence))?;
     Ok(Checked { source, key })
 }
 
@@ -269,14 +276,15 @@ pub(crate) fn placeholders(template: &Template, lit: &LitStr, params: &Params) -
     Ok(())
 }
 
-/// `guard = name` must not shadow a parameter the body may still need.
-pub(crate) fn guard_name(guard: &Ident, params: &Params) -> syn::Result<()> {
-    if params.binds(&guard.to_string()) {
+/// `guard = name` or `fence = name`, binding `what` in the body, must not shadow a
+/// parameter the body may still need.
+fn bound_name(option: &str, what: &str, name: &Ident, params: &Params) -> syn::Result<()> {
+    if params.binds(&name.to_string()) {
         return Err(syn::Error::new(
-            guard.span(),
+            name.span(),
             format!(
-                "`guard = {guard}` clashes with the parameter `{guard}`: the guard would \
-                 hide it in the body; bind the guard to another name"
+                "`{option} = {name}` clashes with the parameter `{name}`: {what} would \
+                 hide it in the body; bind {what} to another name"
             ),
         ));
     }
@@ -376,11 +384,11 @@ mod tests {
     fn guard_must_not_hide_a_parameter() {
         let params = Params::of(&sig("async fn f(conn: u8, pool: &Pool)"));
         let clash: Ident = syn::parse_str("pool").unwrap();
-        assert!(guard_name(&clash, &params)
+        assert!(bound_name("guard", "the guard", &clash, &params)
             .unwrap_err()
             .to_string()
             .starts_with("`guard = pool` clashes with the parameter `pool`"));
         let fine: Ident = syn::parse_str("locked").unwrap();
-        assert!(guard_name(&fine, &params).is_ok());
+        assert!(bound_name("guard", "the guard", &fine, &params).is_ok());
     }
 }

@@ -338,14 +338,21 @@ fn session_body(parts: &Parts, session: &SessionLock, pool: &TokenStream) -> Tok
         .guard
         .as_ref()
         .map(|name| bind_guard(p, name, guard));
+    let bind_fence = session.fence.as_ref().map(|name| {
+        let fence = call_at(name.span(), quote!(#p::fence_of), quote!(&#guard));
+        quote!(let #name: u64 = #fence;)
+    });
+    let lock_options = lock_options(p, session, lock);
     let fake_return_edge = fake_return_edge(ret, &names.fake_return);
     quote! {
         #head
+        #lock_options
         let #guard = match #acquire.await {
             #p::Ok(#guard) => #guard,
             #acquire_failed
         };
         #bind_guard
+        #bind_fence
         let #output = match #p::run(&#guard, #on_lost, async move {
             #fake_return_edge
             { #body }
@@ -357,6 +364,21 @@ fn session_body(parts: &Parts, session: &SessionLock, pool: &TokenStream) -> Tok
         };
         #output
     }
+}
+
+/// `let __pglock_lock = &__pglock_lock.clone().fenced().hold_at_least(..);` when
+/// `fence` or `hold_at_least` asks for it; nothing otherwise (a literal key's lock
+/// then stays the `static` one).
+fn lock_options(p: &TokenStream, session: &SessionLock, lock: &Ident) -> Option<TokenStream> {
+    if session.fence.is_none() && session.hold_at_least.is_none() {
+        return None;
+    }
+    let fenced = session.fence.as_ref().map(|_| quote!(.fenced()));
+    let hold = session.hold_at_least.map(|d| {
+        let (secs, nanos) = (d.secs, d.nanos);
+        quote!(.hold_at_least(#p::Duration::new(#secs, #nanos)))
+    });
+    Some(quote!(let #lock = &#lock.clone() #fenced #hold;))
 }
 
 /// How long to wait for the lock, as `acquire` (`Wait`) and `acquire_xact`

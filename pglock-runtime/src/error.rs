@@ -80,6 +80,15 @@ pub enum Error {
         #[source]
         source: deadpool_postgres::PoolError,
     },
+    /// No fencing token could be taken for a lock taken `fenced()` (the lock is not
+    /// kept: a fenced lock without its token would be unsafe to act on).
+    #[error("lock {lock}: no fencing token: {reason}")]
+    Fence {
+        /// The lock asked for.
+        lock: LockId,
+        /// Why.
+        reason: &'static str,
+    },
     /// Any other database error.
     #[error("lock {lock}: database error")]
     Db {
@@ -118,6 +127,7 @@ impl Error {
             | Error::LockTableFull { lock, .. }
             | Error::Disconnected { lock, .. }
             | Error::Pool { lock, .. }
+            | Error::Fence { lock, .. }
             | Error::Db { lock, .. } => lock,
         }
     }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use crate::drop_guard::DropGuard;
 use crate::error::Error;
+use crate::fence;
+use crate::hold;
 use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
 use crate::release;
@@ -29,8 +31,6 @@ use crate::trace;
 pub struct LockGuard {
     /// Unlocks in the background when the guard is dropped without `release`.
     held: DropGuard<Held>,
-    /// The guard's key on its session; released after the unlock is queued.
-    _reserved: Reserved,
 }
 
 /// The lock a guard holds, and where.
@@ -38,13 +38,32 @@ struct Held {
     session: Arc<Session>,
     lock: AdvisoryLock,
     since: std::time::Instant,
+    /// The fencing token, for a lock taken `fenced()`.
+    fence: Option<u64>,
+    /// The guard's key on its session; released after the unlock is queued (and so
+    /// kept through a `hold_at_least`).
+    reserved: Reserved,
 }
 
-/// A guard dropped while holding its lock: the unlock is queued now and finished
-/// in the background.
+/// A guard dropped while holding its lock: the unlock is queued now (or, while the
+/// lock's minimum hold lasts, once it ran out) and finished in the background.
 fn unlock_dropped(held: Held) {
+    let held = match hold::remaining(&held.lock, held.since) {
+        Some(left) if !held.session.is_lost() => match hold::after(left, held, unlock_dropped) {
+            Ok(()) => return,
+            Err(held) => held,
+        },
+        _ => held,
+    };
     trace::released(&held.lock, held.since, held.session.is_lost());
-    release::unlock_in_background(held.session, held.lock);
+    let Held {
+        session,
+        lock,
+        reserved,
+        ..
+    } = held;
+    release::unlock_in_background(session, lock);
+    drop(reserved);
 }
 
 impl LockGuard {
@@ -53,11 +72,28 @@ impl LockGuard {
             session: reserved.session().clone(),
             lock,
             since: std::time::Instant::now(),
+            fence: None,
+            reserved,
         };
         LockGuard {
             held: DropGuard::new(held, unlock_dropped),
-            _reserved: reserved,
         }
+    }
+
+    /// Takes the fencing token of a lock taken `fenced()`, on its session. On error
+    /// the guard is dropped by the caller, so no lock is kept without its token.
+    pub(crate) async fn take_fence(&mut self) -> Result<(), Error> {
+        let held = self.held.get();
+        let fence = fence::take(held.session.client(), &held.lock).await?;
+        self.held.get_mut().fence = Some(fence);
+        Ok(())
+    }
+
+    /// The fencing token of this holder: `Some` for a lock taken
+    /// [`fenced()`](AdvisoryLock::fenced), strictly greater than every earlier
+    /// fenced holder's; `None` otherwise.
+    pub fn fence(&self) -> Option<u64> {
+        self.held.get().fence
     }
 
     /// The lock this guard holds.
@@ -66,14 +102,22 @@ impl LockGuard {
     }
 
     /// Unlocks now and returns the connection to the pool; reports what the server
-    /// said. [`Error::LockLost`] if the session no longer held the lock.
+    /// said. [`Error::LockLost`] if the session no longer held the lock. A lock whose
+    /// [`hold_at_least`](AdvisoryLock::hold_at_least) has not run out returns `Ok` at
+    /// once and is unlocked in the background when it has.
     pub async fn release(self) -> Result<(), Error> {
-        let LockGuard { held, _reserved } = self;
+        let held = self.held.disarm();
+        if hold::remaining(&held.lock, held.since).is_some() && !held.session.is_lost() {
+            unlock_dropped(held);
+            return Ok(());
+        }
         let Held {
             session,
             lock,
             since,
-        } = held.disarm();
+            reserved: _reserved,
+            ..
+        } = held;
         trace::released(&lock, since, session.is_lost());
         if session.is_lost() {
             return Err(Error::LockLost {

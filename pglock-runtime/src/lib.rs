@@ -30,10 +30,13 @@ mod acquire;
 mod context;
 mod drop_guard;
 mod error;
+mod fence;
 mod guard;
+mod hold;
 mod holders;
 mod in_flight;
 mod key;
+mod leadership;
 mod lock;
 mod locker;
 mod loss;
@@ -53,6 +56,9 @@ pub use error::Error;
 pub use guard::LockGuard;
 pub use holders::{holders, Holder};
 pub use key::LockKey;
+pub use leadership::{Electorate, Leadership, Term, DEFAULT_CAMPAIGN_EVERY, DEFAULT_MAX_BACKOFF};
+#[doc(hidden)]
+pub use leadership::{LostSignal, Seat};
 pub use lock::{AdvisoryLock, CallSite, LockId, LockMode, DEFAULT_KEEPALIVE};
 pub use locker::{
     Locker, LockerBuilder, LockerGuard, DEFAULT_HANDOFF_LIMIT, DEFAULT_HANDOFF_WINDOW,

@@ -163,6 +163,8 @@ pub struct AdvisoryLock {
     /// Where the runtime API was called from, when no site was declared.
     caller: Option<&'static Location<'static>>,
     keepalive: Duration,
+    fenced: bool,
+    min_hold: Option<Duration>,
 }
 
 impl AdvisoryLock {
@@ -175,6 +177,8 @@ impl AdvisoryLock {
             site: None,
             caller: None,
             keepalive: DEFAULT_KEEPALIVE,
+            fenced: false,
+            min_hold: None,
         }
     }
 
@@ -190,6 +194,8 @@ impl AdvisoryLock {
             site: None,
             caller: None,
             keepalive: DEFAULT_KEEPALIVE,
+            fenced: false,
+            min_hold: None,
         }
     }
 
@@ -197,6 +203,41 @@ impl AdvisoryLock {
     pub fn shared(mut self) -> Self {
         self.mode = LockMode::Shared;
         self
+    }
+
+    /// The same lock, taken with a **fencing token**: right after the grant, on the
+    /// session that holds it, the acquisition takes a number strictly greater than
+    /// the token of every earlier fenced holder of any key on this server, across
+    /// processes, crashes and restarts; the guard's `fence()` gives it. It costs one
+    /// round trip and a WAL flush per acquisition; what it relies on (the primary,
+    /// synchronous replication after a failover, no `pg_resetwal`) is in the README
+    /// ("Leadership and fencing"). An acquisition that cannot take its token fails
+    /// ([`Error::Fence`](crate::Error::Fence), or the server's error) and keeps no lock.
+    pub fn fenced(mut self) -> Self {
+        self.fenced = true;
+        self
+    }
+
+    /// Whether acquisitions take a fencing token.
+    pub fn is_fenced(&self) -> bool {
+        self.fenced
+    }
+
+    /// The same lock, held at least `hold` after its grant: a guard dropped or
+    /// released sooner lets go in the background at grant + `hold` (`release()`
+    /// then returns `Ok` at once). With `skip`-like use (`try_acquire`, busy means
+    /// someone else ran it), a job that N instances start on the same schedule runs
+    /// once per period even when their clocks disagree by less than `hold`. Through a
+    /// [`Locker`](crate::Locker) the hold costs no connection; from a `Pool` the
+    /// guard's session stays out of the pool until the release.
+    pub fn hold_at_least(mut self, hold: Duration) -> Self {
+        self.min_hold = Some(hold);
+        self
+    }
+
+    /// How long after the grant the lock is held at least, if set.
+    pub fn min_hold(&self) -> Option<Duration> {
+        self.min_hold
     }
 
     /// The same lock in the given mode.

@@ -115,24 +115,25 @@ impl Session {
 
     /// Reserves `key` on this session unless someone of ours holds it here already.
     pub(crate) fn reserve(self: &Arc<Self>, key: LockKey) -> Option<Reserved> {
-        let mut reserved = self.reserved();
-        if reserved.contains_key(&key) {
-            return None;
-        }
-        reserved.insert(key, 1);
-        drop(reserved);
-        Some(Reserved {
-            session: self.clone(),
-            key,
-        })
+        self.reserve_if(key, |reserved| !reserved.contains_key(&key))
     }
 
     /// Reserves `key` on this session only if no one of ours holds anything here:
     /// for a session picked up because an unlock is queued on it, which must not
     /// belong to a lock still held (an enclosing body's, say).
     pub(crate) fn reserve_alone(self: &Arc<Self>, key: LockKey) -> Option<Reserved> {
+        self.reserve_if(key, HashMap::is_empty)
+    }
+
+    /// Reserves `key` if `allowed` says so of what is reserved now (one decision
+    /// under the lock, so two callers cannot both pass the check).
+    fn reserve_if(
+        self: &Arc<Self>,
+        key: LockKey,
+        allowed: impl FnOnce(&HashMap<LockKey, usize>) -> bool,
+    ) -> Option<Reserved> {
         let mut reserved = self.reserved();
-        if !reserved.is_empty() {
+        if !allowed(&reserved) {
             return None;
         }
         reserved.insert(key, 1);

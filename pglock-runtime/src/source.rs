@@ -77,6 +77,10 @@ impl LockSource for Pool {
                 lock: lock.id().clone(),
             });
         }
-        Ok(LockGuard::new(reserved, lock.clone()))
+        let mut guard = LockGuard::new(reserved, lock.clone());
+        if lock.is_fenced() {
+            guard.take_fence().await?;
+        }
+        Ok(guard)
     }
 }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use crate::drop_guard::DropGuard;
 use crate::error::Error;
+use crate::fence;
+use crate::hold;
 use crate::lock::AdvisoryLock;
 use crate::mutex::lock_unpoisoned;
 use crate::release;
@@ -33,6 +35,8 @@ struct Held {
     episode: Episode,
     session: Arc<Session>,
     since: std::time::Instant,
+    /// The fencing token, for a lock taken `fenced()`.
+    fence: Option<u64>,
 }
 
 impl Held {
@@ -45,6 +49,13 @@ impl Held {
 /// A guard dropped while holding its lock: the key goes to the next waiter, or its
 /// unlock is queued now and finished in the background.
 fn let_go_dropped(held: Held) {
+    let held = match hold::remaining(&held.lock, held.since) {
+        Some(left) if !held.session.is_lost() => match hold::after(left, held, let_go_dropped) {
+            Ok(()) => return,
+            Err(held) => held,
+        },
+        _ => held,
+    };
     trace::released(&held.lock, held.since, held.session.is_lost());
     if let Release::Unlock(session, lock) = held.let_go() {
         release::unlock_in_background(session, lock);
@@ -64,6 +75,7 @@ impl LockerGuard {
             episode,
             session,
             since: std::time::Instant::now(),
+            fence: None,
         };
         LockerGuard {
             held: DropGuard::new(held, let_go_dropped),
@@ -75,10 +87,33 @@ impl LockerGuard {
         &self.held.get().lock
     }
 
+    /// Takes the fencing token of a lock taken `fenced()`, on the session holding
+    /// it. On error the guard is dropped by the caller, so no lock is kept without
+    /// its token.
+    pub(super) async fn take_fence(&mut self) -> Result<(), Error> {
+        let held = self.held.get();
+        let fence = fence::take(held.session.client(), &held.lock).await?;
+        self.held.get_mut().fence = Some(fence);
+        Ok(())
+    }
+
+    /// The fencing token of this holder: `Some` for a lock taken
+    /// [`fenced()`](AdvisoryLock::fenced), strictly greater than every earlier
+    /// fenced holder's; `None` otherwise.
+    pub fn fence(&self) -> Option<u64> {
+        self.held.get().fence
+    }
+
     /// Lets go now. When the key goes back to the server, waits for the unlock;
-    /// [`Error::LockLost`] if the session holding it was lost.
+    /// [`Error::LockLost`] if the session holding it was lost. A lock whose
+    /// [`hold_at_least`](AdvisoryLock::hold_at_least) has not run out returns `Ok` at
+    /// once and lets go in the background when it has (on no extra connection).
     pub async fn release(self) -> Result<(), Error> {
         let held = self.held.disarm();
+        if hold::remaining(&held.lock, held.since).is_some() && !held.session.is_lost() {
+            let_go_dropped(held);
+            return Ok(());
+        }
         let lost = held.session.is_lost();
         trace::released(&held.lock, held.since, lost);
         let release = held.let_go();

@@ -207,7 +207,25 @@ impl LockSource for Locker {
         lock: &'a AdvisoryLock,
         patience: Patience,
     ) -> Result<LockerGuard, Error> {
-        self.inner.acquire(lock, patience).await
+        let mut guard = self.inner.acquire(lock, patience).await?;
+        if lock.is_fenced() {
+            // Also after a handoff inside the process: each holder takes its own
+            // token, after the previous holder let go.
+            guard.take_fence().await?;
+        }
+        Ok(guard)
+    }
+}
+
+impl Locker {
+    /// The pool the Locker takes its sessions from.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// The bound within which the loss of a lock session is noticed.
+    pub(crate) fn keepalive(&self) -> Duration {
+        self.inner.keepalive
     }
 }
 

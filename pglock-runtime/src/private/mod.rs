@@ -238,3 +238,30 @@ pub fn held<G>(guard: &G) -> &G {
 pub fn bind_guard<G: OwnSession>(guard: &G) -> &LockGuard {
     guard.own_session()
 }
+
+/// A guard whose lock may carry a fencing token: what `fence = name` reads.
+pub trait Fenced {
+    /// The token, `Some` for a lock taken `fenced()`.
+    fn token(&self) -> Option<u64>;
+}
+
+impl Fenced for LockGuard {
+    fn token(&self) -> Option<u64> {
+        self.fence()
+    }
+}
+
+impl Fenced for crate::LockerGuard {
+    fn token(&self) -> Option<u64> {
+        self.fence()
+    }
+}
+
+/// The token of a lock the expansion took `fenced()`, for `fence = name`. The
+/// acquisition of a fenced lock fails unless it took its token, so a guard of one
+/// always has it.
+pub fn fence_of<G: Fenced>(guard: &G) -> u64 {
+    guard
+        .token()
+        .expect("an acquisition taken fenced() returns only with its token")
+}

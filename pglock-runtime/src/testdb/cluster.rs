@@ -71,6 +71,13 @@ impl Cluster {
         self.server.restart()
     }
 
+    /// `pg_ctl restart -m immediate`: the server is killed without a checkpoint, as in a
+    /// crash, and recovers from its write-ahead log on the way up (what a power cut or an
+    /// OOM kill does); returns once it accepts connections.
+    pub fn restart_immediate(&self) -> Result<(), TestDbError> {
+        self.server.restart_immediate()
+    }
+
     /// `pg_ctl stop -m fast`: terminates every session and waits until the server is down.
     /// Start it again with [`Cluster::start_again`].
     pub fn stop(&self) -> Result<(), TestDbError> {

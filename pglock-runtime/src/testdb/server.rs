@@ -109,6 +109,12 @@ impl Server {
         self.pg_ctl("restart", &["restart", "-m", "fast"])
     }
 
+    /// `pg_ctl restart -m immediate`: a crash and its recovery; waits until it accepts
+    /// connections again.
+    pub(crate) fn restart_immediate(&self) -> Result<(), TestDbError> {
+        self.pg_ctl("restart", &["restart", "-m", "immediate"])
+    }
+
     /// `pg_ctl stop -m fast`: waits until the server is down.
     pub(crate) fn stop(&self) -> Result<(), TestDbError> {
         self.pg_ctl("stop", &["stop", "-m", "fast"])

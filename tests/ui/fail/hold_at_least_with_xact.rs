@@ -1,0 +1,22 @@
+use deadpool_postgres::Transaction;
+use pglock::advisory_locked;
+
+#[derive(Debug)]
+pub struct AppError;
+
+impl From<pglock::Error> for AppError {
+    fn from(_: pglock::Error) -> Self {
+        AppError
+    }
+}
+
+#[advisory_locked(key = "order:{order_id}", xact = tx, hold_at_least = "30s")]
+async fn ship(tx: &Transaction<'_>, order_id: i64) -> Result<(), AppError> {
+    let _ = order_id;
+    Ok(())
+}
+
+// The fn is still emitted: the rest of the crate compiles against it.
+fn main() {
+    let _ = ship;
+}
