@@ -93,7 +93,10 @@ pub const DEFAULT_HANDOFF_WINDOW: Duration = Duration::from_millis(10);
 ///   process waits for in the server (or holds after such a wait), plus one for a
 ///   moment per reader that asks whether a writer is queued.
 /// - **Loss.** When a lock session dies every guard on it reports lost, its keys are
-///   forgotten, and the next acquisition opens a new session.
+///   forgotten, and the next acquisition opens a new session. A session left in
+///   doubt about what it holds (a try or an unlock answered with a cancel, say) is
+///   retired the same way: declared lost and its backend ended, which frees its
+///   locks.
 #[derive(Clone)]
 pub struct Locker {
     inner: Arc<Inner>,
