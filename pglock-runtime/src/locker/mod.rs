@@ -269,7 +269,9 @@ impl Inner {
                     })
                 }
                 Admission::CheckForWriters(episode) => {
-                    let writer_queued = self.writer_queued(lock, patience).await?;
+                    // Boxed: a rare path, kept out of every acquisition's future
+                    // (nested bodies' futures live on one stack).
+                    let writer_queued = Box::pin(self.writer_queued(lock, patience)).await?;
                     admission = lock_unpoisoned(&self.table).join_readers(
                         lock,
                         patience,
