@@ -32,6 +32,10 @@ async fn contend(name: &str, tasks: usize, seconds: u64, unbounded: bool) -> tok
         .expect("spawn examples/locker_contend")
 }
 
+/// The process-contention tests measure shares of CPU-bound progress: run one at a
+/// time, so that neither measures the other's load.
+static ONE_CONTENTION_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn entries(child: tokio::process::Child) -> u64 {
     let output = child.wait_with_output().await.unwrap();
     assert!(output.status.success());
@@ -44,6 +48,7 @@ async fn entries(child: tokio::process::Child) -> u64 {
 
 #[tokio::test]
 async fn two_processes_of_eight_tasks_both_make_progress() {
+    let _alone = ONE_CONTENTION_AT_A_TIME.lock().await;
     let name = common::unique("fairness");
     let (a, b) = (
         contend(&name, 8, 5, false).await,
@@ -63,6 +68,7 @@ async fn two_processes_of_eight_tasks_both_make_progress() {
 
 #[tokio::test]
 async fn control_without_a_handoff_limit_one_process_starves() {
+    let _alone = ONE_CONTENTION_AT_A_TIME.lock().await;
     let name = common::unique("unfair");
     let (a, b) = (
         contend(&name, 8, 3, true).await,

@@ -130,6 +130,7 @@ fn locked_body(
         head: lock_head(&p, args, sig, &checked.key, &names),
         acquire_failed: acquire_failed(&p, args, ret, &names),
         wait: wait_tokens(&p, &checked.source),
+        skip: args.skip.is_some(),
         p,
         names,
         ret,
@@ -175,6 +176,8 @@ struct Parts<'a> {
     acquire_failed: TokenStream,
     /// How long to wait for the lock.
     wait: TokenStream,
+    /// With `skip`, a busy lock is a skipped call (the runtime counts it so).
+    skip: bool,
     ret: &'a Type,
     body: TokenStream,
 }
@@ -279,6 +282,7 @@ fn xact_body(parts: &Parts, xact: &XactLock) -> TokenStream {
         head,
         acquire_failed,
         wait,
+        skip,
         body,
         ..
     } = parts;
@@ -287,11 +291,12 @@ fn xact_body(parts: &Parts, xact: &XactLock) -> TokenStream {
     let tx = quote_spanned!(xact_span=> &#xact);
     let tx = call_at(xact_span, quote!(#p::transaction), tx);
     let lock = &names.lock;
-    let acquire = call_at(
-        xact_span,
-        quote!(#p::acquire_xact),
-        quote!(#tx, #lock, #wait),
-    );
+    let acquire_xact = if *skip {
+        quote!(#p::acquire_xact_or_skip)
+    } else {
+        quote!(#p::acquire_xact)
+    };
+    let acquire = call_at(xact_span, acquire_xact, quote!(#tx, #lock, #wait));
     quote! {
         #head
         match #acquire.await {
@@ -311,6 +316,7 @@ fn session_body(parts: &Parts, session: &SessionLock, pool: &TokenStream) -> Tok
         head,
         acquire_failed,
         wait,
+        skip,
         ret,
         body,
     } = parts;
@@ -329,11 +335,12 @@ fn session_body(parts: &Parts, session: &SessionLock, pool: &TokenStream) -> Tok
     let pool_span = pool.span();
     let source = quote_spanned!(pool_span=> &#pool);
     let source = call_at(pool_span, quote!(#p::source), source);
-    let acquire = call_at(
-        pool_span,
-        quote!(#p::acquire),
-        quote!(#source, #lock, #wait),
-    );
+    let acquire = if *skip {
+        quote!(#p::acquire_or_skip)
+    } else {
+        quote!(#p::acquire)
+    };
+    let acquire = call_at(pool_span, acquire, quote!(#source, #lock, #wait));
     let bind_guard = session
         .guard
         .as_ref()

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::patience::Patience;
 use crate::source::LockSource;
-use crate::trace;
+use crate::trace::{self, Refusal};
 
 impl AdvisoryLock {
     /// Takes the lock if it is free; [`Error::Busy`] at once if another session (or
@@ -19,7 +19,7 @@ impl AdvisoryLock {
         &'a self,
         source: &'a S,
     ) -> impl Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        self.acquire_with(source, Location::caller(), || Patience::Try)
+        self.acquire_with(source, Location::caller(), Refusal::Fails, || Patience::Try)
     }
 
     /// Waits until the lock is free, in the server's queue (no polling).
@@ -29,7 +29,9 @@ impl AdvisoryLock {
         &'a self,
         source: &'a S,
     ) -> impl Future<Output = Result<S::Guard, Error>> + Send + 'a {
-        self.acquire_with(source, Location::caller(), || Patience::Forever)
+        self.acquire_with(source, Location::caller(), Refusal::Fails, || {
+            Patience::Forever
+        })
     }
 
     /// Waits at most `limit`; then [`Error::Timeout`], leaving no waiter on the server.
@@ -41,16 +43,19 @@ impl AdvisoryLock {
         limit: Duration,
     ) -> impl Future<Output = Result<S::Guard, Error>> + Send + 'a {
         // The limit starts when the acquisition does (the future's first poll).
-        self.acquire_with(source, Location::caller(), move || Patience::within(limit))
+        self.acquire_with(source, Location::caller(), Refusal::Fails, move || {
+            Patience::within(limit)
+        })
     }
 
     /// Takes the lock from `source` with the patience `patience()` gives when the
     /// acquisition starts, named by `caller` unless a call site was declared, and
-    /// tells `tracing` how it went.
+    /// tells `tracing` how it went (a busy or timed-out lock as `refusal` says).
     pub(crate) fn acquire_with<'a, S: LockSource + ?Sized>(
         &'a self,
         source: &'a S,
         caller: &'static Location<'static>,
+        refusal: Refusal,
         patience: impl FnOnce() -> Patience + Send + 'a,
     ) -> impl Future<Output = Result<S::Guard, Error>> + Send + 'a {
         let lock = self.called_from(caller);
@@ -61,7 +66,7 @@ impl AdvisoryLock {
                 Patience::Forever => "wait",
                 Patience::Until { .. } => "wait with limit",
             };
-            trace::acquiring(&lock, how, source.lock(&lock, patience)).await
+            trace::acquiring(&lock, how, refusal, source.lock(&lock, patience)).await
         }
     }
 }

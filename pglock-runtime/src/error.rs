@@ -62,7 +62,8 @@ pub enum Error {
         #[source]
         source: tokio_postgres::Error,
     },
-    /// The connection broke (or the server shut down) while taking or releasing the lock.
+    /// The connection broke, the server shut down, or the server ended the session
+    /// (`idle_session_timeout`, `transaction_timeout`) while taking or releasing the lock.
     #[error("connection lost while taking or releasing lock {lock}")]
     Disconnected {
         /// The lock asked for.
@@ -148,12 +149,19 @@ impl Error {
             }
             Some(SqlState::ADMIN_SHUTDOWN)
             | Some(SqlState::CRASH_SHUTDOWN)
-            | Some(SqlState::CANNOT_CONNECT_NOW) => Error::Disconnected { lock, source },
+            | Some(SqlState::CANNOT_CONNECT_NOW)
+            | Some(SqlState::IDLE_SESSION_TIMEOUT) => Error::Disconnected { lock, source },
+            Some(ref code) if code.code() == TRANSACTION_TIMEOUT => {
+                Error::Disconnected { lock, source }
+            }
             _ if source.is_closed() => Error::Disconnected { lock, source },
             _ => Error::Db { lock, source },
         }
     }
 }
+
+/// `transaction_timeout` (PostgreSQL 17) ends the session; the driver has no name for it yet.
+const TRANSACTION_TIMEOUT: &str = "25P04";
 
 fn mentions_lock_table(source: &tokio_postgres::Error) -> bool {
     source.as_db_error().is_some_and(|db| {

@@ -12,7 +12,7 @@ use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
 use crate::release;
 use crate::session::{Reserved, Session};
-use crate::trace;
+use crate::trace::{self, Holding};
 
 /// A held advisory lock on a pooled session. It derefs to that session's client, so
 /// queries can run on the locked connection.
@@ -38,6 +38,8 @@ struct Held {
     session: Arc<Session>,
     lock: AdvisoryLock,
     since: std::time::Instant,
+    /// What spans and metrics know of the hold.
+    holding: Holding,
     /// The fencing token, for a lock taken `fenced()`.
     fence: Option<u64>,
     /// The guard's key on its session; released after the unlock is queued (and so
@@ -48,14 +50,15 @@ struct Held {
 /// A guard dropped while holding its lock: the unlock is queued now (or, while the
 /// lock's minimum hold lasts, once it ran out) and finished in the background.
 fn unlock_dropped(held: Held) {
-    let held = match hold::remaining(&held.lock, held.since) {
+    let mut held = match hold::remaining(&held.lock, held.since) {
         Some(left) if !held.session.is_lost() => match hold::after(left, held, unlock_dropped) {
             Ok(()) => return,
             Err(held) => held,
         },
         _ => held,
     };
-    trace::released(&held.lock, held.since, held.session.is_lost());
+    held.holding
+        .end(&held.lock, held.since, held.session.is_lost());
     let Held {
         session,
         lock,
@@ -72,6 +75,7 @@ impl LockGuard {
             session: reserved.session().clone(),
             lock,
             since: std::time::Instant::now(),
+            holding: Holding::new(),
             fence: None,
             reserved,
         };
@@ -115,10 +119,11 @@ impl LockGuard {
             session,
             lock,
             since,
+            mut holding,
             reserved: _reserved,
             ..
         } = held;
-        trace::released(&lock, since, session.is_lost());
+        holding.end(&lock, since, session.is_lost());
         if session.is_lost() {
             return Err(Error::LockLost {
                 lock: lock.id().clone(),
@@ -145,6 +150,13 @@ impl LockGuard {
 
     pub(crate) fn session(&self) -> &Arc<Session> {
         &self.held.get().session
+    }
+}
+
+impl trace::Observed for LockGuard {
+    const SOURCE: &'static str = "pool";
+    fn holding(&mut self) -> Option<&mut Holding> {
+        Some(&mut self.held.get_mut().holding)
     }
 }
 

@@ -40,6 +40,8 @@ mod leadership;
 mod lock;
 mod locker;
 mod loss;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod mutex;
 mod patience;
 mod release;

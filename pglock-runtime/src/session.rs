@@ -4,14 +4,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool::managed::Manager as _;
 
 use deadpool_postgres::{Object, Pool};
+use tokio::sync::Notify;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Statement;
+use tokio_postgres::{SimpleQueryMessage, Statement};
 
 use crate::error::Error;
 use crate::in_flight::{InFlight, Reply};
@@ -44,6 +45,10 @@ pub(crate) struct Session {
     /// else of ours holds that key on it.
     reserved: std::sync::Mutex<HashMap<LockKey, usize>>,
     loss: LossWatch,
+    /// The backend's pid, learnt with the first wait (see [`Session::learn_pid`]): a
+    /// wait is cancelled by pid, over a connection of its own.
+    pid: OnceLock<i32>,
+    pid_known: Notify,
 }
 
 /// A key reserved on a session for one guard: released when dropped.
@@ -95,6 +100,8 @@ impl Session {
             close_when_done: AtomicBool::new(false),
             reserved: Default::default(),
             loss: LossWatch::default(),
+            pid: OnceLock::new(),
+            pid_known: Notify::new(),
         }))
     }
 
@@ -259,12 +266,63 @@ impl Session {
         Ok(row.get(0))
     }
 
-    /// Sends a cancel request for whatever the session's backend is running now.
-    pub(crate) async fn cancel_running(&self) -> Result<(), tokio_postgres::Error> {
-        self.client()
-            .cancel_token()
-            .cancel_query(tokio_postgres::NoTls)
-            .await
+    /// Learns this session's backend pid, once: the first call sends
+    /// [`sql::BACKEND_PID`] at its first poll, so a statement polled right after it
+    /// travels in the same round trip. A failure leaves the pid unknown (a wait on
+    /// this session then cannot be cancelled, and its session is closed instead).
+    pub(crate) async fn learn_pid(&self) {
+        if self.pid.get().is_some() {
+            return;
+        }
+        let Ok(messages) = self.client().simple_query(sql::BACKEND_PID).await else {
+            return;
+        };
+        let pid = messages.iter().find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => row.get(0)?.parse::<i32>().ok(),
+            _ => None,
+        });
+        if let Some(pid) = pid {
+            let _first = self.pid.set(pid);
+            self.pid_known.notify_waiters();
+        }
+    }
+
+    /// This session's backend pid, once [`Session::learn_pid`] has learnt it.
+    pub(crate) async fn known_pid(&self) -> i32 {
+        loop {
+            let notified = self.pid_known.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(pid) = self.pid.get() {
+                return *pid;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether the server shows this session idle, or running only `statement` (its
+    /// queued unlock, say), asked over a connection of its own: a session whose unlock
+    /// waits behind another statement (a dropped body's) must not be reused by a try,
+    /// which would then wait for that statement. `false` when it cannot be told.
+    pub(crate) async fn runs_at_most(&self, statement: &str) -> bool {
+        let Some(pid) = self.pid.get() else {
+            return false;
+        };
+        let Ok(client) = self.side_connection().await else {
+            return false;
+        };
+        let row = client
+            .query_opt(sql::RUNS_AT_MOST, &[pid, &statement])
+            .await;
+        matches!(row, Ok(Some(row)) if row.get::<_, Option<bool>>(0) == Some(true))
+    }
+
+    /// A new connection made as the pool makes its own (same TLS, same settings), not
+    /// taken from the pool, which may be exhausted by the very waits to cancel.
+    pub(crate) async fn side_connection(
+        &self,
+    ) -> Result<deadpool_postgres::ClientWrapper, tokio_postgres::Error> {
+        self.pool.manager().create().await
     }
 }
 
@@ -274,11 +332,13 @@ fn send_try(session: Arc<Session>, lock: AdvisoryLock, statement: Statement) -> 
     let on = session.clone();
     let key = lock.key();
     let reply: Reply<bool> = Box::pin(async move {
-        let row = on
-            .client()
-            .query_one(&statement, &sql::params(&key))
-            .await?;
-        Ok(row.get(0))
+        // Polled in this order, the pid query goes out with the try, in its round trip.
+        let ((), row) = futures_util::future::join(
+            on.learn_pid(),
+            on.client().query_one(&statement, &sql::params(&key)),
+        )
+        .await;
+        Ok(row?.get(0))
     });
     InFlight::new(
         reply,

@@ -13,6 +13,7 @@ use crate::patience::Patience;
 use crate::release;
 use crate::scope::{PoolId, Scope};
 use crate::session::{Reserved, Session};
+use crate::sql::{self, Op};
 use crate::wait::wait_for;
 
 /// Only this crate's sources: `Pool` here, `Locker` beside its own type (so this
@@ -27,7 +28,7 @@ pub(crate) mod sealed {
 /// [`AdvisoryLock::try_acquire`] and friends.
 pub trait LockSource: sealed::Sealed + Sync {
     /// What holding a lock from this source looks like.
-    type Guard: Send + Sync + 'static;
+    type Guard: Send + Sync + 'static + crate::trace::Observed;
 
     /// Takes `lock` as `patience` says: [`Error::Busy`] at once when it only tries,
     /// [`Error::Timeout`] when its limit runs out.
@@ -44,16 +45,27 @@ pub trait LockSource: sealed::Sealed + Sync {
 /// lock on it (so the request runs after that unlock), else a fresh one from the
 /// pool. A session where someone of ours already holds the key is never used for it:
 /// the server would grant it again there, to a second holder.
-async fn session_for(pool: &Pool, held: &Held, lock: &AdvisoryLock) -> Result<Reserved, Error> {
+async fn session_for(
+    pool: &Pool,
+    held: &Held,
+    lock: &AdvisoryLock,
+    patience: Patience,
+) -> Result<Reserved, Error> {
     let id = PoolId::of(pool);
     let key = lock.key();
     if let Some(reserved) = held.session_of(id).and_then(|s| s.reserve(key)) {
         return Ok(reserved);
     }
-    if let Some(reserved) =
-        release::take_session_for(Scope::Pool(id), key).and_then(|s| s.reserve_alone(key))
-    {
-        return Ok(reserved);
+    if let Some(session) = release::take_session_for(Scope::Pool(id), key) {
+        // A try waits for nothing but its own round trip: not behind a statement
+        // still running before the unlock (the session then still holds the key, so
+        // a fresh session answers Busy, rightly).
+        let unlock = sql::statement(Op::Unlock, lock);
+        if patience.waits() || Box::pin(session.runs_at_most(&unlock)).await {
+            if let Some(reserved) = session.reserve_alone(key) {
+                return Ok(reserved);
+            }
+        }
     }
     let session = Session::checkout(pool, lock).await?;
     Ok(session.reserve(key).expect("a fresh session holds nothing"))
@@ -69,7 +81,9 @@ impl LockSource for Pool {
     ) -> Result<LockGuard, Error> {
         let held = Held::current();
         held.refuse_conflict(lock, patience)?;
-        let reserved = patience.bound(lock, session_for(self, &held, lock)).await?;
+        let reserved = patience
+            .bound(lock, session_for(self, &held, lock, patience))
+            .await?;
         if patience.waits() {
             wait_for(reserved.session(), lock, patience).await?;
         } else if !reserved.session().try_lock(lock).await? {

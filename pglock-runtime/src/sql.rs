@@ -169,6 +169,22 @@ pub(crate) const HOLDER_IS_ACTIVE: &str = concat!(
     " AND l.granted AND l.mode = $4"
 );
 
+/// The session's backend pid, sent with the simple protocol so that it goes out in
+/// one message, pipelined with the statement sent after it.
+pub(crate) const BACKEND_PID: &str = "SELECT pg_catalog.pg_backend_pid()";
+
+/// Cancels backend `$1` only while it runs statement `$2` and waits for a lock: the
+/// check and the signal are one statement, so a cancel meant for a wait cannot land
+/// on another statement the session runs before or after it. One row when sent.
+pub(crate) const CANCEL_IF_WAITING: &str = "SELECT pg_catalog.pg_cancel_backend(a.pid) \
+     FROM pg_catalog.pg_stat_activity a \
+     WHERE a.pid = $1 AND a.state = 'active' AND a.wait_event_type = 'Lock' AND a.query = $2";
+
+/// Whether backend `$1` runs nothing, or only statement `$2`, as the server sees it now.
+pub(crate) const RUNS_AT_MOST: &str =
+    "SELECT a.state = 'idle' OR (a.state = 'active' AND a.query = $2) \
+     FROM pg_catalog.pg_stat_activity a WHERE a.pid = $1";
+
 /// Who holds or waits for the key, holders first, then waiters from the longest
 /// waiting (see [`crate::holders()`]).
 pub(crate) const HOLDERS: &str = concat!(

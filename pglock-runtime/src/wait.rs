@@ -1,14 +1,25 @@
 //! Waiting for a lock in the server's queue (`pg_advisory_lock`), cancel-safely.
 //!
 //! A time limit is the server's own `lock_timeout`, set for the waiting statement
-//! alone: nothing is sent out of band, so the session stays fit for the queries the
-//! caller runs on it next. A wait whose future is dropped is cancelled on the server
-//! with a cancel request, and its session is then closed rather than reused, because
-//! a cancel signal can land late, on whatever statement the session runs next.
+//! alone, and the client stops waiting for the answer shortly after the deadline
+//! too (the statement may sit behind another one on the session, where
+//! `lock_timeout` has not started).
+//!
+//! A wait whose future is dropped is cancelled with `pg_cancel_backend(pid)` over a
+//! new connection that the pool's manager makes (so with the pool's own TLS: a cancel
+//! request needs the TLS connector, which a `Pool` does not give out, and sent
+//! without TLS it is refused by a TLS-only server). The check that the backend is
+//! running *this* wait, blocked on a lock, is part of the cancelling statement, so a
+//! nested wait sharing its session with the body's own queries never cancels them.
+//! The pid is asked once per session, pipelined with its first wait: no extra round
+//! trip, one extra small message; cancelling costs a new connection (a TLS handshake
+//! on TLS pools), paid only when a wait is abandoned. The session is then closed
+//! rather than reused, as a signal can still race with the wait's grant.
 //! Whenever the server's answer leaves it in doubt whether the lock was granted, the
 //! session's own rows in `pg_locks` decide: checked, never guessed.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 
@@ -22,6 +33,20 @@ use crate::sql::{self, Op};
 /// Waits on `session` until the lock is granted, or until `patience` runs out (a
 /// timeout reports the caller's whole limit, not what was left of it for this step).
 pub(crate) async fn wait_for(
+    session: &Arc<Session>,
+    lock: &AdvisoryLock,
+    patience: Patience,
+) -> Result<(), Error> {
+    // Everything, preparing the statement included, may queue behind another
+    // statement on the session, where the server's lock_timeout has not started.
+    // Dropped at the limit, a wait already sent is cancelled once it runs.
+    // Boxed: nested acquisitions stack these futures inside one another.
+    within_the_limit(patience, Box::pin(wait_in_queue(session, lock, patience)))
+        .await
+        .unwrap_or_else(|_elapsed| Err(patience.timed_out(lock, None)))
+}
+
+async fn wait_in_queue(
     session: &Arc<Session>,
     lock: &AdvisoryLock,
     patience: Patience,
@@ -55,9 +80,30 @@ pub(crate) async fn wait_for(
     }
 }
 
-/// Sends `pg_advisory_lock` (with `timeout` as its `lock_timeout`, if any). Counted
-/// as a possible hold from now on; dropped unanswered, the wait is cancelled and a
-/// lock it got anyway is given back.
+/// How long past the caller's deadline the server's own `lock_timeout` answer is
+/// awaited before the client gives up on it: about one round trip on a loaded host.
+const ANSWER_GRACE: Duration = Duration::from_millis(100);
+
+/// Awaits `answer` until the caller's deadline plus [`ANSWER_GRACE`]: the server's
+/// `lock_timeout` counts only the time spent waiting for the lock, not the time the
+/// statement spends queued behind others on the session.
+async fn within_the_limit<T>(
+    patience: Patience,
+    answer: impl std::future::Future<Output = T>,
+) -> Result<T, tokio::time::error::Elapsed> {
+    match patience {
+        Patience::Until { deadline, .. } => {
+            let limit = deadline.checked_add(ANSWER_GRACE).unwrap_or(deadline);
+            tokio::time::timeout_at(limit, answer).await
+        }
+        Patience::Try | Patience::Forever => Ok(answer.await),
+    }
+}
+
+/// Sends `pg_advisory_lock` (with `timeout` as its `lock_timeout`, if any), with the
+/// session's pid query before it in the same round trip the first time. Counted as a
+/// possible hold from now on; dropped unanswered, the wait is cancelled and a lock
+/// it got anyway is given back.
 fn send(
     session: Arc<Session>,
     lock: AdvisoryLock,
@@ -67,38 +113,99 @@ fn send(
     session.count_possible_hold();
     let on = session.clone();
     let key = lock.key();
+    let text = statement_text(&lock, timeout.is_some());
     let reply: Reply<u64> = Box::pin(async move {
         let mut params = sql::params(&key);
         if let Some(timeout) = &timeout {
             params.push(timeout);
         }
-        on.client().execute(&statement, &params).await
+        // Polled in this order, the pid query goes out before the wait.
+        let ((), answer) =
+            futures_util::future::join(on.learn_pid(), on.client().execute(&statement, &params))
+                .await;
+        answer
     });
     InFlight::new(
         reply,
         Box::new(move |reply| {
             // Whatever happens next, this session was (or is about to be) sent a cancel.
             session.close_when_done();
-            Box::pin(cancel_abandoned(session, lock, reply))
+            Box::pin(cancel_abandoned(session, lock, reply, text))
         }),
     )
 }
 
+fn statement_text(lock: &AdvisoryLock, limited: bool) -> String {
+    let op = if limited { Op::WaitLimited } else { Op::Wait };
+    sql::statement(op, lock).into_owned()
+}
+
 /// Cancels a wait nobody waits for any more, and gives back a lock it got anyway.
-async fn cancel_abandoned(session: Arc<Session>, lock: AdvisoryLock, reply: Reply<u64>) {
-    if session.cancel_running().await.is_err() {
-        return; // still counted: the connection will be closed
+async fn cancel_abandoned(
+    session: Arc<Session>,
+    lock: AdvisoryLock,
+    mut reply: Reply<u64>,
+    text: String,
+) {
+    tokio::select! {
+        answer = &mut reply => return give_back(&session, &lock, answer).await,
+        () = cancel_when_waiting(&session, &text) => {}
     }
-    let granted = match reply.await {
+    give_back(&session, &lock, reply.await).await;
+}
+
+/// Cancels the session's wait once its backend is seen waiting in it, over a
+/// connection of its own made as the pool makes its connections (so with the pool's
+/// TLS; a cancel request would need the pool's connector, which a `Pool` does not
+/// give out). The server tells no one when a backend starts waiting, so until then
+/// (the wait may be queued behind other statements of the session, a body's own
+/// query for a nested lock) it looks again after a growing pause; it never signals
+/// the backend while it runs anything else.
+async fn cancel_when_waiting(session: &Session, text: &str) {
+    let pid = session.known_pid().await;
+    let mut pause = Duration::from_millis(5);
+    let mut warned = false;
+    loop {
+        match cancel_if_waiting(session, pid, text).await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(error) => {
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(%error, pid, "could not cancel an abandoned wait yet; trying again");
+                }
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+async fn cancel_if_waiting(
+    session: &Session,
+    pid: i32,
+    text: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let client = session.side_connection().await?;
+    let rows = client.query(sql::CANCEL_IF_WAITING, &[&pid, &text]).await?;
+    Ok(!rows.is_empty())
+}
+
+/// After an abandoned wait's answer: unlocks a lock it was granted.
+async fn give_back(
+    session: &Session,
+    lock: &AdvisoryLock,
+    answer: Result<u64, tokio_postgres::Error>,
+) {
+    let granted = match answer {
         Ok(_) => true,
         Err(e) if refused(&e) => {
             session.discount_possible_hold();
             false
         }
-        Err(_) => settle(&session, &lock).await.unwrap_or(true),
+        Err(_) => settle(session, lock).await.unwrap_or(true),
     };
     if granted {
-        if let Err(error) = session.unlock(&lock).await {
+        if let Err(error) = session.unlock(lock).await {
             tracing::warn!(lock = %lock.id(), %error, "could not unlock a lock granted to an abandoned wait; the connection is closed instead");
         }
     }

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::patience::Patience;
 use crate::sql::{self, Op};
-use crate::trace;
+use crate::trace::{self, Refusal};
 
 mod sealed {
     pub trait Sealed {}
@@ -53,7 +53,7 @@ impl AdvisoryLock {
         &self,
         transaction: &T,
     ) -> Result<(), Error> {
-        trace::acquiring(self, "xact wait", async {
+        trace::acquiring(self, "xact wait", Refusal::Fails, async {
             self.refuse_enclosing(Patience::Forever)?;
             self.run_xact(Op::WaitXact, transaction).await.map(drop)
         })
@@ -65,7 +65,16 @@ impl AdvisoryLock {
         &self,
         transaction: &T,
     ) -> Result<(), Error> {
-        trace::acquiring(self, "xact try", async {
+        self.try_xact(transaction, Refusal::Fails).await
+    }
+
+    /// `try_acquire_xact`, telling `tracing` of a busy lock as `refusal` says.
+    pub(crate) async fn try_xact<T: Transactional + ?Sized>(
+        &self,
+        transaction: &T,
+        refusal: Refusal,
+    ) -> Result<(), Error> {
+        trace::acquiring(self, "xact try", refusal, async {
             self.refuse_enclosing(Patience::Try)?;
             let row = self.run_xact(Op::TryXact, transaction).await?;
             if row.get::<_, bool>(0) {

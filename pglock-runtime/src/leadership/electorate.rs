@@ -16,7 +16,7 @@ use crate::locker::{Locker, LockerGuard};
 mod sealed {
     pub trait Sealed {}
     impl Sealed for deadpool_postgres::Pool {}
-    impl Sealed for crate::Locker {}
+    impl Sealed for crate::locker::Locker {}
 }
 
 /// A lock source a [`Leadership`](super::Leadership) can campaign on: an owned

@@ -11,7 +11,7 @@ use crate::lock::AdvisoryLock;
 use crate::mutex::lock_unpoisoned;
 use crate::release;
 use crate::session::Session;
-use crate::trace;
+use crate::trace::{self, Holding};
 
 use super::table::{Episode, Release};
 use super::Inner;
@@ -35,6 +35,8 @@ struct Held {
     episode: Episode,
     session: Arc<Session>,
     since: std::time::Instant,
+    /// What spans and metrics know of the hold.
+    holding: Holding,
     /// The fencing token, for a lock taken `fenced()`.
     fence: Option<u64>,
 }
@@ -49,14 +51,15 @@ impl Held {
 /// A guard dropped while holding its lock: the key goes to the next waiter, or its
 /// unlock is queued now and finished in the background.
 fn let_go_dropped(held: Held) {
-    let held = match hold::remaining(&held.lock, held.since) {
+    let mut held = match hold::remaining(&held.lock, held.since) {
         Some(left) if !held.session.is_lost() => match hold::after(left, held, let_go_dropped) {
             Ok(()) => return,
             Err(held) => held,
         },
         _ => held,
     };
-    trace::released(&held.lock, held.since, held.session.is_lost());
+    held.holding
+        .end(&held.lock, held.since, held.session.is_lost());
     if let Release::Unlock(session, lock) = held.let_go() {
         release::unlock_in_background(session, lock);
     }
@@ -75,6 +78,7 @@ impl LockerGuard {
             episode,
             session,
             since: std::time::Instant::now(),
+            holding: Holding::new(),
             fence: None,
         };
         LockerGuard {
@@ -109,13 +113,13 @@ impl LockerGuard {
     /// [`hold_at_least`](AdvisoryLock::hold_at_least) has not run out returns `Ok` at
     /// once and lets go in the background when it has (on no extra connection).
     pub async fn release(self) -> Result<(), Error> {
-        let held = self.held.disarm();
+        let mut held = self.held.disarm();
         if hold::remaining(&held.lock, held.since).is_some() && !held.session.is_lost() {
             let_go_dropped(held);
             return Ok(());
         }
         let lost = held.session.is_lost();
-        trace::released(&held.lock, held.since, lost);
+        held.holding.end(&held.lock, held.since, lost);
         let release = held.let_go();
         if lost {
             return Err(Error::LockLost {
@@ -146,6 +150,13 @@ impl LockerGuard {
     /// Whether the session holding the lock is known to be gone.
     pub fn is_lost(&self) -> bool {
         self.held.get().session.is_lost()
+    }
+}
+
+impl trace::Observed for LockerGuard {
+    const SOURCE: &'static str = "locker";
+    fn holding(&mut self) -> Option<&mut Holding> {
+        Some(&mut self.held.get_mut().holding)
     }
 }
 

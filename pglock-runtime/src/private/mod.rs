@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::guard::LockGuard;
 use crate::source::LockSource;
+use crate::trace::Refusal;
 
 pub use crate::lock::{AdvisoryLock, CallSite, LockMode};
 pub use crate::patience::Patience;
@@ -16,7 +17,7 @@ pub use crate::key::LockKey;
 pub use core::default::Default;
 pub use core::result::Result::{self, Err, Ok};
 pub use std::format;
-pub use xact::{acquire_xact, transaction, AsTransaction};
+pub use xact::{acquire_xact, acquire_xact_or_skip, transaction, AsTransaction};
 // What `#[advisory_locked]` names besides the items below: `Duration` for
 // `wait = "5s"` (`Patience::within(Duration::new(5, 0))`), and the macros that fill in its `CallSite`. Re-exported here so
 // that generated code goes through this one door (and `crate = path`) only.
@@ -116,7 +117,20 @@ pub async fn acquire<S: LockSource + ?Sized>(
     patience: Patience,
 ) -> Result<S::Guard, Error> {
     let caller = std::panic::Location::caller();
-    lock.acquire_with(source, caller, move || patience).await
+    lock.acquire_with(source, caller, Refusal::Fails, move || patience)
+        .await
+}
+
+/// Takes the lock as `wait` says, for a fn with `skip`: a busy or timed-out lock is
+/// reported as a skipped call, not a failure.
+pub async fn acquire_or_skip<S: LockSource + ?Sized>(
+    source: &S,
+    lock: &AdvisoryLock,
+    patience: Patience,
+) -> Result<S::Guard, Error> {
+    let caller = std::panic::Location::caller();
+    lock.acquire_with(source, caller, Refusal::Skips, move || patience)
+        .await
 }
 
 /// Whether `skip` turns this error into `Ok(Default::default())`.

@@ -5,6 +5,7 @@
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::patience::Patience;
+use crate::trace::Refusal;
 use crate::xact::Transactional;
 
 /// What `xact = ...` may be: a transaction, or a reference to one.
@@ -68,6 +69,19 @@ pub async fn acquire_xact<T: Transactional + ?Sized>(
 ) -> Result<(), Error> {
     match patience {
         Patience::Try => lock.try_acquire_xact(transaction).await,
+        Patience::Forever | Patience::Until { .. } => lock.acquire_xact(transaction).await,
+    }
+}
+
+/// `acquire_xact` for a fn with `skip` (which only tries: `xact` takes no bounded
+/// wait): a busy lock is reported as a skipped call, not a failure.
+pub async fn acquire_xact_or_skip<T: Transactional + ?Sized>(
+    transaction: &T,
+    lock: &AdvisoryLock,
+    patience: Patience,
+) -> Result<(), Error> {
+    match patience {
+        Patience::Try => lock.try_xact(transaction, Refusal::Skips).await,
         Patience::Forever | Patience::Until { .. } => lock.acquire_xact(transaction).await,
     }
 }

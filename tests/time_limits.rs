@@ -1,0 +1,176 @@
+//! Guarantee 10 (time limits are contracts) and the nested-wait cancel: a try or a
+//! bounded wait never waits behind a statement another body left running on a session
+//! we would reuse, and cancelling a dropped nested wait never hits the body's own query.
+//! The tests assert the mechanism (what the server shows while the answer comes),
+//! never a duration.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{gone_within, observer, pool, unique, AppError, Foreign};
+use deadpool_postgres::Pool;
+use pglock::{advisory_locked, AdvisoryLock};
+use tokio_postgres::Client as Observer;
+
+const SLEEP: &str = "SELECT pg_catalog.pg_sleep(3)";
+
+/// The backend pid of the session behind `client`.
+async fn pid_of(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// What backend `pid` runs now, if it is running a statement.
+async fn running(observer: &Observer, pid: i32) -> Option<String> {
+    observer
+        .query_opt(
+            "SELECT query FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
+            &[&pid],
+        )
+        .await
+        .unwrap()
+        .map(|row| row.get(0))
+}
+
+/// Polls until backend `pid` is seen running `query`; fails the test otherwise.
+async fn assert_running(observer: &Observer, pid: i32, query: &str) {
+    for _ in 0..500 {
+        if running(observer, pid).await.as_deref() == Some(query) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("backend {pid} was never seen running {query}");
+}
+
+/// Takes `lock` from `pool`, starts a long statement on the guard's session and drops
+/// that body while the statement runs: the guard's unlock is then queued behind it.
+/// Returns the busy session's pid.
+async fn drop_body_during_its_statement(
+    pool: &Pool,
+    lock: &AdvisoryLock,
+    observer: &Observer,
+) -> i32 {
+    let guard = lock.try_acquire(pool).await.unwrap();
+    let pid = pid_of(&guard).await;
+    let body = async move { guard.query(SLEEP, &[]).await };
+    tokio::select! {
+        _ = body => panic!("the body's statement ended before it was seen running"),
+        () = assert_running(observer, pid, SLEEP) => {}
+    }
+    pid
+}
+
+#[tokio::test]
+async fn a_try_is_answered_while_a_dropped_bodys_statement_still_runs() {
+    let pool = pool(4);
+    let observer = observer().await;
+    let lock = AdvisoryLock::new(unique("limits:try-behind"));
+    let busy = drop_body_during_its_statement(&pool, &lock, &observer).await;
+
+    let answer = lock.try_acquire(&pool).await;
+    let still = running(&observer, busy).await;
+    assert_eq!(
+        still.as_deref(),
+        Some(SLEEP),
+        "the try was answered only after the other body's statement ended: {answer:?}"
+    );
+    assert!(
+        matches!(&answer, Err(e) if e.is_busy()),
+        "the key is still held by the busy session: {answer:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bounded_wait_times_out_while_a_dropped_bodys_statement_still_runs() {
+    let pool = pool(4);
+    let observer = observer().await;
+    let lock = AdvisoryLock::new(unique("limits:timeout-behind"));
+    let busy = drop_body_during_its_statement(&pool, &lock, &observer).await;
+
+    let answer = lock
+        .acquire_timeout(&pool, Duration::from_millis(500))
+        .await;
+    let still = running(&observer, busy).await;
+    assert_eq!(
+        still.as_deref(),
+        Some(SLEEP),
+        "acquire_timeout returned only after the other body's statement ended: {answer:?}"
+    );
+    assert!(
+        matches!(&answer, Err(e) if e.is_timeout()),
+        "the key is held by the busy session for the whole limit: {answer:?}"
+    );
+    let left: Vec<_> = gone_within(&observer, lock.key(), Duration::from_secs(10))
+        .await
+        .into_iter()
+        .filter(|row| !row.granted)
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the timed-out wait left a waiter: {left:?}"
+    );
+}
+
+#[advisory_locked(key = "{name}", wait)]
+async fn nested_wait(pool: &Pool, name: &str) -> Result<(), AppError> {
+    Ok(())
+}
+
+const BODY_QUERY: &str = "SELECT pg_catalog.pg_sleep(1)";
+
+/// Holds `outer` and, on its session, runs its own query beside a nested wait for
+/// `inner` (held elsewhere) that is dropped while the query runs.
+#[advisory_locked(key = "{outer}", pool = pool, guard = conn)]
+async fn body_beside_a_dropped_nested_wait(
+    pool: &Pool,
+    outer: &str,
+    inner: &str,
+    observer: &Observer,
+) -> Result<(), AppError> {
+    let pid = pid_of(conn).await;
+    // Prepared first, so that the query goes out at its first poll, ahead of the
+    // nested wait's statements on the same session.
+    let statement = conn.prepare(BODY_QUERY).await?;
+    let own_query = conn.query(&statement, &[]);
+    let nested = async {
+        tokio::select! {
+            _ = nested_wait(pool, inner) => panic!("the nested wait ended though {inner} is held"),
+            () = assert_running(observer, pid, BODY_QUERY) => {}
+        }
+    };
+    let (answer, ()) = tokio::join!(own_query, nested);
+    answer?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_dropped_nested_wait_does_not_cancel_the_bodys_own_query() {
+    let pool = pool(4);
+    let observer = observer().await;
+    let (outer, inner) = (unique("limits:outer"), unique("limits:inner"));
+    let inner_key = AdvisoryLock::new(&inner).key();
+    let holder = Foreign::holding(inner_key).await;
+
+    let result = body_beside_a_dropped_nested_wait(&pool, &outer, &inner, &observer).await;
+    assert!(
+        result.is_ok(),
+        "the body's own query was cancelled: {result:?}"
+    );
+
+    // The nested wait reached the server after the body's query; it is cancelled there.
+    let left: Vec<_> = gone_within(&observer, inner_key, Duration::from_secs(10))
+        .await
+        .into_iter()
+        .filter(|row| !row.granted)
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the dropped nested wait left a waiter: {left:?}"
+    );
+    drop(holder);
+}
