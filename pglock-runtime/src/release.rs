@@ -73,6 +73,9 @@ pub(crate) fn unlock_in_background(session: Arc<Session>, lock: AdvisoryLock) {
     let mut unlock = Box::pin(async move {
         if let Err(error) = session.unlock(&lock).await {
             tracing::warn!(lock = %lock.id(), %error, "unlock failed; closing the session");
+            if crate::locker::leaves_doubt(&error) {
+                crate::locker::retire_lock_session(&session);
+            }
         }
         finished(&session, lock.key(), seq);
     });

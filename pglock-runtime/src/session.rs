@@ -354,7 +354,13 @@ async fn finish_abandoned_try(session: Arc<Session>, lock: AdvisoryLock, reply: 
             }
         }
         Ok(false) => session.discount_possible_hold(),
-        Err(_) => {} // in doubt: still counted, so the session is closed, not reused
+        // In doubt: still counted, so the session is closed, not reused; a Locker's
+        // session, shared by other locks, is retired now.
+        Err(error) => {
+            if crate::locker::leaves_doubt(&Error::from_db(lock.id(), error)) {
+                crate::locker::retire_lock_session(&session);
+            }
+        }
     }
 }
 

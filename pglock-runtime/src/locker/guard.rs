@@ -135,7 +135,13 @@ impl LockerGuard {
         }
         match release {
             Release::Kept => Ok(()),
-            Release::Unlock(session, lock) => session.unlock(&lock).await,
+            Release::Unlock(session, lock) => {
+                let unlocked = session.unlock(&lock).await;
+                if unlocked.as_ref().is_err_and(super::leaves_doubt) {
+                    super::retire_lock_session(&session);
+                }
+                unlocked
+            }
         }
     }
 

@@ -10,6 +10,7 @@
 //! every other lock of a shared session), while the rest wait in the process.
 
 mod deadlock;
+mod doubt;
 mod guard;
 mod sessions;
 mod table;
@@ -32,6 +33,7 @@ use crate::source::LockSource;
 use crate::wait::wait_for;
 
 use deadlock::Deadlocks;
+pub(crate) use doubt::{leaves_doubt, retire_lock_session};
 pub use guard::LockerGuard;
 use sessions::Sessions;
 use table::{Admission, Handoff, Table, Ticket};
@@ -84,10 +86,19 @@ pub const DEFAULT_HANDOFF_WINDOW: Duration = Duration::from_millis(10);
 ///   (see [`LockerBuilder::handoff_limit`], [`LockerBuilder::handoff_window`]); then
 ///   it is unlocked in the server, where waiters of other processes come first, and
 ///   this process queues behind them.
+/// - **Readers.** A key held shared admits another shared request of the process
+///   at once within the handoff window; past it, the Locker first asks the server,
+///   on a connection of its own, whether an exclusive request of another process is
+///   queued: if not, the request joins the holders; if so, it queues behind that
+///   writer (a try is `Busy`), as it would in the server.
 /// - **Connections.** At most the lock sessions, plus one connection per key this
-///   process waits for in the server (or holds after such a wait).
+///   process waits for in the server (or holds after such a wait), plus one for a
+///   moment per reader that asks whether a writer is queued.
 /// - **Loss.** When a lock session dies every guard on it reports lost, its keys are
-///   forgotten, and the next acquisition opens a new session.
+///   forgotten, and the next acquisition opens a new session. A session left in
+///   doubt about what it holds (a try or an unlock answered with a cancel, say) is
+///   retired the same way: declared lost and its backend ended, which frees its
+///   locks.
 /// - **Deadlocks.** Two annotated bodies of this process that each hold a key through
 ///   this Locker and wait for the other's get [`Error::Deadlock`] for the wait that
 ///   closes the cycle, at once, naming the keys (see
@@ -267,25 +278,39 @@ impl Inner {
     ) -> Result<LockerGuard, Error> {
         let held = Held::current();
         held.refuse_conflict(lock, patience)?;
-        let admission = lock_unpoisoned(&self.table).admit(lock, patience, &self.table_ref());
-        let ticket = match admission {
-            Admission::Holds(session, episode) => {
-                return Ok(LockerGuard::new(
-                    self.clone(),
-                    lock.clone(),
-                    episode,
-                    session,
-                ));
-            }
-            Admission::Busy => {
-                return Err(Error::Busy {
-                    lock: lock.id().clone(),
-                })
-            }
-            Admission::AskServer(ticket) => ticket,
-            Admission::Queued(turn) => {
-                let _waiting = self.deadlocks.wait_starts(&held, lock, patience)?;
-                self.wait_in_process(lock, turn, patience).await?
+        let mut admission = lock_unpoisoned(&self.table).admit(lock, patience, &self.table_ref());
+        let ticket = loop {
+            match admission {
+                Admission::Holds(session, episode) => {
+                    return Ok(LockerGuard::new(
+                        self.clone(),
+                        lock.clone(),
+                        episode,
+                        session,
+                    ));
+                }
+                Admission::Busy => {
+                    return Err(Error::Busy {
+                        lock: lock.id().clone(),
+                    })
+                }
+                Admission::CheckForWriters(episode) => {
+                    // Boxed: a rare path, kept out of every acquisition's future
+                    // (nested bodies' futures live on one stack).
+                    let writer_queued = Box::pin(self.writer_queued(lock, patience)).await?;
+                    admission = lock_unpoisoned(&self.table).join_readers(
+                        lock,
+                        patience,
+                        episode,
+                        writer_queued,
+                        &self.table_ref(),
+                    );
+                }
+                Admission::AskServer(ticket) => break ticket,
+                Admission::Queued(turn) => {
+                    let _waiting = self.deadlocks.wait_starts(&held, lock, patience)?;
+                    break self.wait_in_process(lock, turn, patience).await?;
+                }
             }
         };
         if let Some(session) = ticket.held_on().cloned() {
@@ -328,6 +353,26 @@ impl Inner {
         }
     }
 
+    /// Whether an exclusive request for `lock`'s key is queued in the server, while
+    /// this process holds the key shared. PostgreSQL queues a new shared request
+    /// behind a waiting exclusive one, but grants it again at once to a session that
+    /// holds the key already; so the question is asked on a connection of its own,
+    /// fresh from the pool (which holds no lock), and the shared lock it may be
+    /// granted is given back at once.
+    async fn writer_queued(&self, lock: &AdvisoryLock, patience: Patience) -> Result<bool, Error> {
+        let checkout = Session::checkout_for(&self.pool, lock, self.sessions.scope());
+        let probe = patience.bound(lock, checkout).await?;
+        let granted = patience.bound(lock, probe.try_lock(lock)).await?;
+        if granted {
+            if let Err(error) = probe.unlock(lock).await {
+                // The session still counts the lock: dropping it closes the
+                // connection, which frees the lock in the server.
+                tracing::warn!(lock = %lock.id(), %error, "could not give back a reader's probe lock; closing its connection");
+            }
+        }
+        Ok(!granted)
+    }
+
     /// This task is the one of the process that asks the server for the key. If it
     /// fails or gives up, dropping `ticket` passes the turn to the next waiter.
     async fn ask_server(
@@ -339,8 +384,15 @@ impl Inner {
         let session = patience
             .bound(lock, self.sessions.for_key(self, lock))
             .await?;
-        if session.try_lock(lock).await? {
-            return self.granted(lock, ticket, session);
+        match session.try_lock(lock).await {
+            Ok(true) => return self.granted(lock, ticket, session),
+            Ok(false) => {}
+            Err(error) => {
+                if leaves_doubt(&error) {
+                    retire_lock_session(&session);
+                }
+                return Err(error);
+            }
         }
         if !patience.waits() {
             return Err(Error::Busy {

@@ -25,6 +25,10 @@ pub(super) struct Table {
     keys: HashMap<LockKey, Entry>,
     next_episode: Episode,
     handoff: Handoff,
+    /// Runs once, as a handoff begins: lets a test close a waiter's turn at the
+    /// worst moment.
+    #[cfg(test)]
+    before_handoff: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// How long the process may keep a key for its own tasks before giving it back to
@@ -72,6 +76,10 @@ pub(super) enum Admission {
     Queued(oneshot::Receiver<Ticket>),
     /// A try that would have to wait.
     Busy,
+    /// A shared request that may join the shared holders of `Episode` unless an
+    /// exclusive request is queued in the server: ask it, then
+    /// [`Table::join_readers`].
+    CheckForWriters(Episode),
 }
 
 /// What a released holder must do about the server lock.
@@ -154,6 +162,8 @@ impl Table {
             keys: HashMap::new(),
             next_episode: 1,
             handoff,
+            #[cfg(test)]
+            before_handoff: None,
         }
     }
 
@@ -214,6 +224,11 @@ impl Table {
                 entry.handoffs += 1;
                 Admission::Holds(session.clone(), entry.episode)
             }
+            // Past the window, readers still admit readers, unless a writer of
+            // another process is queued: only the server knows.
+            Some(_) if joins_shared && entry.holders > 0 => {
+                Admission::CheckForWriters(entry.episode)
+            }
             // A shared try while a shared *try* of this process is on its way to the
             // server waits for that answer (one round trip) and joins it, as it would
             // on the server; behind a waiting request it is Busy at once.
@@ -223,6 +238,40 @@ impl Table {
             _ if !wait => Admission::Busy,
             _ => self.queue(key, lock, patience),
         }
+    }
+
+    /// The server answered whether a writer is queued for the key held shared in
+    /// `episode`: without one, a shared request joins the holders (the server would
+    /// grant it too); with one, it queues behind it (or is Busy). If the episode ended
+    /// meanwhile, the request is admitted anew.
+    pub(super) fn join_readers(
+        &mut self,
+        lock: &AdvisoryLock,
+        patience: Patience,
+        episode: Episode,
+        writer_queued: bool,
+        me: &Weak<Mutex<Table>>,
+    ) -> Admission {
+        let key = lock.key();
+        let Some(entry) = self
+            .keys
+            .get_mut(&key)
+            .filter(|e| e.episode == episode && e.holders > 0)
+        else {
+            return self.admit(lock, patience, me);
+        };
+        let Some(session) = entry.session.clone().filter(|s| !s.is_lost()) else {
+            return self.admit(lock, patience, me);
+        };
+        entry.waiters.retain(|w| !w.tell.is_closed());
+        if !writer_queued && entry.waiters.is_empty() {
+            entry.holders += 1;
+            return Admission::Holds(session, episode);
+        }
+        if !patience.waits() {
+            return Admission::Busy;
+        }
+        self.queue(key, lock, patience)
     }
 
     fn queue(&mut self, key: LockKey, lock: &AdvisoryLock, patience: Patience) -> Admission {
@@ -335,28 +384,38 @@ impl Table {
             if self.hand_to_next(key, &session, me) {
                 return Release::Kept;
             }
-            self.keys.remove(&key);
-            return Release::Unlock(session, held);
         }
         // Back to the server: unlock, and let the next waiter queue there behind
-        // anyone else's waiter (or ask anew, when the session was lost).
+        // anyone else's waiter (or ask anew, when the session was lost); with no
+        // waiter left, the key is forgotten.
         self.pass_ask_on(key, me);
         Release::Unlock(session, held)
     }
 
     /// Hands the held server lock to the first live waiter (and, when shared, to
-    /// every shared waiter after it). False when no waiter was left to take it.
+    /// every shared waiter after it). False when no waiter was left to take it, or
+    /// the first live one wants the other mode: the mode is checked on the waiter
+    /// that takes the lock, since the one the caller saw in front may have given up
+    /// since.
     fn hand_to_next(
         &mut self,
         key: LockKey,
         session: &Arc<Session>,
         me: &Weak<Mutex<Table>>,
     ) -> bool {
+        #[cfg(test)]
+        if let Some(hook) = self.before_handoff.take() {
+            hook();
+        }
         let Some(entry) = self.keys.get_mut(&key) else {
             return false;
         };
         let episode = entry.episode;
         while let Some(waiter) = entry.waiters.pop_front() {
+            if waiter.lock.mode() != entry.mode {
+                entry.waiters.push_front(waiter);
+                return false;
+            }
             let ticket = Ticket::new(me, key, episode, TicketKind::Hold(session.clone()));
             match waiter.tell.send(ticket) {
                 Ok(()) => {
@@ -412,3 +471,7 @@ impl Table {
         self.keys.len()
     }
 }
+
+#[cfg(all(test, feature = "testdb"))]
+#[path = "table_tests.rs"]
+mod tests;
