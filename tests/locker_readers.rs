@@ -145,6 +145,36 @@ async fn readers_queue_behind_a_writer_of_another_connection() {
     assert!(left.is_empty(), "everything let go: {left:?}");
 }
 
+/// The race CI found: a reader arriving right after the grant (inside the handoff
+/// window, here made a minute long so it cannot be missed) joined the holders
+/// although a writer of another connection was already queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_inside_the_handoff_window_does_not_overtake_a_queued_writer() {
+    let observer = observer().await;
+    let locker = Locker::builder(pool(4))
+        .handoff_window(Duration::from_secs(60))
+        .build();
+    let lock = AdvisoryLock::new(unique("readers:window")).shared();
+    let first = lock.try_acquire(&locker).await.expect("the first reader");
+    let writer = Arc::new(Foreign::connect().await);
+    let writing = tokio::spawn({
+        let (writer, key) = (writer.clone(), lock.key());
+        async move { writer.lock(key).await }
+    });
+    assert_waiting(&observer, lock.key(), "the writer").await;
+
+    let second = lock.try_acquire(&locker).await;
+    assert!(
+        matches!(second, Err(Error::Busy { .. })),
+        "a writer is queued: a reader inside the window does not overtake it: {second:?}"
+    );
+    first.release().await.unwrap();
+    writing.await.unwrap();
+    writer.unlock(lock.key()).await;
+    let left = gone_within(&observer, lock.key(), Duration::from_secs(10)).await;
+    assert!(left.is_empty(), "everything let go: {left:?}");
+}
+
 /// Spawns an acquisition after polling it once: a Locker admits a request before its
 /// first wait, so once this returns the request is queued in the process.
 fn spawn_queued<F>(acquisition: F) -> tokio::task::JoinHandle<F::Output>

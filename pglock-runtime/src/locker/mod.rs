@@ -87,10 +87,11 @@ pub const DEFAULT_HANDOFF_WINDOW: Duration = Duration::from_millis(10);
 ///   it is unlocked in the server, where waiters of other processes come first, and
 ///   this process queues behind them.
 /// - **Readers.** A key held shared admits another shared request of the process
-///   at once within the handoff window; past it, the Locker first asks the server,
-///   on a connection of its own, whether an exclusive request of another process is
-///   queued: if not, the request joins the holders; if so, it queues behind that
-///   writer (a try is `Busy`), as it would in the server.
+///   after one question to the server, asked on a connection of its own: is an
+///   exclusive request of another process queued? If not, the request joins the
+///   holders; if so, it queues behind that writer (a try is `Busy`), as it would in
+///   the server. The question is asked even right after the grant: a writer may
+///   have queued within any window.
 /// - **Connections.** At most the lock sessions, plus one connection per key this
 ///   process waits for in the server (or holds after such a wait), plus one for a
 ///   moment per reader that asks whether a writer is queued.

@@ -211,21 +211,13 @@ impl Table {
         };
         entry.waiters.retain(|w| !w.tell.is_closed());
         let wait = patience.waits();
-        let within_handoff =
-            entry.handoffs < self.handoff.limit && entry.since.elapsed() < self.handoff.window;
         let joins_shared = entry.mode == LockMode::Shared
             && lock.mode() == LockMode::Shared
             && entry.waiters.is_empty();
         match &entry.session {
-            // Joining the shared holders counts as a handoff: overlapping shared
-            // holders of this process must not keep the key from other processes.
-            Some(session) if joins_shared && within_handoff && entry.holders > 0 => {
-                entry.holders += 1;
-                entry.handoffs += 1;
-                Admission::Holds(session.clone(), entry.episode)
-            }
-            // Past the window, readers still admit readers, unless a writer of
-            // another process is queued: only the server knows.
+            // Readers admit readers unless a writer of another process is queued,
+            // and only the server knows that: even right after the grant (a handoff
+            // window) a writer may have queued meanwhile (guarantee 11).
             Some(_) if joins_shared && entry.holders > 0 => {
                 Admission::CheckForWriters(entry.episode)
             }
