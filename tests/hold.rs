@@ -13,7 +13,8 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pglock::{AdvisoryLock, LockKey, Locker};
+use deadpool_postgres::Pool;
+use pglock::{AdvisoryLock, LockGuard, LockKey, Locker};
 use tokio::time::Instant;
 
 const PROCESSES: usize = 4;
@@ -119,24 +120,32 @@ async fn held_until_the_hold_runs_out<G>(guard: G, key: LockKey, hold: Duration,
     );
 }
 
+/// How long the guards of these tests must stay held after the grant.
+const HOLD: Duration = Duration::from_millis(1500);
+
 #[tokio::test]
 async fn a_pool_guard_dropped_early_stays_held_until_the_hold_runs_out() {
-    let name = common::unique("hold-pool");
-    let hold = Duration::from_millis(1500);
     let pool = common::pool(2);
+    let (guard, key, granted) = young_pool_guard(&pool, "hold-pool").await;
+    held_until_the_hold_runs_out(guard, key, HOLD, granted).await;
+}
+
+/// A guard taken from `pool` with a hold of [`HOLD`]: its key, and when it was granted.
+async fn young_pool_guard(pool: &Pool, label: &str) -> (LockGuard, LockKey, Instant) {
+    let name = common::unique(label);
     let granted = Instant::now();
     let guard = AdvisoryLock::new(name.as_str())
-        .hold_at_least(hold)
-        .try_acquire(&pool)
+        .hold_at_least(HOLD)
+        .try_acquire(pool)
         .await
         .unwrap();
-    held_until_the_hold_runs_out(guard, LockKey::from_name(&name), hold, granted).await;
+    (guard, LockKey::from_name(&name), granted)
 }
 
 #[tokio::test]
 async fn a_locker_guard_dropped_early_stays_held_until_the_hold_runs_out_on_no_extra_connection() {
     let name = common::unique("hold-locker");
-    let hold = Duration::from_millis(1500);
+    let hold = HOLD;
     let pool = common::pool(3);
     let locker = Locker::builder(pool.clone()).sessions(1).build();
     let granted = Instant::now();
@@ -152,27 +161,12 @@ async fn a_locker_guard_dropped_early_stays_held_until_the_hold_runs_out_on_no_e
 
 #[tokio::test]
 async fn release_of_a_young_guard_returns_at_once_and_the_hold_still_applies() {
-    let name = common::unique("hold-release");
-    let hold = Duration::from_millis(1500);
     let pool = common::pool(2);
-    let granted = Instant::now();
-    let guard = AdvisoryLock::new(name.as_str())
-        .hold_at_least(hold)
-        .try_acquire(&pool)
-        .await
-        .unwrap();
+    let (guard, key, granted) = young_pool_guard(&pool, "hold-release").await;
     guard.release().await.expect("release reports Ok");
     let observer = common::observer().await;
-    assert!(
-        held(&observer, LockKey::from_name(&name)).await,
-        "still held after release()"
-    );
-    let rows = common::gone_within(
-        &observer,
-        LockKey::from_name(&name),
-        hold + Duration::from_secs(1),
-    )
-    .await;
+    assert!(held(&observer, key).await, "still held after release()");
+    let rows = common::gone_within(&observer, key, HOLD + Duration::from_secs(1)).await;
     assert!(rows.is_empty(), "released once the hold ran out: {rows:?}");
-    assert!(granted.elapsed() >= hold);
+    assert!(granted.elapsed() >= HOLD);
 }

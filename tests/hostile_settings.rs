@@ -114,36 +114,32 @@ async fn a_statement_timeout_in_the_body_leaves_a_working_release() {
 
 #[tokio::test]
 async fn an_idle_session_timeout_is_a_lost_lock() {
-    let pool = pool_with("-c idle_session_timeout=300ms");
-    let observer = common::observer().await;
-    let name = unique("idle-session");
-    let key = key_of(&name);
-    let guard = AdvisoryLock::new(name.as_str())
-        .try_acquire(&pool)
-        .await
-        .unwrap();
-    assert_eq!(common::holders(&observer, key).await.len(), 1, "held");
-    ends("loss noticed", guard.lost()).await;
-    assert!(guard.is_lost());
-    assert!(
-        common::holders(&observer, key).await.is_empty(),
-        "the server freed it"
-    );
-    let error = ends("release", guard.release()).await.unwrap_err();
-    assert!(error.is_lost(), "{error:?}");
+    a_server_timeout_is_a_lost_lock("-c idle_session_timeout=300ms", "idle-session", "").await;
 }
 
 #[tokio::test]
 async fn an_idle_transaction_timeout_in_the_body_is_a_lost_lock() {
-    let pool = pool_with("-c idle_in_transaction_session_timeout=300ms");
+    a_server_timeout_is_a_lost_lock(
+        "-c idle_in_transaction_session_timeout=300ms",
+        "idle-in-transaction",
+        "BEGIN",
+    )
+    .await;
+}
+
+/// Holds a lock on a session running with `options`, runs `body` on it (empty for
+/// nothing), and expects the server to end the session: the guard reports the loss,
+/// the key is free, and the release says the lock was lost.
+async fn a_server_timeout_is_a_lost_lock(options: &str, name: &str, body: &str) {
+    let pool = pool_with(options);
     let observer = common::observer().await;
-    let name = unique("idle-in-transaction");
+    let name = unique(name);
     let key = key_of(&name);
     let guard = AdvisoryLock::new(name.as_str())
         .try_acquire(&pool)
         .await
         .unwrap();
-    guard.batch_execute("BEGIN").await.unwrap();
+    guard.batch_execute(body).await.unwrap();
     assert_eq!(common::holders(&observer, key).await.len(), 1, "held");
     ends("loss noticed", guard.lost()).await;
     assert!(guard.is_lost());

@@ -31,19 +31,11 @@ async fn a_key_held_by_a_prepared_transaction_is_reported_and_respected() {
         .await
         .unwrap();
     // The premise: the server shows the key held with no backend behind it.
-    let (classid, objid, objsubid) = common::columns(key);
-    let rows: Vec<Option<i32>> = observer
-        .query(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
-               AND classid = $1 AND objid = $2 AND objsubid = $3",
-            &[&classid, &objid, &objsubid],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(rows, vec![None], "held by the prepared transaction alone");
+    assert_eq!(
+        pids(&observer, key, "AND granted").await,
+        vec![None],
+        "held by the prepared transaction alone"
+    );
 
     let holders = pglock::holders(&pool, name).await.unwrap();
     assert_eq!(holders.len(), 1, "{holders:?}");
@@ -65,18 +57,11 @@ async fn a_key_held_by_a_prepared_transaction_is_reported_and_respected() {
     let timeout = lock.acquire_timeout(&locker, limit).await.unwrap_err();
     assert!(timeout.is_timeout(), "{timeout:?}");
     // The timed-out waits left nothing queued: only the prepared transaction.
-    let after: Vec<Option<i32>> = observer
-        .query(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' \
-               AND classid = $1 AND objid = $2 AND objsubid = $3",
-            &[&classid, &objid, &objsubid],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(after, vec![None], "no waiter left behind");
+    assert_eq!(
+        pids(&observer, key, "").await,
+        vec![None],
+        "no waiter left behind"
+    );
 
     preparer
         .batch_execute("ROLLBACK PREPARED 'pglock-test-gid'")
@@ -88,4 +73,25 @@ async fn a_key_held_by_a_prepared_transaction_is_reported_and_respected() {
     assert_eq!(holders[0].prepared, None);
     assert_ne!(holders[0].pid, 0);
     guard.release().await.unwrap();
+}
+
+/// The backends in `pg_locks` for `key` (`None`: a prepared transaction), with an
+/// extra condition such as `AND granted`.
+async fn pids(
+    observer: &tokio_postgres::Client,
+    key: LockKey,
+    condition: &str,
+) -> Vec<Option<i32>> {
+    let (classid, objid, objsubid) = common::columns(key);
+    let query = format!(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' {condition} \
+           AND classid = $1 AND objid = $2 AND objsubid = $3"
+    );
+    observer
+        .query(&query, &[&classid, &objid, &objsubid])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }

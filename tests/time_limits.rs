@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{gone_within, observer, pool, unique, AppError, Foreign};
 use deadpool_postgres::Pool;
-use pglock::{advisory_locked, AdvisoryLock};
+use pglock::{advisory_locked, AdvisoryLock, Error, LockGuard};
 use tokio_postgres::Client as Observer;
 
 const SLEEP: &str = "SELECT pg_catalog.pg_sleep(3)";
@@ -67,18 +67,11 @@ async fn drop_body_during_its_statement(
 
 #[tokio::test]
 async fn a_try_is_answered_while_a_dropped_bodys_statement_still_runs() {
-    let pool = pool(4);
-    let observer = observer().await;
-    let lock = AdvisoryLock::new(unique("limits:try-behind"));
-    let busy = drop_body_during_its_statement(&pool, &lock, &observer).await;
-
-    let answer = lock.try_acquire(&pool).await;
-    let still = running(&observer, busy).await;
-    assert_eq!(
-        still.as_deref(),
-        Some(SLEEP),
-        "the try was answered only after the other body's statement ended: {answer:?}"
-    );
+    let (answer, ..) = answered_while_a_dropped_bodys_statement_runs(
+        "limits:try-behind",
+        |lock, pool| async move { lock.try_acquire(&pool).await },
+    )
+    .await;
     assert!(
         matches!(&answer, Err(e) if e.is_busy()),
         "the key is still held by the busy session: {answer:?}"
@@ -87,20 +80,14 @@ async fn a_try_is_answered_while_a_dropped_bodys_statement_still_runs() {
 
 #[tokio::test]
 async fn a_bounded_wait_times_out_while_a_dropped_bodys_statement_still_runs() {
-    let pool = pool(4);
-    let observer = observer().await;
-    let lock = AdvisoryLock::new(unique("limits:timeout-behind"));
-    let busy = drop_body_during_its_statement(&pool, &lock, &observer).await;
-
-    let answer = lock
-        .acquire_timeout(&pool, Duration::from_millis(500))
-        .await;
-    let still = running(&observer, busy).await;
-    assert_eq!(
-        still.as_deref(),
-        Some(SLEEP),
-        "acquire_timeout returned only after the other body's statement ended: {answer:?}"
-    );
+    let (answer, observer, lock) = answered_while_a_dropped_bodys_statement_runs(
+        "limits:timeout-behind",
+        |lock, pool| async move {
+            lock.acquire_timeout(&pool, Duration::from_millis(500))
+                .await
+        },
+    )
+    .await;
     assert!(
         matches!(&answer, Err(e) if e.is_timeout()),
         "the key is held by the busy session for the whole limit: {answer:?}"
@@ -114,6 +101,31 @@ async fn a_bounded_wait_times_out_while_a_dropped_bodys_statement_still_runs() {
         left.is_empty(),
         "the timed-out wait left a waiter: {left:?}"
     );
+}
+
+/// Drops a body holding a lock during its own long statement, then asks for the
+/// same key with `ask`; checks the answer came while that statement still ran.
+async fn answered_while_a_dropped_bodys_statement_runs<F, Fut>(
+    label: &str,
+    ask: F,
+) -> (Result<LockGuard, Error>, Observer, AdvisoryLock)
+where
+    F: FnOnce(AdvisoryLock, Pool) -> Fut,
+    Fut: std::future::Future<Output = Result<LockGuard, Error>>,
+{
+    let pool = pool(4);
+    let observer = observer().await;
+    let lock = AdvisoryLock::new(unique(label));
+    let busy = drop_body_during_its_statement(&pool, &lock, &observer).await;
+
+    let answer = ask(lock.clone(), pool.clone()).await;
+    let still = running(&observer, busy).await;
+    assert_eq!(
+        still.as_deref(),
+        Some(SLEEP),
+        "answered only after the other body's statement ended: {answer:?}"
+    );
+    (answer, observer, lock)
 }
 
 #[advisory_locked(key = "{name}", wait)]

@@ -171,25 +171,22 @@ impl AdvisoryLock {
     /// An exclusive lock on `key`: a name (`"goldleader"`, hashed with
     /// [`LockKey::from_name`]), an `i64`, an `(i32, i32)` pair or a [`LockKey`].
     pub fn new(key: impl Into<LockId>) -> Self {
-        AdvisoryLock {
-            id: key.into(),
-            mode: LockMode::Exclusive,
-            site: None,
-            caller: None,
-            keepalive: DEFAULT_KEEPALIVE,
-            fenced: false,
-            min_hold: None,
-        }
+        Self::with_id(key.into())
     }
 
     /// A lock whose name is known at compile time, with its key computed there too
     /// (what `#[advisory_locked]` generates for literal keys: no hashing at run time).
     pub const fn from_static(name: &'static str, key: LockKey) -> Self {
+        Self::with_id(LockId {
+            key,
+            name: Some(Name::Static(name)),
+        })
+    }
+
+    /// An exclusive lock on `id` with every option at its default.
+    const fn with_id(id: LockId) -> Self {
         AdvisoryLock {
-            id: LockId {
-                key,
-                name: Some(Name::Static(name)),
-            },
+            id,
             mode: LockMode::Exclusive,
             site: None,
             caller: None,

@@ -73,13 +73,41 @@ fn seated<G>(guard: G, fence: Option<u64>, lock: &AdvisoryLock) -> Result<Seated
     }
 }
 
+/// The two guard types have the same three methods under the same names but no
+/// trait over them (their futures differ): one macro writes the seat of each.
+macro_rules! seat_of {
+    ($guard:ty) => {
+        impl Seated<$guard> {
+            fn taken(guard: $guard, lock: &AdvisoryLock) -> Result<Self, Error> {
+                let fence = guard.fence();
+                seated(guard, fence, lock)
+            }
+        }
+
+        impl Seat for Seated<$guard> {
+            fn fence(&self) -> u64 {
+                self.fence
+            }
+
+            fn lost(&self) -> LostSignal {
+                Box::pin(self.guard.lost())
+            }
+
+            fn release(self) -> impl Future<Output = Result<(), Error>> + Send {
+                self.guard.release()
+            }
+        }
+    };
+}
+
+seat_of!(LockGuard);
+seat_of!(LockerGuard);
+
 impl Electorate for Pool {
     type Seat = Seated<LockGuard>;
 
     async fn try_seat<'a>(&'a self, lock: &'a AdvisoryLock) -> Result<Self::Seat, Error> {
-        let guard = lock.try_acquire(self).await?;
-        let fence = guard.fence();
-        seated(guard, fence, lock)
+        Self::Seat::taken(lock.try_acquire(self).await?, lock)
     }
 
     fn gate_pool(&self) -> &Pool {
@@ -91,27 +119,11 @@ impl Electorate for Pool {
     }
 }
 
-impl Seat for Seated<LockGuard> {
-    fn fence(&self) -> u64 {
-        self.fence
-    }
-
-    fn lost(&self) -> LostSignal {
-        Box::pin(self.guard.lost())
-    }
-
-    fn release(self) -> impl Future<Output = Result<(), Error>> + Send {
-        self.guard.release()
-    }
-}
-
 impl Electorate for Locker {
     type Seat = Seated<LockerGuard>;
 
     async fn try_seat<'a>(&'a self, lock: &'a AdvisoryLock) -> Result<Self::Seat, Error> {
-        let guard = lock.try_acquire(self).await?;
-        let fence = guard.fence();
-        seated(guard, fence, lock)
+        Self::Seat::taken(lock.try_acquire(self).await?, lock)
     }
 
     fn gate_pool(&self) -> &Pool {
@@ -120,19 +132,5 @@ impl Electorate for Locker {
 
     fn loss_bound(&self, _lock: &AdvisoryLock) -> Duration {
         self.keepalive()
-    }
-}
-
-impl Seat for Seated<LockerGuard> {
-    fn fence(&self) -> u64 {
-        self.fence
-    }
-
-    fn lost(&self) -> LostSignal {
-        Box::pin(self.guard.lost())
-    }
-
-    fn release(self) -> impl Future<Output = Result<(), Error>> + Send {
-        self.guard.release()
     }
 }
