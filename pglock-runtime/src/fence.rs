@@ -62,6 +62,25 @@
 
 use crate::error::Error;
 use crate::lock::AdvisoryLock;
+use crate::session::Session;
+
+/// A guard whose lock may carry a token (both guard types): what
+/// [`take_if_fenced`] needs of it.
+pub(crate) trait Fenceable {
+    /// The session holding the lock, the lock, and where its token goes.
+    fn fence_parts(&mut self) -> (&Session, &AdvisoryLock, &mut Option<u64>);
+}
+
+/// Takes the token of a lock taken `fenced()`, on the session that holds it; a lock
+/// taken otherwise needs none. On error the caller drops the guard, so no lock is
+/// kept without its token.
+pub(crate) async fn take_if_fenced(guard: &mut impl Fenceable) -> Result<(), Error> {
+    let (session, lock, slot) = guard.fence_parts();
+    if lock.is_fenced() {
+        *slot = Some(take(session.client(), lock).await?);
+    }
+    Ok(())
+}
 
 /// The statement that takes a token: NULL inside an open transaction.
 pub(crate) const TAKE: &str =

@@ -84,15 +84,6 @@ impl LockGuard {
         }
     }
 
-    /// Takes the fencing token of a lock taken `fenced()`, on its session. On error
-    /// the guard is dropped by the caller, so no lock is kept without its token.
-    pub(crate) async fn take_fence(&mut self) -> Result<(), Error> {
-        let held = self.held.get();
-        let fence = fence::take(held.session.client(), &held.lock).await?;
-        self.held.get_mut().fence = Some(fence);
-        Ok(())
-    }
-
     /// The fencing token of this holder: `Some` for a lock taken
     /// [`fenced()`](AdvisoryLock::fenced), strictly greater than every earlier
     /// fenced holder's; `None` otherwise.
@@ -150,6 +141,13 @@ impl LockGuard {
 
     pub(crate) fn session(&self) -> &Arc<Session> {
         &self.held.get().session
+    }
+}
+
+impl fence::Fenceable for LockGuard {
+    fn fence_parts(&mut self) -> (&Session, &AdvisoryLock, &mut Option<u64>) {
+        let held = self.held.get_mut();
+        (&held.session, &held.lock, &mut held.fence)
     }
 }
 

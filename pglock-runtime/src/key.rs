@@ -111,45 +111,37 @@ const fn rot(x: u32, k: u32) -> u32 {
     x.rotate_left(k)
 }
 
+/// One line of lookup3's `mix`: `x -= z; x ^= rot(z, k); z += y;` (the C macro
+/// writes it six times, turning the roles of a, b and c).
+const fn mix_step(x: u32, y: u32, z: u32, k: u32) -> (u32, u32) {
+    (x.wrapping_sub(z) ^ rot(z, k), z.wrapping_add(y))
+}
+
 /// `mix(a, b, c)` of lookup3: mix three 32-bit values reversibly.
-const fn mix(mut a: u32, mut b: u32, mut c: u32) -> (u32, u32, u32) {
-    a = a.wrapping_sub(c);
-    a ^= rot(c, 4);
-    c = c.wrapping_add(b);
-    b = b.wrapping_sub(a);
-    b ^= rot(a, 6);
-    a = a.wrapping_add(c);
-    c = c.wrapping_sub(b);
-    c ^= rot(b, 8);
-    b = b.wrapping_add(a);
-    a = a.wrapping_sub(c);
-    a ^= rot(c, 16);
-    c = c.wrapping_add(b);
-    b = b.wrapping_sub(a);
-    b ^= rot(a, 19);
-    a = a.wrapping_add(c);
-    c = c.wrapping_sub(b);
-    c ^= rot(b, 4);
-    b = b.wrapping_add(a);
+const fn mix(a: u32, b: u32, c: u32) -> (u32, u32, u32) {
+    let (a, c) = mix_step(a, b, c, 4);
+    let (b, a) = mix_step(b, c, a, 6);
+    let (c, b) = mix_step(c, a, b, 8);
+    let (a, c) = mix_step(a, b, c, 16);
+    let (b, a) = mix_step(b, c, a, 19);
+    let (c, b) = mix_step(c, a, b, 4);
     (a, b, c)
 }
 
+/// One line of lookup3's `final`: `x ^= y; x -= rot(y, k);`.
+const fn final_step(x: u32, y: u32, k: u32) -> u32 {
+    (x ^ y).wrapping_sub(rot(y, k))
+}
+
 /// `final(a, b, c)` of lookup3: final mixing of three 32-bit values into `b` and `c`.
-const fn final_mix(mut a: u32, mut b: u32, mut c: u32) -> (u32, u32, u32) {
-    c ^= b;
-    c = c.wrapping_sub(rot(b, 14));
-    a ^= c;
-    a = a.wrapping_sub(rot(c, 11));
-    b ^= a;
-    b = b.wrapping_sub(rot(a, 25));
-    c ^= b;
-    c = c.wrapping_sub(rot(b, 16));
-    a ^= c;
-    a = a.wrapping_sub(rot(c, 4));
-    b ^= a;
-    b = b.wrapping_sub(rot(a, 14));
-    c ^= b;
-    c = c.wrapping_sub(rot(b, 24));
+const fn final_mix(a: u32, b: u32, c: u32) -> (u32, u32, u32) {
+    let c = final_step(c, b, 14);
+    let a = final_step(a, c, 11);
+    let b = final_step(b, a, 25);
+    let c = final_step(c, b, 16);
+    let a = final_step(a, c, 4);
+    let b = final_step(b, a, 14);
+    let c = final_step(c, b, 24);
     (a, b, c)
 }
 

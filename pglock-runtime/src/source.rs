@@ -7,6 +7,7 @@ use deadpool_postgres::Pool;
 
 use crate::context::Held;
 use crate::error::Error;
+use crate::fence;
 use crate::guard::LockGuard;
 use crate::lock::AdvisoryLock;
 use crate::patience::Patience;
@@ -92,9 +93,7 @@ impl LockSource for Pool {
             });
         }
         let mut guard = LockGuard::new(reserved, lock.clone());
-        if lock.is_fenced() {
-            guard.take_fence().await?;
-        }
+        fence::take_if_fenced(&mut guard).await?;
         Ok(guard)
     }
 }

@@ -98,16 +98,6 @@ impl LockerGuard {
         held.locker.deadlocks.body_holds(body, &held.lock)
     }
 
-    /// Takes the fencing token of a lock taken `fenced()`, on the session holding
-    /// it. On error the guard is dropped by the caller, so no lock is kept without
-    /// its token.
-    pub(super) async fn take_fence(&mut self) -> Result<(), Error> {
-        let held = self.held.get();
-        let fence = fence::take(held.session.client(), &held.lock).await?;
-        self.held.get_mut().fence = Some(fence);
-        Ok(())
-    }
-
     /// The fencing token of this holder: `Some` for a lock taken
     /// [`fenced()`](AdvisoryLock::fenced), strictly greater than every earlier
     /// fenced holder's; `None` otherwise.
@@ -157,6 +147,13 @@ impl LockerGuard {
     /// Whether the session holding the lock is known to be gone.
     pub fn is_lost(&self) -> bool {
         self.held.get().session.is_lost()
+    }
+}
+
+impl fence::Fenceable for LockerGuard {
+    fn fence_parts(&mut self) -> (&Session, &AdvisoryLock, &mut Option<u64>) {
+        let held = self.held.get_mut();
+        (&held.session, &held.lock, &mut held.fence)
     }
 }
 

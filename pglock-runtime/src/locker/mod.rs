@@ -22,6 +22,7 @@ use deadpool_postgres::Pool;
 
 use crate::context::Held;
 use crate::error::Error;
+use crate::fence;
 use crate::lock::AdvisoryLock;
 use crate::lock::DEFAULT_KEEPALIVE;
 use crate::loss::Watch;
@@ -237,11 +238,9 @@ impl LockSource for Locker {
         patience: Patience,
     ) -> Result<LockerGuard, Error> {
         let mut guard = self.inner.acquire(lock, patience).await?;
-        if lock.is_fenced() {
-            // Also after a handoff inside the process: each holder takes its own
-            // token, after the previous holder let go.
-            guard.take_fence().await?;
-        }
+        // Also after a handoff inside the process: each holder takes its own
+        // token, after the previous holder let go.
+        fence::take_if_fenced(&mut guard).await?;
         Ok(guard)
     }
 }
