@@ -1,10 +1,10 @@
 //! What `#[advisory_locked]` accepts and what it rejects, and how the rejection
-//! reads: trybuild compiles each case in `tests/ui/`.
+//! reads: trybuild compiles each case in `pass/` and `fail/`.
 
 /// Every shape the attribute supports compiles, without warnings.
 #[test]
 fn ui_pass() {
-    trybuild::TestCases::new().pass("tests/ui/pass/*.rs");
+    trybuild::TestCases::new().pass("pass/*.rs");
 }
 
 /// Each mistake gives one error, worded and placed as the reviewed `.stderr` says.
@@ -15,9 +15,9 @@ fn ui_pass() {
 /// pinned toolchain with `TRYBUILD=overwrite` and review the diff.
 #[rustversion::attr(
     not(stable(1.95)),
-    ignore = "ui .stderr files are pinned to rustc 1.95 stable; run `cargo +1.95 test --test compiletest`"
+    ignore = "ui .stderr files are pinned to rustc 1.95 stable; run `cargo +1.95 test -p pglock-ui`"
 )]
 #[test]
 fn ui_fail() {
-    trybuild::TestCases::new().compile_fail("tests/ui/fail/*.rs");
+    trybuild::TestCases::new().compile_fail("fail/*.rs");
 }
