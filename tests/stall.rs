@@ -14,6 +14,8 @@ use pglock::{AdvisoryLock, LockKey, Locker};
 
 const KEEPALIVE: Duration = Duration::from_secs(1);
 const STALL: Duration = Duration::from_secs(2);
+/// Stalls per test, each starting at another phase of the keepalive's cycle.
+const ROUNDS: u64 = 6;
 
 fn signal(pid: i32, signal: &str) {
     let status = std::process::Command::new("kill")
@@ -57,10 +59,10 @@ async fn a_stalled_runtime_never_takes_a_held_lock_for_lost() {
     let key = LockKey::BigInt(7_001);
     let guard = AdvisoryLock::new(key).try_acquire(&locker).await.unwrap();
     let holder = common::assert_held_by_at_least(&observer, key, 1, "the Locker").await;
-    for round in 0..10_u64 {
-        // A different phase each round, so the stall starts at every point of the
-        // keepalive's cycle, with a ping in flight or not.
-        tokio::time::sleep(Duration::from_millis(130 * round)).await;
+    for round in 0..ROUNDS {
+        // A different phase each round, so the stall starts at points spread over
+        // the keepalive's cycle, with a ping in flight or not.
+        tokio::time::sleep(KEEPALIVE.mul_f64(round as f64 / ROUNDS as f64)).await;
         tokio::spawn(stall(round)).await.unwrap();
         // Two keepalive bounds of running time after the stall, for a wrong
         // verdict to show.

@@ -13,7 +13,11 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let release = profile_dir.ends_with("release");
     let status = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "--example", name])
+        // `--workspace`: the features `cargo test --workspace` resolved, so the
+        // example it already built is fresh; without it cargo resolves the root
+        // package's features alone and rebuilds the runtime (then `cargo test`
+        // rebuilds it back), about a minute each way.
+        .args(["build", "--quiet", "--workspace", "--example", name])
         .args(release.then_some("--release"))
         .stdin(std::process::Stdio::null())
         .status()
