@@ -20,7 +20,7 @@ use crate::trace::{self, Holding};
 /// The lock is released by [`release`](Self::release), or when the guard is dropped
 /// (on return, `?`, panic, or a dropped future): the unlock is then sent at once,
 /// and its answer read by the next lock taken from the same pool, in the same round
-/// trip as that lock's own statement (or, if none comes within a few milliseconds,
+/// trip as that lock's own statement (or, if none comes within 20 ms,
 /// or the session is still used by others, by a background task). The connection
 /// returns to the pool only once the server confirmed the unlock; if that fails it
 /// is closed instead, which frees the lock too. It never goes back to the pool

@@ -28,8 +28,10 @@ use crate::spawn::spawn_or_drop;
 
 /// How long a parked session waits for a taker before the reaper finishes its
 /// unlock and lets it go back to the pool: long enough for a caller's next locked
-/// call, short enough that a pool of one stays usable by plain `pool.get()`.
-pub(crate) const REAP_AFTER: Duration = Duration::from_millis(5);
+/// call even on a loaded host (a session reaped between two calls comes back from
+/// the pool as a new session, which asks its pid and starts its loss watch again),
+/// short enough that a pool of one stays usable by plain `pool.get()`.
+pub(crate) const REAP_AFTER: Duration = Duration::from_millis(20);
 
 /// How many reaper rounds in a row in which nothing was parked end the reaper.
 const IDLE_ROUNDS: u32 = 20;
