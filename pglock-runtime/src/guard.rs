@@ -18,10 +18,13 @@ use crate::trace::{self, Holding};
 /// queries can run on the locked connection.
 ///
 /// The lock is released by [`release`](Self::release), or when the guard is dropped
-/// (on return, `?`, panic, or a dropped future): the unlock is then queued on the
-/// connection and finished by a background task. The connection returns to the pool
-/// only once the server confirmed the unlock; if that fails it is closed instead,
-/// which frees the lock too. It never goes back to the pool holding a lock.
+/// (on return, `?`, panic, or a dropped future): the unlock is then sent at once,
+/// and its answer read by the next lock taken from the same pool, in the same round
+/// trip as that lock's own statement (or, if none comes within 20 ms,
+/// or the session is still used by others, by a background task). The connection
+/// returns to the pool only once the server confirmed the unlock; if that fails it
+/// is closed instead, which frees the lock too. It never goes back to the pool
+/// holding a lock, nor with an answer nobody read.
 ///
 /// Locks taken inside the body of an `#[advisory_locked]` function that already holds
 /// one from the same pool share this session, so the guard gives `&Client` (not
@@ -42,7 +45,7 @@ struct Held {
     holding: Holding,
     /// The fencing token, for a lock taken `fenced()`.
     fence: Option<u64>,
-    /// The guard's key on its session; released after the unlock is queued (and so
+    /// The guard's key on its session; released after the unlock is sent (and so
     /// kept through a `hold_at_least`).
     reserved: Reserved,
 }
@@ -65,8 +68,9 @@ fn unlock_dropped(held: Held) {
         reserved,
         ..
     } = held;
-    release::unlock_in_background(session, lock);
-    drop(reserved);
+    // Only the reservation's handle stays: the release counts the handles left.
+    drop(session);
+    release::unlock_dropped(reserved, lock);
 }
 
 impl LockGuard {
@@ -162,7 +166,7 @@ impl Deref for LockGuard {
     type Target = deadpool_postgres::Client;
 
     fn deref(&self) -> &Self::Target {
-        self.session().client()
+        self.session().lend_client()
     }
 }
 

@@ -14,7 +14,7 @@
 //! | `context` | what the current annotated body holds: re-entrancy, conflicts → `WouldDeadlock` or `Busy` |
 //! | `guard` | `LockGuard`: the held lock, released on drop |
 //! | `wait` | waiting in the server's queue, cancel-safely |
-//! | `release` | unlocks the caller does not wait for, and the queued-unlock reuse of a session |
+//! | `release` | unlocks the caller does not wait for: parked sessions whose unlock the next lock reads, the reaper, and the queued-unlock reuse of a session |
 //! | `session` | a pooled connection holding locks: back to the pool only when known clean |
 //! | `loss` | noticing that a session holding locks is gone |
 //! | `in_flight` | a statement sent and not answered yet, cleaned up if dropped |

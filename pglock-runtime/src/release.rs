@@ -1,29 +1,53 @@
 //! Releases the caller does not wait for: a guard dropped (or an annotated fn
-//! returning) queues its unlock and lets the caller go on at once. Until the server
-//! has run that unlock, the next acquisition of the same key from this process takes
-//! the same session, where its request queues behind the unlock; so a lock that was
-//! released is never reported `Busy` because of our own unlock in flight.
+//! returning) sends its unlock at once and lets the caller go on. Who reads the
+//! server's answer:
+//!
+//! - **The next lock taken from the pool** (see [`parked`]): a pool session no other
+//!   guard or task of ours uses is parked with its unlock's reply unread, and the
+//!   next acquisition from that pool takes it and reads that reply together with its
+//!   own lock statement, both answered in one round trip. No task, no extra
+//!   statement. A parked session nobody takes soon is finished by the pool's reaper.
+//! - **A task**, in every other case (a session still shared, a Locker's session,
+//!   no runtime to park on): it awaits the reply, then lets the session go.
+//!
+//! Either way a failed unlock is logged, and the session, still counting the lock,
+//! is closed instead of going back to the pool. And until the server has run that
+//! unlock, the next acquisition of the same key from this process takes the same
+//! session, where its request queues behind the unlock; so a lock that was released
+//! is never reported `Busy` because of our own unlock in flight.
+
+mod parked;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::key::LockKey;
 use crate::lock::AdvisoryLock;
 use crate::mutex::lock_unpoisoned;
 use crate::scope::Scope;
-use crate::session::Session;
+use crate::session::{Reserved, Session};
 use crate::spawn::spawn_or_drop;
 
-/// One queued unlock: its session, and a number telling it from earlier unlocks of
-/// the same key on the same session.
+/// Whether pool sessions are parked for the next taker (on by default). Off, every
+/// unlock is finished by a task: the path the parking replaced, kept switchable so
+/// that tests can show what it costs.
+static PARKING: AtomicBool = AtomicBool::new(true);
+
+/// Turns parking on or off (see [`PARKING`]).
+pub(crate) fn set_parking(on: bool) {
+    PARKING.store(on, Ordering::Relaxed);
+}
+
+/// One unlock awaited by a task: its session, and a number telling it from earlier
+/// unlocks of the same key on the same session.
 struct Queued {
     session: Weak<Session>,
     seq: u64,
 }
 
-/// (scope, key) → the latest queued unlock of that key.
+/// (scope, key) → the latest unlock of that key awaited by a task.
 type Pending = HashMap<(Scope, LockKey), Queued>;
 
 fn table() -> std::sync::MutexGuard<'static, Pending> {
@@ -54,12 +78,42 @@ fn finished(session: &Session, key: LockKey, seq: u64) {
 }
 
 /// The session of `scope` (a pool, or a Locker) with an unlock of `key` still
-/// queued, if it is fit to take the next lock. It is handed out once: a second
-/// taker on the same session would be granted the key again (session locks are
-/// re-entrant), and two holders of one key is exactly what must never happen.
+/// awaited by a task, if it is fit to take the next lock. It is handed out once: a
+/// second taker on the same session would be granted the key again (session locks
+/// are re-entrant), and two holders of one key is exactly what must never happen.
 pub(crate) fn take_session_for(scope: Scope, key: LockKey) -> Option<Arc<Session>> {
     let session = table().remove(&(scope, key))?.session.upgrade()?;
     session.is_reusable().then_some(session)
+}
+
+/// The session a lock from a pool should be taken on, if one of ours waits: one
+/// with an unlock of this key queued, parked or awaited by a task (the request then
+/// runs after it), else a parked one whose unlock was answered and that can watch
+/// this lock. Each is handed out once.
+pub(crate) fn take_pool_session_for(scope: Scope, lock: &AdvisoryLock) -> Option<Arc<Session>> {
+    parked::take_with_key(scope, lock.key())
+        .or_else(|| take_session_for(scope, lock.key()))
+        .or_else(|| parked::take_answered(scope, lock))
+}
+
+/// A pool guard let go: unlocks its lock on its session without making the caller
+/// wait (see the module docs for who reads the answer). `reserved` is the guard's
+/// key on that session, kept until the unlock is on the wire.
+pub(crate) fn unlock_dropped(reserved: Reserved, lock: AdvisoryLock) {
+    let session = reserved.session().clone();
+    if !parked::may_park(&session, &reserved) {
+        unlock_in_background(session, lock);
+        drop(reserved);
+        return;
+    }
+    session.queue_unlock(&lock);
+    drop(reserved);
+    parked::park(session, lock.key());
+}
+
+/// Whether parking is on.
+fn parking() -> bool {
+    PARKING.load(Ordering::Relaxed)
 }
 
 /// Unlocks `lock` on `session` without making the caller wait: the request is on the

@@ -1,10 +1,17 @@
 //! `Session`: a pooled connection that holds session-level advisory locks, and the
 //! one rule that keeps the pool clean: the connection goes back to the pool only when
 //! we know it holds no lock; otherwise it is closed, which frees everything it held.
+//!
+//! A session may carry one queued unlock (see [`queued`]): sent when a guard was
+//! dropped, its reply read by the next statement's caller on this session, in the
+//! same round trip as that statement. Until it is read the lock stays counted, so a
+//! session dropped with its unlock unread is closed, never pooled.
+
+mod queued;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use deadpool::managed::Manager as _;
@@ -23,11 +30,14 @@ use crate::loss::{Backend, LossWatch, Ping, Watch, Watched};
 use crate::mutex::lock_unpoisoned;
 use crate::scope::{PoolId, Scope};
 use crate::sql::{self, Op};
+use queued::{Answer, QueuedUnlock};
 
 /// A connection taken from the pool for locks. Shared (`Arc`) by every guard whose
 /// lock lives on it and by any task still finishing an unlock on it.
 pub(crate) struct Session {
-    client: Option<Object>,
+    /// Shared only with this session's queued unlock, whose reply needs the client
+    /// while it is on its way (see `Drop`).
+    client: Option<Arc<Object>>,
     pool: Pool,
     pool_id: PoolId,
     /// Who takes locks on this session. Queued unlocks are found again only within
@@ -49,6 +59,15 @@ pub(crate) struct Session {
     /// wait is cancelled by pid, over a connection of its own.
     pid: OnceLock<i32>,
     pid_known: Notify,
+    /// The unlock sent when the last guard on this session was dropped, its reply
+    /// not read yet.
+    queued: Mutex<Option<QueuedUnlock>>,
+    /// Set once a guard lent its client out: the caller may have left statements
+    /// running on it (a dropped query future), which a queued unlock then waits
+    /// behind. Cleared when a queued unlock's answer shows all of them answered.
+    lent: AtomicBool,
+    /// The keepalive bound the loss watch was started with, if it was.
+    watched: OnceLock<Duration>,
 }
 
 /// A key reserved on a session for one guard: released when dropped.
@@ -60,6 +79,13 @@ pub(crate) struct Reserved {
 impl Reserved {
     pub(crate) fn session(&self) -> &Arc<Session> {
         &self.session
+    }
+
+    /// Whether this is the only key reserved on its session: no other guard (or
+    /// acquisition on its way) of ours is on it.
+    pub(crate) fn is_alone(&self) -> bool {
+        let reserved = self.session.reserved();
+        reserved.len() == 1 && reserved.get(&self.key) == Some(&1)
     }
 }
 
@@ -92,7 +118,7 @@ impl Session {
             source,
         })?;
         Ok(Arc::new(Session {
-            client: Some(client),
+            client: Some(Arc::new(client)),
             pool: pool.clone(),
             pool_id: PoolId::of(pool),
             scope,
@@ -102,13 +128,23 @@ impl Session {
             loss: LossWatch::default(),
             pid: OnceLock::new(),
             pid_known: Notify::new(),
+            queued: Mutex::new(None),
+            lent: AtomicBool::new(false),
+            watched: OnceLock::new(),
         }))
     }
 
     pub(crate) fn client(&self) -> &Object {
         self.client
-            .as_ref()
+            .as_deref()
             .expect("a session has its client until it is dropped")
+    }
+
+    /// The client, for the caller's own statements: from now on, statements of
+    /// theirs may still be running when the lock is let go.
+    pub(crate) fn lend_client(&self) -> &Object {
+        self.lent.store(true, Ordering::Release);
+        self.client()
     }
 
     /// The pool this session came from.
@@ -163,8 +199,15 @@ impl Session {
 
     /// The loss signal, watched from now on (the first caller's `how` applies).
     pub(crate) fn watch_for_loss(self: &Arc<Self>, how: Watch) -> &LossWatch {
+        self.watched.get_or_init(|| how.keepalive);
         self.loss.watch(self, how);
         &self.loss
+    }
+
+    /// Whether a lock with `keepalive` as its bound can be watched on this session:
+    /// the watch, once started, keeps the bound of its first lock.
+    pub(crate) fn watch_fits(&self, keepalive: Duration) -> bool {
+        self.watched.get().is_none_or(|bound| *bound == keepalive)
     }
 
     pub(crate) fn is_lost(&self) -> bool {
@@ -179,6 +222,11 @@ impl Session {
     /// out, this session may hold one more lock.
     pub(crate) fn count_possible_hold(&self) {
         self.maybe_held.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether this session may hold exactly one lock.
+    pub(crate) fn counts_one_lock(&self) -> bool {
+        self.maybe_held.load(Ordering::Acquire) == 1
     }
 
     /// The server confirmed a counted lock is not (or no longer) held here.
@@ -213,8 +261,16 @@ impl Session {
 
     /// `pg_try_advisory_lock`: `Ok(true)` when granted. If the caller gives up before
     /// the answer, a task waits for it and unlocks a lock granted to nobody: other
-    /// locks may live on this session, so it cannot simply be closed.
+    /// locks may live on this session, so it cannot simply be closed. A queued
+    /// unlock on the session is read meanwhile: it is answered just before the try,
+    /// in the same round trip.
     pub(crate) async fn try_lock(self: &Arc<Self>, lock: &AdvisoryLock) -> Result<bool, Error> {
+        let ((), answer) =
+            futures_util::future::join(self.read_queued_unlock(), self.try_lock_alone(lock)).await;
+        answer
+    }
+
+    async fn try_lock_alone(self: &Arc<Self>, lock: &AdvisoryLock) -> Result<bool, Error> {
         let statement = self.lock_statement(Op::Try, lock).await?;
         self.count_possible_hold();
         let answer = send_try(self.clone(), lock.clone(), statement);
@@ -251,6 +307,68 @@ impl Session {
                 lock: lock.id().clone(),
             })
         }
+    }
+
+    /// Sends the unlock of `lock` now, and keeps its reply for the next caller of
+    /// [`Session::read_queued_unlock`]. The caller makes sure no other guard of
+    /// ours is on this session.
+    pub(crate) fn queue_unlock(&self, lock: &AdvisoryLock) {
+        let client = self
+            .client
+            .clone()
+            .expect("a session has its client until it is dropped");
+        let unlock = QueuedUnlock::send(client, lock);
+        let earlier = lock_unpoisoned(&self.queued).replace(unlock);
+        debug_assert!(earlier.is_none(), "one queued unlock per session");
+    }
+
+    /// Whether the queued unlock (if any) has been answered, looking without waiting.
+    pub(crate) fn queued_unlock_answered(&self) -> bool {
+        lock_unpoisoned(&self.queued)
+            .as_mut()
+            .is_some_and(QueuedUnlock::is_answered)
+    }
+
+    /// Whether nothing but our own queued unlock can be running on this session:
+    /// it is answered, or the client was never lent out since the last confirmed
+    /// unlock (our own statements are all awaited before a guard is let go).
+    fn only_our_unlock_in_flight(&self) -> bool {
+        let mut queued = lock_unpoisoned(&self.queued);
+        let Some(unlock) = queued.as_mut() else {
+            return false;
+        };
+        unlock.is_answered() || !self.lent.load(Ordering::Acquire)
+    }
+
+    /// Reads the queued unlock's reply, if one is queued: awaited together with
+    /// the whole of the next request on this session (polled first, so that the
+    /// connection never waits for it to be read), so both are answered in one
+    /// round trip.
+    /// A failed unlock is handled as a dropped guard's always is: logged, and the
+    /// session, still counting the lock, is never reused and closes when let go.
+    pub(crate) async fn read_queued_unlock(&self) {
+        let Some(unlock) = lock_unpoisoned(&self.queued).take() else {
+            return;
+        };
+        let lock = unlock.lock().clone();
+        let answer = unlock.answer().await;
+        self.settle_unlock(&lock, answer);
+    }
+
+    fn settle_unlock(&self, lock: &AdvisoryLock, answer: Answer) {
+        let error = match answer {
+            Ok(true) => {
+                self.lent.store(false, Ordering::Release);
+                self.discount_possible_hold();
+                return;
+            }
+            Ok(false) => Error::LockLost {
+                lock: lock.id().clone(),
+            },
+            Err(e) => Error::from_db(lock.id(), e),
+        };
+        tracing::warn!(lock = %lock.id(), %error, "unlock failed; closing the session");
+        self.close_when_done();
     }
 
     /// How many times this session holds `lock`, from `pg_locks`.
@@ -305,6 +423,9 @@ impl Session {
     /// waits behind another statement (a dropped body's) must not be reused by a try,
     /// which would then wait for that statement. `false` when it cannot be told.
     pub(crate) async fn runs_at_most(&self, statement: &str) -> bool {
+        if self.only_our_unlock_in_flight() {
+            return true;
+        }
         let Some(pid) = self.pid.get() else {
             return false;
         };
@@ -395,14 +516,17 @@ impl Watched for Session {
                 Err(e) if e.as_db_error().is_some() => return Some(true),
                 Err(_) => return None,
             };
-            let row = client
-                .query_one(sql::HOLDER_IS_ACTIVE, &{
+            // By pid when known: a session reused for other locks after its queued
+            // unlock may no longer hold the lock it was first watched for.
+            let row = match self.pid.get() {
+                Some(pid) => client.query_opt(sql::BACKEND_IS_ACTIVE, &[pid]).await,
+                None => {
                     let [classid, objid, objsubid] = key.params();
-                    [classid, objid, objsubid, &mode]
-                })
-                .await
-                .ok()?;
-            row.get::<_, Option<bool>>(0)
+                    let params = [classid, objid, objsubid, &mode];
+                    client.query_opt(sql::HOLDER_IS_ACTIVE, &params).await
+                }
+            };
+            row.ok()??.try_get::<_, Option<bool>>(0).ok()?
         };
         tokio::time::timeout(within, check).await.ok().flatten()
     }
@@ -442,7 +566,17 @@ impl Watched for Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // An unlock never read leaves its lock counted below. Its reply holds the
+        // other handle on the client: let it go first.
+        drop(lock_unpoisoned(&self.queued).take());
         let Some(client) = self.client.take() else {
+            return;
+        };
+        let Ok(client) = Arc::try_unwrap(client) else {
+            // Only a queued unlock shares the client, and it is gone. Were it not,
+            // the connection would reach the pool when the last handle goes, so
+            // this must never be reached unnoticed.
+            tracing::error!("a session's client is still shared when the session ends");
             return;
         };
         if *self.maybe_held.get_mut() > 0 || *self.close_when_done.get_mut() {

@@ -57,7 +57,7 @@ async fn session_for(
     if let Some(reserved) = held.session_of(id).and_then(|s| s.reserve(key)) {
         return Ok(reserved);
     }
-    if let Some(session) = release::take_session_for(Scope::Pool(id), key) {
+    if let Some(session) = release::take_pool_session_for(Scope::Pool(id), lock) {
         // A try waits for nothing but its own round trip: not behind a statement
         // still running before the unlock (the session then still holds the key, so
         // a fresh session answers Busy, rightly).

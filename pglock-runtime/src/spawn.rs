@@ -3,6 +3,14 @@
 //! still counted as holding a lock closes its connection, which frees the lock).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static SPAWNED: AtomicU64 = AtomicU64::new(0);
+
+/// How many tasks [`spawn_or_drop`] has spawned in this process.
+pub(crate) fn spawned() -> u64 {
+    SPAWNED.load(Ordering::Relaxed)
+}
 
 /// Spawns `work` on the current runtime; without one, drops it. Whether it was
 /// spawned.
@@ -12,6 +20,7 @@ where
 {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
+            SPAWNED.fetch_add(1, Ordering::Relaxed);
             runtime.spawn(work);
             true
         }

@@ -171,6 +171,14 @@ pub(crate) const HOLDER_IS_ACTIVE: &str = concat!(
     " AND l.granted AND l.mode OPERATOR(pg_catalog.=) $4"
 );
 
+/// Whether backend `$1` runs a statement while holding an advisory lock: asked by
+/// pid for a pool session, which may have been reused for other locks since the
+/// one it was first watched for.
+pub(crate) const BACKEND_IS_ACTIVE: &str =
+    "SELECT a.state OPERATOR(pg_catalog.=) 'active' FROM pg_catalog.pg_stat_activity a \
+     WHERE a.pid OPERATOR(pg_catalog.=) $1 AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
+     WHERE l.pid OPERATOR(pg_catalog.=) a.pid AND l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted)";
+
 /// The session's backend pid, sent with the simple protocol so that it goes out in
 /// one message, pipelined with the statement sent after it.
 pub(crate) const BACKEND_PID: &str = "SELECT pg_catalog.pg_backend_pid()";

@@ -41,9 +41,18 @@ pub(crate) async fn wait_for(
     // statement on the session, where the server's lock_timeout has not started.
     // Dropped at the limit, a wait already sent is cancelled once it runs.
     // Boxed: nested acquisitions stack these futures inside one another.
-    within_the_limit(patience, Box::pin(wait_in_queue(session, lock, patience)))
+    // A queued unlock on the session is read meanwhile: answered just before the
+    // wait, in its round trip.
+    let wait = futures_util::future::join(
+        session.read_queued_unlock(),
+        wait_in_queue(session, lock, patience),
+    );
+    within_the_limit(patience, Box::pin(wait))
         .await
-        .unwrap_or_else(|_elapsed| Err(patience.timed_out(lock, None)))
+        .map_or_else(
+            |_elapsed| Err(patience.timed_out(lock, None)),
+            |((), waited)| waited,
+        )
 }
 
 async fn wait_in_queue(

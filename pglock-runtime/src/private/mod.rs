@@ -24,6 +24,23 @@ pub use xact::{acquire_xact, acquire_xact_or_skip, transaction, AsTransaction};
 pub use core::time::Duration;
 pub use core::{concat, file, line, module_path};
 
+/// How many background tasks this process's locks have spawned so far (unlocks
+/// finished in a task, abandoned statements, loss watchers, reapers). For tests
+/// that prove the steady state spawns none per call; not for applications.
+#[doc(hidden)]
+pub fn spawned_tasks() -> u64 {
+    crate::spawn::spawned()
+}
+
+/// Whether a dropped pool guard's session is parked for the next taker, who reads
+/// the unlock's answer with its own statement (on, the default), or every such
+/// unlock is finished by a task of its own (off). For tests that show what parking
+/// saves; not for applications.
+#[doc(hidden)]
+pub fn set_release_parking(on: bool) {
+    crate::release::set_parking(on)
+}
+
 /// What `on_lost` asked for.
 #[derive(Clone, Copy, Debug)]
 pub enum OnLost {
