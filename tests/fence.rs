@@ -154,6 +154,11 @@ async fn each_holder_gets_a_greater_token_from_pools_and_through_locker_handoffs
     assert_eq!(handed.len(), 4, "one token per holder: {handed:?}");
     assert!(handed[0] > *tokens.last().unwrap());
     assert!(tokens.windows(2).all(|w| w[1] > w[0]), "{tokens:?}");
+    // The Locker's last unlock may still be on its way (a try from another source
+    // right after it may rightly be Busy): wait until the server shows it done.
+    let observer = common::observer().await;
+    let left = common::gone_within(&observer, lock.key(), std::time::Duration::from_secs(1)).await;
+    assert!(left.is_empty(), "the Locker let go within 1 s: {left:?}");
     let plain = AdvisoryLock::new(name.as_str())
         .try_acquire(&first)
         .await

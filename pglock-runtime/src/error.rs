@@ -141,6 +141,20 @@ impl Error {
         }
     }
 
+    /// Whether this error of a lock statement leaves it unknown what the session
+    /// holds: a cancelled statement may have been granted first; an answer that
+    /// never came says nothing. A server that refused the statement (or said the
+    /// lock was not held) leaves no doubt.
+    pub(crate) fn leaves_doubt(&self) -> bool {
+        match self {
+            Error::Db { source, .. } | Error::Disconnected { source, .. } => {
+                source.as_db_error().is_none()
+                    || source.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED)
+            }
+            _ => false,
+        }
+    }
+
     /// Sorts a driver error from a lock statement into the variant that says what happened.
     pub(crate) fn from_db(lock: &LockId, source: tokio_postgres::Error) -> Error {
         let lock = lock.clone();

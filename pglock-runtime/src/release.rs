@@ -127,9 +127,7 @@ pub(crate) fn unlock_in_background(session: Arc<Session>, lock: AdvisoryLock) {
     let mut unlock = Box::pin(async move {
         if let Err(error) = session.unlock(&lock).await {
             tracing::warn!(lock = %lock.id(), %error, "unlock failed; closing the session");
-            if crate::locker::leaves_doubt(&error) {
-                crate::locker::retire_lock_session(&session);
-            }
+            session.retire_if_in_doubt(&error);
         }
         finished(&session, lock.key(), seq);
     });

@@ -8,6 +8,7 @@
 //! session dropped with its unlock unread is closed, never pooled.
 
 mod queued;
+mod retire;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,10 +26,11 @@ use crate::error::Error;
 use crate::in_flight::{InFlight, Reply};
 use crate::key::LockKey;
 use crate::lock::AdvisoryLock;
-use crate::lock::LockMode;
+use crate::lock::{LockMode, DEFAULT_KEEPALIVE};
 use crate::loss::{Backend, LossWatch, Ping, Watch, Watched};
 use crate::mutex::lock_unpoisoned;
 use crate::scope::{PoolId, Scope};
+use crate::spawn::spawn_or_drop;
 use crate::sql::{self, Op};
 use queued::{Answer, QueuedUnlock};
 
@@ -216,6 +218,29 @@ impl Session {
 
     pub(crate) fn close_when_done(&self) {
         self.close_when_done.store(true, Ordering::Release);
+    }
+
+    /// After a lock statement ended with `error`: if it leaves it unknown what this
+    /// Locker session holds (a try answered with a cancel may have been granted
+    /// first; an unlock that failed may not have run), the session is *retired*:
+    /// declared lost (every guard on it reports lost, and the Locker's table forgets
+    /// its keys), kept from taking new locks, and its backend ended, which frees
+    /// every lock it held; the Locker's next acquisition opens a new session. A
+    /// pool's session needs none of this: it is closed when its last guard lets go.
+    pub(crate) fn retire_if_in_doubt(self: &Arc<Self>, error: &Error) {
+        if !error.leaves_doubt() || !matches!(self.scope, Scope::Locker(_)) {
+            return;
+        }
+        tracing::warn!("a lock session is in doubt about the locks it holds; closing it");
+        self.close_when_done();
+        // Locker sessions are watched from their checkout on, so `how` is not used.
+        let how = Watch {
+            keepalive: DEFAULT_KEEPALIVE,
+            probe: None,
+        };
+        self.watch_for_loss(how).token().cancel();
+        let session = self.clone();
+        spawn_or_drop(async move { retire::end_own_backend(session.client()).await });
     }
 
     /// A lock statement is about to be sent: until the server's answer rules it
@@ -478,9 +503,7 @@ async fn finish_abandoned_try(session: Arc<Session>, lock: AdvisoryLock, reply: 
         // In doubt: still counted, so the session is closed, not reused; a Locker's
         // session, shared by other locks, is retired now.
         Err(error) => {
-            if crate::locker::leaves_doubt(&Error::from_db(lock.id(), error)) {
-                crate::locker::retire_lock_session(&session);
-            }
+            session.retire_if_in_doubt(&Error::from_db(lock.id(), error));
         }
     }
 }

@@ -261,6 +261,12 @@ pub(crate) fn pg_locks_mode(mode: LockMode) -> &'static str {
     }
 }
 
+/// Ends the backend of the session it runs on (a lock session in doubt). Sent on the
+/// session itself: no other connection (and no pid) is needed, and it runs after
+/// every request already queued.
+pub(crate) const END_OWN_BACKEND: &str =
+    "SELECT pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid())";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,8 +127,8 @@ impl LockerGuard {
             Release::Kept => Ok(()),
             Release::Unlock(session, lock) => {
                 let unlocked = session.unlock(&lock).await;
-                if unlocked.as_ref().is_err_and(super::leaves_doubt) {
-                    super::retire_lock_session(&session);
+                if let Err(error) = &unlocked {
+                    session.retire_if_in_doubt(error);
                 }
                 unlocked
             }

@@ -10,7 +10,6 @@
 //! every other lock of a shared session), while the rest wait in the process.
 
 mod deadlock;
-mod doubt;
 mod guard;
 mod sessions;
 mod table;
@@ -34,7 +33,6 @@ use crate::source::LockSource;
 use crate::wait::wait_for;
 
 use deadlock::Deadlocks;
-pub(crate) use doubt::{leaves_doubt, retire_lock_session};
 pub use guard::LockerGuard;
 use sessions::Sessions;
 use table::{Admission, Handoff, Table, Ticket};
@@ -388,9 +386,7 @@ impl Inner {
             Ok(true) => return self.granted(lock, ticket, session),
             Ok(false) => {}
             Err(error) => {
-                if leaves_doubt(&error) {
-                    retire_lock_session(&session);
-                }
+                session.retire_if_in_doubt(&error);
                 return Err(error);
             }
         }
