@@ -95,7 +95,8 @@ impl LockerGuard {
     /// Records that `body` holds this lock while it runs (for deadlock detection).
     pub(crate) fn held_by(&self, body: BodyId) -> Option<Registration> {
         let held = self.held.get();
-        held.locker.deadlocks.body_holds(body, &held.lock)
+        let holder = super::deadlock::backend_of(&held.session);
+        held.locker.deadlocks.body_holds(body, &held.lock, holder)
     }
 
     /// Takes the fencing token of a lock taken `fenced()`, on the session holding

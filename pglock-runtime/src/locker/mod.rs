@@ -30,7 +30,6 @@ use crate::patience::Patience;
 use crate::release;
 use crate::session::Session;
 use crate::source::LockSource;
-use crate::wait::wait_for;
 
 use deadlock::Deadlocks;
 pub(crate) use doubt::{leaves_doubt, retire_lock_session};
@@ -324,7 +323,7 @@ impl Inner {
                 session,
             ));
         }
-        self.ask_server(lock, ticket, patience).await
+        self.ask_server(&held, lock, ticket, patience).await
     }
 
     /// Waits in the process for a turn: to hold the key, or to ask the server.
@@ -378,6 +377,7 @@ impl Inner {
     /// fails or gives up, dropping `ticket` passes the turn to the next waiter.
     async fn ask_server(
         self: &Arc<Self>,
+        held: &Held,
         lock: &AdvisoryLock,
         ticket: Ticket,
         patience: Patience,
@@ -403,7 +403,9 @@ impl Inner {
         // Busy elsewhere: wait in the server's queue, on a connection of its own.
         let checkout = Session::checkout_for(&self.pool, lock, self.sessions.scope());
         let waiting = patience.bound(lock, checkout).await?;
-        wait_for(&waiting, lock, patience).await?;
+        self.deadlocks
+            .wait_in_server(&self.pool, held, &waiting, lock, patience)
+            .await?;
         self.granted(lock, ticket, waiting)
     }
 
