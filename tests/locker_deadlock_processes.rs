@@ -224,6 +224,81 @@ async fn with_detection_on_bounded_waits_report_deadlock_before_their_bound() {
     assert_one_victim(&ring, &outcomes);
 }
 
+#[advisory_locked(key = "{hold}", wait)]
+async fn hold_then_wait(
+    locker: &Locker,
+    hold: &str,
+    want: &str,
+    all_hold: &tokio::sync::Barrier,
+) -> Result<(), common::AppError> {
+    all_hold.wait().await;
+    take(locker, want).await
+}
+
+#[advisory_locked(key = "{name}", wait)]
+async fn take(locker: &Locker, name: &str) -> Result<(), common::AppError> {
+    Ok(())
+}
+
+/// Two Lockers of this process meet only in the server, as two processes do: the
+/// victim's server wait is cancelled while its process lives on (no waiter is left
+/// behind), the other completes, both keys end free, and a warning names the cycle:
+/// both keys and where each was waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_lockers_of_one_process_end_their_cycle_and_leave_no_waiter() {
+    let capture = common::capture::Capture::global();
+    let pool = cluster().db().pool(8);
+    let observer = observer().await;
+    let (a, b) = (unique("xdl-lockers-a"), unique("xdl-lockers-b"));
+    let all_hold = Arc::new(tokio::sync::Barrier::new(3));
+    let party = |locker: Locker, hold: String, want: String| {
+        let all_hold = all_hold.clone();
+        tokio::spawn(async move { hold_then_wait(&locker, &hold, &want, &all_hold).await })
+    };
+    let first = party(Locker::new(pool.clone()), a.clone(), b.clone());
+    let second = party(Locker::new(pool.clone()), b.clone(), a.clone());
+    all_hold.wait().await;
+    for name in [&a, &b] {
+        common::assert_waiting(&observer, key_of(name), "each party waits in the server").await;
+    }
+    let outcomes = tokio::time::timeout(TEST_TIMEOUT, async {
+        (first.await.unwrap(), second.await.unwrap())
+    })
+    .await
+    .expect("the cycle ends");
+    let (victim, waited_for) = match outcomes {
+        (Err(e), Ok(())) => (e, &b),
+        (Ok(()), Err(e)) => (e, &a),
+        other => panic!("exactly one Deadlock: {other:?}"),
+    };
+    assert!(
+        matches!(victim.lock(), Error::Deadlock { .. }),
+        "{victim:?}"
+    );
+    assert_eq!(victim.lock().lock().key(), key_of(waited_for));
+    for name in [&a, &b] {
+        assert_released_within_1s(&observer, key_of(name), "after the cycle").await;
+    }
+    let warned: Vec<_> = capture
+        .events()
+        .into_iter()
+        .filter(|e| e.level == tracing::Level::WARN)
+        .filter(|e| {
+            e.field("cycle")
+                .is_some_and(|c| c.contains(&key_of(&a).to_string()))
+        })
+        .collect();
+    assert_eq!(warned.len(), 1, "one warning for the cycle: {warned:?}");
+    let cycle = warned[0].field("cycle").unwrap();
+    for needle in [
+        key_of(&b).to_string(),
+        "take".to_owned(),
+        file!().to_owned(),
+    ] {
+        assert!(cycle.contains(&needle), "{needle} in {cycle}");
+    }
+}
+
 const KEYS: usize = 10;
 const TASKS: usize = 64;
 const RUN_FOR: Duration = Duration::from_secs(5);
