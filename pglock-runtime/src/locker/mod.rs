@@ -102,7 +102,11 @@ pub const DEFAULT_HANDOFF_WINDOW: Duration = Duration::from_millis(10);
 /// - **Deadlocks.** Two annotated bodies of this process that each hold a key through
 ///   this Locker and wait for the other's get [`Error::Deadlock`] for the wait that
 ///   closes the cycle, at once, naming the keys (see
-///   [`LockerBuilder::deadlock_detection`]); the others proceed.
+///   [`LockerBuilder::deadlock_detection`]); the others proceed. Across processes
+///   (or Lockers), a wait in the server from inside annotated bodies announces their
+///   keys in its statement's comment, and past the server's `deadlock_timeout`
+///   checks `pg_locks` for a cycle through it every `deadlock_timeout`: one waiter
+///   of the cycle (the lowest backend pid) gets [`Error::Deadlock`].
 #[derive(Clone)]
 pub struct Locker {
     inner: Arc<Inner>,
@@ -147,16 +151,30 @@ impl LockerBuilder {
         self
     }
 
-    /// Whether a wait that closes a cycle among this process's tasks fails with
-    /// [`Error::Deadlock`] (default true) instead of waiting for ever.
+    /// Whether a wait that closes a cycle of waits fails with [`Error::Deadlock`]
+    /// (default true) instead of waiting for ever: among this process's tasks at
+    /// once, and through the server (other processes, other Lockers) within the
+    /// server's `deadlock_timeout` plus a check.
     ///
     /// What is seen: keys held by annotated bodies (`#[advisory_locked]` with this
     /// Locker as its `pool`) for as long as the body runs, and waits in the process for
     /// a key made inside such bodies, at any depth, by the attribute or the runtime
-    /// API. What is not: guards of the runtime API, which may move to any task, so
-    /// whom they block is unknown (counting them could report a deadlock that is not
-    /// one); locks of another Locker, of a `Pool`, or of another process. A waiting
-    /// task queues in a graph check under one mutex, once per wait that has to queue.
+    /// API. Across processes: waits in the server made by a Locker inside annotated
+    /// bodies, which announce the keys those bodies hold (through a Locker or a
+    /// `Pool`) with the backend holding each, and `Pool` sessions that wait while
+    /// holding keys themselves. What is not: guards of the runtime API, which may
+    /// move to any task, so whom they block is unknown (counting them could report a
+    /// deadlock that is not one); waits through a `Pool` from a body holding a key
+    /// through a Locker (they announce nothing); keys an enclosing body holds through
+    /// another Locker; keys of a task that waits in the process behind another
+    /// task's server wait; locks taken outside pglock.
+    ///
+    /// Cost: a waiting task queues in a graph check under one mutex, once per wait
+    /// that has to queue; a wait in the server from inside a body prepares its
+    /// statement once more (its text carries the announcement) and, only once it has
+    /// lasted `deadlock_timeout`, reads `pg_locks` once per `deadlock_timeout` on a
+    /// pooled connection. Every process of a cycle must have detection on: the one
+    /// whose turn it is to give up may be any of them.
     pub fn deadlock_detection(mut self, on: bool) -> Self {
         self.deadlock_detection = on;
         self

@@ -18,7 +18,9 @@
 //! of `pg_locks`, each announcement checked against it (a hold is believed only
 //! where `pg_locks` shows that backend holding that key, and only the text of the
 //! statement that is waiting). What it cannot see: locks taken outside pglock or
-//! outside annotated bodies (nobody announces their holders), keys held by a task
+//! outside annotated bodies (nobody announces their holders), keys an enclosing
+//! body holds through another Locker (their sessions are that Locker's to know),
+//! waits through a pool (they announce nothing), keys held by a task
 //! that waits in its own process behind another task's server wait (only the task
 //! waiting in the server announces), announcements cut short by
 //! `track_activity_query_size`, and processes whose detection is off.
