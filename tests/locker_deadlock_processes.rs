@@ -187,7 +187,7 @@ async fn a_pool_session_holding_and_waiting_is_part_of_the_cycle() {
 
 /// The documented limit: a key held through a Locker by a body that then waits
 /// through a Pool is announced by nobody (only a Locker's waits announce), so that
-/// cycle is not found; bounded waits end it with `Timeout` on both sides.
+/// cycle is not found; it lasts until the bounded waits end it with `Timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locker_hold_waiting_through_a_pool_is_not_seen_and_ends_at_the_bound() {
     let ring = [unique("xmix3-a"), unique("xmix3-b")];
@@ -196,20 +196,32 @@ async fn a_locker_hold_waiting_through_a_pool_is_not_seen_and_ends_at_the_bound(
         &[&["--wait-through", "pool", "--bounded"], &["--bounded"]],
     )
     .await;
-    for (line, _) in &outcomes {
-        assert!(line.starts_with("outcome timeout"), "{outcomes:?}");
-    }
+    assert_hung_until_the_bound(&outcomes);
 }
 
 /// The control: with detection off in both processes the same cycle waits until
-/// the 3 s bound of each wait, so the tests above pass because of the detector.
+/// the 3 s bound, so the tests above pass because of the detector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_detection_off_the_two_processes_wait_until_their_bound() {
     let ring = [unique("xdl-off-a"), unique("xdl-off-b")];
     let off: &[&str] = &["--no-detection", "--bounded"];
     let outcomes = run_ring(&ring, &[off, off]).await;
-    for (line, after) in &outcomes {
-        assert!(line.starts_with("outcome timeout"), "{outcomes:?}");
+    assert_hung_until_the_bound(&outcomes);
+}
+
+/// Nobody reported a deadlock and nothing ended before the 3 s bound: the first
+/// party to reach it times out, and its body letting go may still grant the other
+/// party its key just before that one's own bound (then it completes).
+fn assert_hung_until_the_bound(outcomes: &[(String, Duration)]) {
+    assert!(
+        outcomes
+            .iter()
+            .any(|(line, _)| line.starts_with("outcome timeout")),
+        "{outcomes:?}"
+    );
+    for (line, after) in outcomes {
+        let timeout_or_done = line.starts_with("outcome timeout") || line == "outcome done";
+        assert!(timeout_or_done, "{outcomes:?}");
         assert!(*after >= Duration::from_secs(3), "{outcomes:?}");
     }
 }
