@@ -35,9 +35,17 @@ impl Env {
             .await
             .expect("sqlx pool on the test database");
         let pool = db.pool(48);
+        // `PGLOCK_BENCH_DEADLOCK_DETECTION=0`: the Lockers without deadlock
+        // detection, to measure what detection costs.
+        let detection = std::env::var("PGLOCK_BENCH_DEADLOCK_DETECTION").map_or(true, |v| v != "0");
         Env {
-            locker: Locker::new(pool.clone()),
-            locker_one: Locker::builder(pool.clone()).sessions(1).build(),
+            locker: Locker::builder(pool.clone())
+                .deadlock_detection(detection)
+                .build(),
+            locker_one: Locker::builder(pool.clone())
+                .sessions(1)
+                .deadlock_detection(detection)
+                .build(),
             pool,
             sqlx,
             prefix: format!("pglock-bench:{}:", std::process::id()),

@@ -111,6 +111,14 @@ impl Held {
         self.entries().map(|e| e.body).collect()
     }
 
+    /// Each enclosing body with the key it holds and, for a lock taken from a pool,
+    /// the session it lives on (a Locker's sessions are known to the Locker only).
+    pub(crate) fn holds(&self) -> Vec<(BodyId, LockKey, Option<Arc<Session>>)> {
+        self.entries()
+            .map(|e| (e.body, e.key, e.home.as_ref().map(|(_, s)| s.clone())))
+            .collect()
+    }
+
     /// Runs `body` with this set as what the task holds.
     pub(crate) async fn scope<F: Future>(self, body: F) -> F::Output {
         HELD.scope(self, body).await

@@ -46,7 +46,8 @@ pub enum Error {
     },
     /// This wait closes a cycle of waits, so it would never end: PostgreSQL's deadlock
     /// detector chose it as the victim (`40P01`, `source` is set), or a Locker found
-    /// the cycle among its own tasks (`cycle` names the keys waited for around it).
+    /// the cycle, among its own tasks or across processes (`cycle` names the keys
+    /// waited for around it).
     #[error(
         "deadlock detected while waiting for lock {lock}{}",
         describe_cycle(cycle)
@@ -203,8 +204,5 @@ fn describe_cycle(cycle: &[LockId]) -> String {
         return String::new();
     };
     let keys: Vec<String> = cycle.iter().chain([first]).map(LockId::to_string).collect();
-    format!(
-        " (cycle through this process's tasks: {})",
-        keys.join(" -> ")
-    )
+    format!(" (cycle of waits through Lockers: {})", keys.join(" -> "))
 }

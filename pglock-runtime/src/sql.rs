@@ -247,6 +247,11 @@ impl PgLocksKey {
         }
     }
 
+    /// `classid`, `objid` and `objsubid`, as `pg_locks` shows them.
+    pub(crate) fn parts(&self) -> (i64, i64, i16) {
+        (self.classid, self.objid, self.objsubid)
+    }
+
     /// `$1, $2, $3` of the `pg_locks` statements above.
     pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 3] {
         [&self.classid, &self.objid, &self.objsubid]

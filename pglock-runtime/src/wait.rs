@@ -41,11 +41,23 @@ pub(crate) async fn wait_for(
     // statement on the session, where the server's lock_timeout has not started.
     // Dropped at the limit, a wait already sent is cancelled once it runs.
     // Boxed: nested acquisitions stack these futures inside one another.
+    wait_noted(session, lock, patience, None).await
+}
+
+/// [`wait_for`], with `note` (a complete SQL comment) at the end of the waiting
+/// statement, where `pg_stat_activity.query` shows it to every session while the
+/// wait lasts. Such a text is prepared for this wait alone, not cached: notes vary.
+pub(crate) async fn wait_noted(
+    session: &Arc<Session>,
+    lock: &AdvisoryLock,
+    patience: Patience,
+    note: Option<&str>,
+) -> Result<(), Error> {
     // A queued unlock on the session is read meanwhile: answered just before the
     // wait, in its round trip.
     let wait = futures_util::future::join(
         session.read_queued_unlock(),
-        wait_in_queue(session, lock, patience),
+        wait_in_queue(session, lock, patience, note),
     );
     within_the_limit(patience, Box::pin(wait))
         .await
@@ -59,6 +71,7 @@ async fn wait_in_queue(
     session: &Arc<Session>,
     lock: &AdvisoryLock,
     patience: Patience,
+    note: Option<&str>,
 ) -> Result<(), Error> {
     let timeout = patience.remaining().and_then(sql::lock_timeout);
     let op = if timeout.is_some() {
@@ -67,8 +80,15 @@ async fn wait_in_queue(
         Op::Wait
     };
     let limited = timeout.is_some();
-    let statement = session.lock_statement(op, lock).await?;
-    let wait = send(session.clone(), lock.clone(), statement, timeout);
+    let mut text = statement_text(lock, limited);
+    let statement = match note {
+        None => session.lock_statement(op, lock).await?,
+        Some(note) => {
+            text = format!("{text} {note}");
+            prepare_once(session, lock, &text).await?
+        }
+    };
+    let wait = send(session.clone(), lock.clone(), statement, timeout, text);
     match wait.answer().await {
         Ok(_) => Ok(()),
         Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) && limited => {
@@ -118,11 +138,11 @@ fn send(
     lock: AdvisoryLock,
     statement: tokio_postgres::Statement,
     timeout: Option<String>,
+    text: String,
 ) -> InFlight<u64> {
     session.count_possible_hold();
     let on = session.clone();
     let key = lock.key();
-    let text = statement_text(&lock, timeout.is_some());
     let reply: Reply<u64> = Box::pin(async move {
         let mut params = sql::params(&key);
         if let Some(timeout) = &timeout {
@@ -142,6 +162,25 @@ fn send(
             Box::pin(cancel_abandoned(session, lock, reply, text))
         }),
     )
+}
+
+/// Prepares `text` for one use, with the lock's cached unlock statement in the same
+/// round trip (see [`Session::lock_statement`]).
+async fn prepare_once(
+    session: &Session,
+    lock: &AdvisoryLock,
+    text: &str,
+) -> Result<tokio_postgres::Statement, Error> {
+    let prepare = async {
+        session
+            .client()
+            .prepare(text)
+            .await
+            .map_err(|e| Error::from_db(lock.id(), e))
+    };
+    let (statement, _unlock) =
+        futures_util::future::try_join(prepare, session.statement(Op::Unlock, lock)).await?;
+    Ok(statement)
 }
 
 fn statement_text(lock: &AdvisoryLock, limited: bool) -> String {

@@ -16,6 +16,11 @@
 //! made inside them, at any depth. Guards of the runtime API held outside an annotated
 //! body's own lock are not holds: such a guard can move to another task, so whose it
 //! is cannot be known, and counting it could report a deadlock that is not one.
+//!
+//! Cycles through the server, across processes, are `across`'s concern.
+
+mod across;
+mod announce;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -27,10 +32,16 @@ use crate::key::LockKey;
 use crate::lock::{AdvisoryLock, LockId};
 use crate::mutex::lock_unpoisoned;
 use crate::patience::Patience;
+use crate::session::Session;
+
+use announce::Announced;
+use futures_util::FutureExt;
 
 /// The wait-for graph of one Locker; inert when detection is off.
 pub(super) struct Deadlocks {
     graph: Option<Arc<Mutex<Graph>>>,
+    /// The server's settings that checks across processes need, read once.
+    settings: tokio::sync::OnceCell<across::Settings>,
 }
 
 #[derive(Default)]
@@ -44,6 +55,8 @@ struct Hold {
     id: u64,
     body: BodyId,
     lock: AdvisoryLock,
+    /// The backend of the session holding the key, when known.
+    holder: Option<i32>,
 }
 
 struct Wait {
@@ -74,11 +87,18 @@ impl Deadlocks {
     pub(super) fn new(enabled: bool) -> Self {
         Deadlocks {
             graph: enabled.then(Arc::default),
+            settings: tokio::sync::OnceCell::new(),
         }
     }
 
-    /// `body` runs holding `lock`: a hold until the returned registration is dropped.
-    pub(super) fn body_holds(&self, body: BodyId, lock: &AdvisoryLock) -> Option<Registration> {
+    /// `body` runs holding `lock` on the session of backend `holder` (if known): a
+    /// hold until the returned registration is dropped.
+    pub(super) fn body_holds(
+        &self,
+        body: BodyId,
+        lock: &AdvisoryLock,
+        holder: Option<i32>,
+    ) -> Option<Registration> {
         let graph = self.graph.as_ref()?;
         let mut g = lock_unpoisoned(graph);
         let id = g.id();
@@ -86,6 +106,7 @@ impl Deadlocks {
             id,
             body,
             lock: lock.clone(),
+            holder,
         });
         let record = Record {
             graph: Arc::downgrade(graph),
@@ -132,6 +153,43 @@ impl Deadlocks {
         Ok(Waiting {
             _record: Some(DropGuard::new(record, forget)),
         })
+    }
+}
+
+/// The backend of `session`, if known yet (a lock session learns it with its first
+/// statement).
+pub(super) fn backend_of(session: &Session) -> Option<i32> {
+    session.known_pid().now_or_never()
+}
+
+impl Deadlocks {
+    /// The keys the bodies enclosing a wait hold, each with the backend holding it
+    /// where known: through this Locker, or through a pool. Empty when detection is
+    /// off.
+    fn holds_of(&self, held: &Held) -> Vec<Announced> {
+        let Some(graph) = self.graph.as_ref() else {
+            return Vec::new();
+        };
+        let holds = held.holds();
+        let g = lock_unpoisoned(graph);
+        holds
+            .into_iter()
+            .filter_map(|(body, key, home)| {
+                let holder = match home {
+                    Some(session) => backend_of(&session),
+                    None => g
+                        .holds
+                        .get(&key)?
+                        .iter()
+                        .find(|h| h.body == body)
+                        .and_then(|h| h.holder),
+                }?;
+                Some(Announced {
+                    key: announce::server_key(key),
+                    holder,
+                })
+            })
+            .collect()
     }
 }
 
@@ -265,7 +323,7 @@ mod tests {
     /// A body holding `name` inside `outer`, recorded in `deadlocks`.
     fn body(deadlocks: &Deadlocks, outer: &Held, name: &str) -> Held {
         let lock = lock(name);
-        outer.with_registered(&lock, None, |body| deadlocks.body_holds(body, &lock))
+        outer.with_registered(&lock, None, |body| deadlocks.body_holds(body, &lock, None))
     }
 
     #[test]

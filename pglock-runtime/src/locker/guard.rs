@@ -95,7 +95,8 @@ impl LockerGuard {
     /// Records that `body` holds this lock while it runs (for deadlock detection).
     pub(crate) fn held_by(&self, body: BodyId) -> Option<Registration> {
         let held = self.held.get();
-        held.locker.deadlocks.body_holds(body, &held.lock)
+        let holder = super::deadlock::backend_of(&held.session);
+        held.locker.deadlocks.body_holds(body, &held.lock, holder)
     }
 
     /// The fencing token of this holder: `Some` for a lock taken

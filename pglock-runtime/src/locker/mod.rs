@@ -30,7 +30,6 @@ use crate::patience::Patience;
 use crate::release;
 use crate::session::Session;
 use crate::source::LockSource;
-use crate::wait::wait_for;
 
 use deadlock::Deadlocks;
 pub use guard::LockerGuard;
@@ -102,7 +101,11 @@ pub const DEFAULT_HANDOFF_WINDOW: Duration = Duration::from_millis(10);
 /// - **Deadlocks.** Two annotated bodies of this process that each hold a key through
 ///   this Locker and wait for the other's get [`Error::Deadlock`] for the wait that
 ///   closes the cycle, at once, naming the keys (see
-///   [`LockerBuilder::deadlock_detection`]); the others proceed.
+///   [`LockerBuilder::deadlock_detection`]); the others proceed. Across processes
+///   (or Lockers), a wait in the server from inside annotated bodies announces their
+///   keys in its statement's comment, and past the server's `deadlock_timeout`
+///   checks `pg_locks` for a cycle through it every `deadlock_timeout`: one waiter
+///   of the cycle (the lowest backend pid) gets [`Error::Deadlock`].
 #[derive(Clone)]
 pub struct Locker {
     inner: Arc<Inner>,
@@ -147,16 +150,30 @@ impl LockerBuilder {
         self
     }
 
-    /// Whether a wait that closes a cycle among this process's tasks fails with
-    /// [`Error::Deadlock`] (default true) instead of waiting for ever.
+    /// Whether a wait that closes a cycle of waits fails with [`Error::Deadlock`]
+    /// (default true) instead of waiting for ever: among this process's tasks at
+    /// once, and through the server (other processes, other Lockers) within the
+    /// server's `deadlock_timeout` plus a check.
     ///
     /// What is seen: keys held by annotated bodies (`#[advisory_locked]` with this
     /// Locker as its `pool`) for as long as the body runs, and waits in the process for
     /// a key made inside such bodies, at any depth, by the attribute or the runtime
-    /// API. What is not: guards of the runtime API, which may move to any task, so
-    /// whom they block is unknown (counting them could report a deadlock that is not
-    /// one); locks of another Locker, of a `Pool`, or of another process. A waiting
-    /// task queues in a graph check under one mutex, once per wait that has to queue.
+    /// API. Across processes: waits in the server made by a Locker inside annotated
+    /// bodies, which announce the keys those bodies hold (through a Locker or a
+    /// `Pool`) with the backend holding each, and `Pool` sessions that wait while
+    /// holding keys themselves. What is not: guards of the runtime API, which may
+    /// move to any task, so whom they block is unknown (counting them could report a
+    /// deadlock that is not one); waits through a `Pool` from a body holding a key
+    /// through a Locker (they announce nothing); keys an enclosing body holds through
+    /// another Locker; keys of a task that waits in the process behind another
+    /// task's server wait; locks taken outside pglock.
+    ///
+    /// Cost: a waiting task queues in a graph check under one mutex, once per wait
+    /// that has to queue; a wait in the server from inside a body prepares its
+    /// statement once more (its text carries the announcement) and, only once it has
+    /// lasted `deadlock_timeout`, reads `pg_locks` once per `deadlock_timeout` on a
+    /// pooled connection. Every process of a cycle must have detection on: the one
+    /// whose turn it is to give up may be any of them.
     pub fn deadlock_detection(mut self, on: bool) -> Self {
         self.deadlock_detection = on;
         self
@@ -321,7 +338,7 @@ impl Inner {
                 session,
             ));
         }
-        self.ask_server(lock, ticket, patience).await
+        self.ask_server(&held, lock, ticket, patience).await
     }
 
     /// Waits in the process for a turn: to hold the key, or to ask the server.
@@ -375,6 +392,7 @@ impl Inner {
     /// fails or gives up, dropping `ticket` passes the turn to the next waiter.
     async fn ask_server(
         self: &Arc<Self>,
+        held: &Held,
         lock: &AdvisoryLock,
         ticket: Ticket,
         patience: Patience,
@@ -398,7 +416,9 @@ impl Inner {
         // Busy elsewhere: wait in the server's queue, on a connection of its own.
         let checkout = Session::checkout_for(&self.pool, lock, self.sessions.scope());
         let waiting = patience.bound(lock, checkout).await?;
-        wait_for(&waiting, lock, patience).await?;
+        self.deadlocks
+            .wait_in_server(&self.pool, held, &waiting, lock, patience)
+            .await?;
         self.granted(lock, ticket, waiting)
     }
 
