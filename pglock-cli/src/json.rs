@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::comment::Site;
 use crate::keyspace::PgKey;
-use crate::view::{Entry, Listing, Lock};
+use crate::listing::{mode, Entry, Listing, Lock};
 
 /// The schema's name and version.
 pub const SCHEMA: &str = "pglock.locks/1";
@@ -120,15 +120,5 @@ fn entry(entry: &Entry) -> JsonEntry<'_> {
         state_change: text(|s| &s.state_change),
         waiting_since: row.waiting_since.as_deref(),
         site: entry.site.as_ref(),
-    }
-}
-
-/// `shared` or `exclusive` (`ShareLock` / `ExclusiveLock` in `pg_locks`); any other
-/// mode as `pg_locks` names it.
-pub fn mode(pg_mode: &str) -> &str {
-    match pg_mode {
-        "ShareLock" => "shared",
-        "ExclusiveLock" => "exclusive",
-        other => other,
     }
 }

@@ -11,6 +11,7 @@ mod error;
 mod json;
 mod key_cmd;
 mod keyspace;
+mod listing;
 mod locks;
 mod release;
 mod table;

@@ -11,8 +11,9 @@ use crate::cli::{Connection, ReleaseArgs, ViewArgs};
 use crate::connect::connect;
 use crate::error::CliError;
 use crate::keyspace::PgKey;
+use crate::listing::{Entry, Lock};
 use crate::target::Target;
-use crate::view::{self, Entry, Lock};
+use crate::view;
 
 /// Whether session `$1` holds the lock `$2..$4` (`classid`, `objid`, `objsubid`).
 macro_rules! holds {

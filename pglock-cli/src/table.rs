@@ -1,9 +1,8 @@
 //! The listing as a table for a terminal: one row per holder, its waiters right under it.
 
-use crate::json::mode;
 use crate::keyspace::PgKey;
+use crate::listing::{mode, Entry, Listing, Lock};
 use crate::locks::Session;
-use crate::view::{Entry, Listing, Lock};
 
 const HEADER: [&str; 13] = [
     "KEY",
