@@ -27,7 +27,6 @@ use crate::lock::DEFAULT_KEEPALIVE;
 use crate::loss::Watch;
 use crate::mutex::lock_unpoisoned;
 use crate::patience::Patience;
-use crate::release;
 use crate::session::Session;
 use crate::source::LockSource;
 use crate::wait::wait_for;
@@ -66,9 +65,10 @@ pub const DEFAULT_HANDOFF_WINDOW: Duration = Duration::from_millis(10);
 ///
 /// # Rules
 ///
-/// - **Sessions.** A key lives on lock session `hash(key) % sessions` (default
-///   [`DEFAULT_LOCK_SESSIONS`]), opened from the pool at first use and kept while the
-///   Locker lives. One session holds thousands of locks; a second one lets the server
+/// - **Sessions.** A new lock goes on the lock session holding fewest locks (at most
+///   [`DEFAULT_LOCK_SESSIONS`] by default, each opened from the pool when it is
+///   first chosen and kept while the Locker lives; see
+///   [`Locker::locks_per_session`]). One session holds thousands of locks; a second one lets the server
 ///   work on two backends at once. Requests of all tasks are pipelined on a session,
 ///   never serialised behind a mutex. Every statement on a session costs the server
 ///   more the more locks that session holds (PostgreSQL walks the session's local
@@ -166,15 +166,19 @@ impl LockerBuilder {
     /// The Locker.
     pub fn build(self) -> Locker {
         Locker {
-            inner: Arc::new(Inner {
-                sessions: Sessions::new(self.sessions),
-                table: Arc::new(Mutex::new(Table::new(Handoff {
+            inner: Arc::new({
+                let sessions = Arc::new(Sessions::new(self.sessions));
+                let handoff = Handoff {
                     limit: self.handoff_limit,
                     window: self.handoff_window,
-                }))),
-                pool: self.pool,
-                keepalive: self.keepalive,
-                deadlocks: Deadlocks::new(self.deadlock_detection),
+                };
+                Inner {
+                    table: Arc::new(Mutex::new(Table::new(handoff, sessions.clone()))),
+                    sessions,
+                    pool: self.pool,
+                    keepalive: self.keepalive,
+                    deadlocks: Deadlocks::new(self.deadlock_detection),
+                }
             }),
         }
     }
@@ -182,7 +186,7 @@ impl LockerBuilder {
 
 pub(crate) struct Inner {
     pool: Pool,
-    sessions: Sessions,
+    sessions: Arc<Sessions>,
     table: Arc<Mutex<Table>>,
     keepalive: Duration,
     deadlocks: Deadlocks,
@@ -209,6 +213,12 @@ impl Locker {
     /// Lock sessions open now.
     pub fn open_sessions(&self) -> usize {
         self.inner.sessions.open()
+    }
+
+    /// Locks held (or being asked for) on each open lock session, for diagnostics:
+    /// a new lock goes on the session holding fewest.
+    pub fn locks_per_session(&self) -> Vec<usize> {
+        self.inner.sessions.held_per_session()
     }
 
     /// Keys this process holds or waits for through this Locker.
@@ -385,7 +395,7 @@ impl Inner {
         let session = patience
             .bound(lock, self.sessions.for_key(self, lock))
             .await?;
-        match session.try_lock(lock).await {
+        match self.sessions.try_lock(&session, lock).await {
             Ok(true) => return self.granted(lock, ticket, session),
             Ok(false) => {}
             Err(error) => {
@@ -424,7 +434,7 @@ impl Inner {
         ticket.used();
         if !recorded {
             // The episode was ended meanwhile (its session was lost): give it back.
-            release::unlock_in_background(session, lock.clone());
+            self.sessions.unlock_in_background(session, lock.clone());
             return Err(Error::LockLost {
                 lock: lock.id().clone(),
             });

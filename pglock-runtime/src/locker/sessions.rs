@@ -1,12 +1,14 @@
 //! The Locker's lock sessions: a few connections from the pool, each holding the
-//! locks of many tasks. Key k lives on session `hash(k) % n`, opened at first use,
-//! replaced when it is lost.
+//! locks of many tasks. A new lock goes on the open session holding fewest locks (a
+//! session not yet open holds none), so the server's per-statement cost, which grows
+//! with the locks a session holds, stays even across them; a lost session is
+//! replaced at its next use. Every try and unlock of the Locker goes through here,
+//! which keeps the count of locks each session holds.
 
-use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::error::Error;
-use crate::key::LockKey;
 use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
 use crate::mutex::lock_unpoisoned;
@@ -22,11 +24,12 @@ pub(super) struct Sessions {
     slots: Vec<Slot>,
     /// The Locker's identity: queued unlocks are found again only by this Locker.
     scope: Scope,
-    hasher: std::collections::hash_map::RandomState,
 }
 
 struct Slot {
     session: Mutex<Option<Arc<Session>>>,
+    /// Locks the slot's current session holds (or is being asked for).
+    held: AtomicUsize,
     /// Held while a session is being opened, so concurrent first users open one.
     opening: tokio::sync::Mutex<()>,
 }
@@ -37,11 +40,11 @@ impl Sessions {
             slots: (0..count)
                 .map(|_| Slot {
                     session: Mutex::new(None),
+                    held: AtomicUsize::new(0),
                     opening: tokio::sync::Mutex::new(()),
                 })
                 .collect(),
             scope: Scope::Locker(LockerId::next()),
-            hasher: Default::default(),
         }
     }
 
@@ -56,8 +59,17 @@ impl Sessions {
             .count()
     }
 
+    /// Locks held on each open lock session (for tests and diagnostics).
+    pub(super) fn held_per_session(&self) -> Vec<usize> {
+        self.slots
+            .iter()
+            .filter(|slot| current(slot).is_some())
+            .map(|slot| slot.held.load(Ordering::Acquire))
+            .collect()
+    }
+
     /// The session to ask for `lock` on: the one where an unlock of its key is still
-    /// queued (so the request runs after it), else the key's lock session.
+    /// queued (so the request runs after it), else the lock session holding fewest.
     pub(super) async fn for_key(
         &self,
         locker: &Inner,
@@ -66,7 +78,7 @@ impl Sessions {
         if let Some(session) = release::take_session_for(self.scope, lock.key()) {
             return Ok(session);
         }
-        let slot = &self.slots[self.slot_of(lock.key())];
+        let slot = self.least_held();
         if let Some(session) = current(slot) {
             return Ok(session);
         }
@@ -78,12 +90,71 @@ impl Sessions {
         // Watch it from the start: its loss must reach every guard on it at once,
         // and end the table's episodes on it.
         forget_keys_when_lost(&session, locker.watch(), Arc::downgrade(&locker.table));
+        slot.held.store(0, Ordering::Release);
         *lock_unpoisoned(&slot.session) = Some(session.clone());
         Ok(session)
     }
 
-    fn slot_of(&self, key: LockKey) -> usize {
-        (self.hasher.hash_one(key) % self.slots.len() as u64) as usize
+    /// The open slot holding fewest locks; a slot not open (or lost) holds none, so it
+    /// is chosen when every open one holds some.
+    fn least_held(&self) -> &Slot {
+        let held = |slot: &Slot| match current(slot) {
+            Some(_) => (slot.held.load(Ordering::Acquire), 0),
+            None => (0, 1),
+        };
+        self.slots
+            .iter()
+            .min_by_key(|slot| held(slot))
+            .expect("a Locker has at least one slot")
+    }
+
+    /// The lock slot whose current session is `session`; `None` for a connection of
+    /// its own (a wait's) or a lock session replaced since.
+    fn slot_of(&self, session: &Arc<Session>) -> Option<&Slot> {
+        self.slots.iter().find(|slot| {
+            lock_unpoisoned(&slot.session)
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, session))
+        })
+    }
+
+    /// `pg_try_advisory_lock` on `session`.
+    pub(super) async fn try_lock(
+        &self,
+        session: &Arc<Session>,
+        lock: &AdvisoryLock,
+    ) -> Result<bool, Error> {
+        let granted = session.try_lock(lock).await;
+        if let (Ok(true), Some(slot)) = (&granted, self.slot_of(session)) {
+            slot.held.fetch_add(1, Ordering::AcqRel);
+        }
+        granted
+    }
+
+    /// Unlocks `lock` on `session`, waiting for the server's answer.
+    pub(super) async fn unlock(
+        &self,
+        session: &Arc<Session>,
+        lock: &AdvisoryLock,
+    ) -> Result<(), Error> {
+        self.unlocking(session);
+        session.unlock(lock).await
+    }
+
+    /// Unlocks `lock` on `session` without making the caller wait (see
+    /// [`release::unlock_in_background`]).
+    pub(super) fn unlock_in_background(&self, session: Arc<Session>, lock: AdvisoryLock) {
+        self.unlocking(&session);
+        release::unlock_in_background(session, lock);
+    }
+
+    fn unlocking(&self, session: &Arc<Session>) {
+        if let Some(slot) = self.slot_of(session) {
+            // Saturating: a slot's session replaced meanwhile started again from 0.
+            let _ = slot
+                .held
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
     }
 }
 
