@@ -3,7 +3,8 @@
 //! session not yet open holds none), so the server's per-statement cost, which grows
 //! with the locks a session holds, stays even across them; a lost session is
 //! replaced at its next use. Every try and unlock of the Locker goes through here,
-//! which keeps the count of locks each session holds.
+//! which keeps the count of locks each session holds, and sends those of a lock
+//! session in its batches (see [`super::batch`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -17,6 +18,7 @@ use crate::scope::{LockerId, Scope};
 use crate::session::Session;
 use crate::spawn::spawn_or_drop;
 
+use super::batch::Batcher;
 use super::table::Table;
 use super::Inner;
 
@@ -27,7 +29,7 @@ pub(super) struct Sessions {
 }
 
 struct Slot {
-    session: Mutex<Option<Arc<Session>>>,
+    current: Mutex<Option<Open>>,
     /// Locks the slot's current session holds (or is being asked for).
     held: AtomicUsize,
     /// Held while a session is being opened, so concurrent first users open one.
@@ -39,7 +41,7 @@ impl Sessions {
         Sessions {
             slots: (0..count)
                 .map(|_| Slot {
-                    session: Mutex::new(None),
+                    current: Mutex::new(None),
                     held: AtomicUsize::new(0),
                     opening: tokio::sync::Mutex::new(()),
                 })
@@ -78,20 +80,31 @@ impl Sessions {
         if let Some(session) = release::take_session_for(self.scope, lock.key()) {
             return Ok(session);
         }
+        let unlocking = self
+            .slots
+            .iter()
+            .filter_map(current)
+            .find(|open| open.batcher.is_unlocking(lock.key()));
+        if let Some(open) = unlocking {
+            return Ok(open.session);
+        }
         let slot = self.least_held();
-        if let Some(session) = current(slot) {
-            return Ok(session);
+        if let Some(open) = current(slot) {
+            return Ok(open.session);
         }
         let _opening = slot.opening.lock().await;
-        if let Some(session) = current(slot) {
-            return Ok(session);
+        if let Some(open) = current(slot) {
+            return Ok(open.session);
         }
         let session = Session::checkout_for(&locker.pool, lock, self.scope).await?;
         // Watch it from the start: its loss must reach every guard on it at once,
         // and end the table's episodes on it.
         forget_keys_when_lost(&session, locker.watch(), Arc::downgrade(&locker.table));
         slot.held.store(0, Ordering::Release);
-        *lock_unpoisoned(&slot.session) = Some(session.clone());
+        *lock_unpoisoned(&slot.current) = Some(Open {
+            session: session.clone(),
+            batcher: Batcher::start(session.clone()),
+        });
         Ok(session)
     }
 
@@ -108,53 +121,70 @@ impl Sessions {
             .expect("a Locker has at least one slot")
     }
 
-    /// The lock slot whose current session is `session`; `None` for a connection of
-    /// its own (a wait's) or a lock session replaced since.
-    fn slot_of(&self, session: &Arc<Session>) -> Option<&Slot> {
-        self.slots.iter().find(|slot| {
-            lock_unpoisoned(&slot.session)
-                .as_ref()
-                .is_some_and(|s| Arc::ptr_eq(s, session))
+    /// The lock slot whose session is `session`, with its batches; `None` for a
+    /// connection of its own (a wait's) or a lock session replaced since.
+    fn slot_of(&self, session: &Arc<Session>) -> Option<(&Slot, Batcher)> {
+        self.slots.iter().find_map(|slot| {
+            let open = lock_unpoisoned(&slot.current);
+            let open = open.as_ref().filter(|o| Arc::ptr_eq(&o.session, session))?;
+            Some((slot, open.batcher.clone()))
         })
     }
 
-    /// `pg_try_advisory_lock` on `session`.
+    /// `pg_try_advisory_lock` on `session`: in its next batch, for a lock session.
     pub(super) async fn try_lock(
         &self,
         session: &Arc<Session>,
         lock: &AdvisoryLock,
     ) -> Result<bool, Error> {
-        let granted = session.try_lock(lock).await;
-        if let (Ok(true), Some(slot)) = (&granted, self.slot_of(session)) {
+        let Some((slot, batcher)) = self.slot_of(session) else {
+            return session.try_lock(lock).await;
+        };
+        let granted = batcher.try_lock(lock).await;
+        if let Ok(true) = granted {
             slot.held.fetch_add(1, Ordering::AcqRel);
         }
         granted
     }
 
-    /// Unlocks `lock` on `session`, waiting for the server's answer.
+    /// Unlocks `lock` on `session`, waiting for the server's answer;
+    /// [`Error::LockLost`] if the session did not hold it.
     pub(super) async fn unlock(
         &self,
         session: &Arc<Session>,
         lock: &AdvisoryLock,
     ) -> Result<(), Error> {
-        self.unlocking(session);
-        session.unlock(lock).await
-    }
-
-    /// Unlocks `lock` on `session` without making the caller wait (see
-    /// [`release::unlock_in_background`]).
-    pub(super) fn unlock_in_background(&self, session: Arc<Session>, lock: AdvisoryLock) {
-        self.unlocking(&session);
-        release::unlock_in_background(session, lock);
-    }
-
-    fn unlocking(&self, session: &Arc<Session>) {
-        if let Some(slot) = self.slot_of(session) {
-            // Saturating: a slot's session replaced meanwhile started again from 0.
-            let _ = slot
-                .held
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let Some(batcher) = self.unlocking(session) else {
+            return session.unlock(lock).await;
+        };
+        match batcher.unlock(lock).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(false)) | Err(_) => Err(Error::LockLost {
+                lock: lock.id().clone(),
+            }),
         }
+    }
+
+    /// Unlocks `lock` on `session` without making the caller wait: queued now, in
+    /// order with everything sent on the session before (see
+    /// [`release::unlock_in_background`] for a session that is not a lock session).
+    pub(super) fn unlock_in_background(&self, session: Arc<Session>, lock: AdvisoryLock) {
+        match self.unlocking(&session) {
+            // The answer is the batch task's to log when it fails.
+            Some(batcher) => drop(batcher.unlock(&lock)),
+            None => release::unlock_in_background(session, lock),
+        }
+    }
+
+    /// Counts one lock fewer on `session`'s slot; its batches, for a lock session.
+    fn unlocking(&self, session: &Arc<Session>) -> Option<Batcher> {
+        let (slot, batcher) = self.slot_of(session)?;
+        // Saturating: a slot's session replaced meanwhile started again from 0.
+        let _saturated = slot
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        Some(batcher)
     }
 }
 
@@ -177,8 +207,17 @@ fn forget_keys_when_lost(session: &Arc<Session>, how: Watch, table: Weak<Mutex<T
     });
 }
 
+/// An open lock session, and the way into its batches.
+#[derive(Clone)]
+struct Open {
+    session: Arc<Session>,
+    batcher: Batcher,
+}
+
 /// The slot's session, if it is open and alive.
-fn current(slot: &Slot) -> Option<Arc<Session>> {
-    let session = lock_unpoisoned(&slot.session);
-    session.as_ref().filter(|s| s.is_reusable()).cloned()
+fn current(slot: &Slot) -> Option<Open> {
+    let open = lock_unpoisoned(&slot.current);
+    open.as_ref()
+        .filter(|open| open.session.is_reusable())
+        .cloned()
 }
