@@ -48,6 +48,14 @@ struct Cli {
     /// so that all instances start at the same moment.
     #[arg(long)]
     barrier: bool,
+    /// The Locker's handoff limit (see `LockerBuilder::handoff_limit`); a huge one
+    /// with a huge `--handoff-window-ms` keeps keys in the process: the control of
+    /// the fairness test.
+    #[arg(long, default_value_t = pglock::DEFAULT_HANDOFF_LIMIT)]
+    handoff_limit: u32,
+    /// The Locker's handoff window, in milliseconds.
+    #[arg(long, default_value_t = pglock::DEFAULT_HANDOFF_WINDOW.as_millis() as u64)]
+    handoff_window_ms: u64,
 }
 
 /// Lock, pool and query errors alike: all this program does with one is print it.
@@ -134,7 +142,10 @@ async fn main() -> Result<(), AppError> {
     // once; through a Locker the tasks share its lock sessions and waiting session.
     let pool = db.pool(2 * cli.tasks + 4);
     let rows = std::sync::Arc::new(Rows::new(pool.clone(), &cli.table));
-    let locker = Locker::new(pool.clone());
+    let locker = Locker::builder(pool.clone())
+        .handoff_limit(cli.handoff_limit)
+        .handoff_window(Duration::from_millis(cli.handoff_window_ms))
+        .build();
     if cli.barrier {
         drop(pool.get().await?); // connected
         println!("ready");

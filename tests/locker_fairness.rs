@@ -3,7 +3,10 @@
 //! both make progress. A Locker that never gives the key back to the server
 //! (no handoff limit, no handoff window) is the control: there one process starves.
 //! Overlapping shared holders, through a Locker or a Pool, leave an exclusive waiter
-//! of another session its turn.
+//! of another session its turn. A fleet of 12 instances of `examples/fleet_worker`
+//! through Lockers: every instance gets at least half the busiest one's entries and
+//! no `wait = "3s"` runs out; with Lockers that keep their keys (the control), one
+//! instance takes everything and the others time out.
 
 mod common;
 
@@ -165,4 +168,104 @@ async fn locker_shared_holders_do_not_starve_an_exclusive_waiter_elsewhere() {
 #[tokio::test]
 async fn pool_shared_holders_do_not_starve_an_exclusive_waiter_either() {
     an_exclusive_waiter_elsewhere_gets_its_turn(common::pool(8), "starve-pool").await;
+}
+
+/// A fleet like issue 13's, made denser so that keys are contended inside each
+/// process too (as they are in the issue's optimized build, and not in a debug one
+/// on a loaded machine, where 20 keys left the control fair): 12 instances of
+/// `examples/fleet_worker`, each of 8 tasks taking one key through a Locker of its own (`wait = "3s"`, a 1 ms
+/// read-modify-write inside), started together, for 4 s; each instance's entries
+/// and the fleet's `wait` timeouts.
+async fn fleet(extra: &[&str]) -> (Vec<u64>, u64) {
+    const PROCESSES: usize = 12;
+    let db = pglock::testdb::shared();
+    let table = common::unique("fleet").replace(':', "_");
+    let client = common::observer().await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE \"{table}\" (k int PRIMARY KEY, n bigint NOT NULL);
+             INSERT INTO \"{table}\" SELECT k, 0 FROM generate_series(0, 0) AS k;"
+        ))
+        .await
+        .unwrap();
+    let binary = common::example_binary("fleet_worker");
+    let mut children: Vec<tokio::process::Child> = (0..PROCESSES)
+        .map(|_| {
+            tokio::process::Command::new(&binary)
+                .args([db.url(), &table, "--source", "locker", "--barrier"])
+                .args(["--seconds", "4", "--tasks", "8", "--keys", "1"])
+                .args(extra)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn examples/fleet_worker")
+        })
+        .collect();
+    let mut outputs = Vec::new();
+    for child in &mut children {
+        let stdout = tokio::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut lines = tokio::io::AsyncBufReadExt::lines(stdout);
+        let ready = lines.next_line().await.unwrap();
+        assert_eq!(ready.as_deref(), Some("ready"), "an instance did not start");
+        outputs.push(lines);
+    }
+    for child in &mut children {
+        let mut stdin = child.stdin.take().expect("piped");
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, b"go\n")
+            .await
+            .unwrap();
+    }
+    let (mut entries, mut timeouts) = (Vec::new(), 0);
+    for (child, mut lines) in children.into_iter().zip(outputs) {
+        let done = lines.next_line().await.unwrap().unwrap_or_default();
+        let output = child.wait_with_output().await.unwrap();
+        assert!(output.status.success(), "an instance failed: {done}");
+        let field = |name: &str| -> u64 {
+            done.split_whitespace()
+                .find_map(|f| f.strip_prefix(name)?.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected output: {done}"))
+        };
+        entries.push(field("entries="));
+        timeouts += field("timeouts=");
+    }
+    let sum: i64 = client
+        .query_one(&format!("SELECT sum(n)::int8 FROM \"{table}\""), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sum as u64, entries.iter().sum::<u64>(), "no update lost");
+    (entries, timeouts)
+}
+
+#[tokio::test]
+async fn every_instance_of_a_fleet_gets_its_share_and_no_wait_times_out() {
+    let _alone = ONE_CONTENTION_AT_A_TIME.lock().await;
+    let (entries, timeouts) = fleet(&[]).await;
+    println!("entries per instance: {entries:?}, timeouts: {timeouts}");
+    let busiest = entries.iter().copied().max().unwrap_or(0);
+    assert!(busiest > 0);
+    assert!(
+        entries.iter().all(|&e| e * 2 >= busiest),
+        "every instance gets at least half the busiest's entries: {entries:?}"
+    );
+    assert_eq!(timeouts, 0, "no wait = \"3s\" ran out: {entries:?}");
+}
+
+#[tokio::test]
+async fn control_a_fleet_whose_lockers_keep_their_keys_starves_some_instances() {
+    let _alone = ONE_CONTENTION_AT_A_TIME.lock().await;
+    let forever = [
+        "--handoff-limit",
+        "4294967295",
+        "--handoff-window-ms",
+        "3600000",
+    ];
+    let (entries, timeouts) = fleet(&forever).await;
+    println!("entries per instance: {entries:?}, timeouts: {timeouts}");
+    let busiest = entries.iter().copied().max().unwrap_or(0);
+    assert!(
+        timeouts > 0 || entries.iter().any(|&e| e * 2 < busiest),
+        "keeping keys in the process starves someone: {entries:?}, {timeouts} timeouts"
+    );
 }

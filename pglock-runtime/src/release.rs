@@ -94,6 +94,9 @@ pub(crate) fn take_pool_session_for(scope: Scope, lock: &AdvisoryLock) -> Option
     parked::take_with_key(scope, lock.key())
         .or_else(|| take_session_for(scope, lock.key()))
         .or_else(|| parked::take_answered(scope, lock))
+        // A closed pool gives no more connections, kept ones included (dropped,
+        // the session goes back to it, which closes it).
+        .filter(|session| !session.pool_is_closed())
 }
 
 /// A pool guard let go: unlocks its lock on its session without making the caller

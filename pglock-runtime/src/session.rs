@@ -149,9 +149,21 @@ impl Session {
         self.client()
     }
 
+    /// Whether a guard lent the client out since the last confirmed unlock: the
+    /// caller's statements may have left state on the session (an open or aborted
+    /// transaction, a `SET`).
+    pub(crate) fn was_lent(&self) -> bool {
+        self.lent.load(Ordering::Acquire)
+    }
+
     /// The pool this session came from.
     pub(crate) fn pool_id(&self) -> PoolId {
         self.pool_id
+    }
+
+    /// Whether the pool this session came from was closed.
+    pub(crate) fn pool_is_closed(&self) -> bool {
+        self.pool.is_closed()
     }
 
     fn reserved(&self) -> std::sync::MutexGuard<'_, HashMap<LockKey, usize>> {
@@ -228,7 +240,15 @@ impl Session {
     /// every lock it held; the Locker's next acquisition opens a new session. A
     /// pool's session needs none of this: it is closed when its last guard lets go.
     pub(crate) fn retire_if_in_doubt(self: &Arc<Self>, error: &Error) {
-        if !error.leaves_doubt() || !matches!(self.scope, Scope::Locker(_)) {
+        if error.leaves_doubt() {
+            self.retire();
+        }
+    }
+
+    /// Retires this Locker session, whose holds are in doubt whatever the cause (see
+    /// [`Session::retire_if_in_doubt`]); a pool's session is left alone.
+    pub(crate) fn retire(self: &Arc<Self>) {
+        if !matches!(self.scope, Scope::Locker(_)) {
             return;
         }
         tracing::warn!("a lock session is in doubt about the locks it holds; closing it");

@@ -98,6 +98,79 @@ pub(crate) fn statement(op: Op, lock: &AdvisoryLock) -> Cow<'static, str> {
     }
 }
 
+/// Many session-level tries and unlocks in one statement, run in the order given:
+/// row `n` (from 1) of the answer is request `n`'s result. `$1` says what each
+/// request does (see [`batch_op`]); `$2` holds its bigint key, `$3, $4` its pair key
+/// (the other form is 0). One statement, so the server's end-of-transaction walk of
+/// the session's lock table is paid once for the whole batch. A failed statement
+/// keeps what its earlier rows did (session locks ignore transaction rollback).
+pub(crate) const BATCH: &str = "SELECT r.n, CASE \
+     WHEN r.op OPERATOR(pg_catalog.=) 0 THEN pg_catalog.pg_try_advisory_lock(r.k) \
+     WHEN r.op OPERATOR(pg_catalog.=) 1 THEN pg_catalog.pg_try_advisory_lock(r.a, r.b) \
+     WHEN r.op OPERATOR(pg_catalog.=) 2 THEN pg_catalog.pg_try_advisory_lock_shared(r.k) \
+     WHEN r.op OPERATOR(pg_catalog.=) 3 THEN pg_catalog.pg_try_advisory_lock_shared(r.a, r.b) \
+     WHEN r.op OPERATOR(pg_catalog.=) 4 THEN pg_catalog.pg_advisory_unlock(r.k) \
+     WHEN r.op OPERATOR(pg_catalog.=) 5 THEN pg_catalog.pg_advisory_unlock(r.a, r.b) \
+     WHEN r.op OPERATOR(pg_catalog.=) 6 THEN pg_catalog.pg_advisory_unlock_shared(r.k) \
+     WHEN r.op OPERATOR(pg_catalog.=) 7 THEN pg_catalog.pg_advisory_unlock_shared(r.a, r.b) \
+     END \
+     FROM ROWS FROM (pg_catalog.unnest($1::int2[]), pg_catalog.unnest($2::int8[]), \
+       pg_catalog.unnest($3::int4[]), pg_catalog.unnest($4::int4[])) \
+       WITH ORDINALITY AS r(op, k, a, b, n)";
+
+/// The parameter types of [`BATCH`], for preparing it.
+pub(crate) const BATCH_TYPES: [Type; 4] = [
+    Type::INT2_ARRAY,
+    Type::INT8_ARRAY,
+    Type::INT4_ARRAY,
+    Type::INT4_ARRAY,
+];
+
+/// The code of `op` (`Try` or `Unlock`) on `lock` in [`BATCH`]'s `$1`.
+pub(crate) fn batch_op(op: Op, lock: &AdvisoryLock) -> i16 {
+    let unlock = match op {
+        Op::Unlock => 4,
+        _ => 0,
+    };
+    let shared = match lock.mode() {
+        LockMode::Exclusive => 0,
+        LockMode::Shared => 2,
+    };
+    let pair = match lock.key() {
+        LockKey::BigInt(_) => 0,
+        LockKey::Pair(..) => 1,
+    };
+    unlock + shared + pair
+}
+
+/// The parameters of one [`BATCH`] statement, built request by request.
+#[derive(Default)]
+pub(crate) struct BatchParams {
+    ops: Vec<i16>,
+    bigints: Vec<i64>,
+    firsts: Vec<i32>,
+    seconds: Vec<i32>,
+}
+
+impl BatchParams {
+    /// Adds a request: `op` (`Try` or `Unlock`) on `lock`.
+    pub(crate) fn push(&mut self, op: Op, lock: &AdvisoryLock) {
+        let (bigint, first, second) = match lock.key() {
+            LockKey::BigInt(k) => (k, 0, 0),
+            LockKey::Pair(a, b) => (0, a, b),
+        };
+        self.ops.push(batch_op(op, lock));
+        self.bigints.push(bigint);
+        self.firsts.push(first);
+        self.seconds.push(second);
+    }
+
+    /// `$1 .. $4` of [`BATCH`].
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [&self.ops, &self.bigints, &self.firsts, &self.seconds]
+    }
+}
+
 /// Keeps what can never end or nest a comment: `*/` and `/*` are broken up, control
 /// characters dropped, and the text cut to a length that keeps statements short.
 fn comment_safe(text: &str) -> String {
@@ -289,6 +362,31 @@ mod tests {
             statement(Op::TryXact, &big),
             "SELECT pg_catalog.pg_try_advisory_xact_lock($1::int8)"
         );
+    }
+
+    #[test]
+    fn batch_codes_pick_function_mode_and_key_space() {
+        let code = |op, lock: AdvisoryLock| batch_op(op, &lock);
+        assert_eq!(code(Op::Try, AdvisoryLock::new(7_i64)), 0);
+        assert_eq!(code(Op::Try, AdvisoryLock::new((1, 2))), 1);
+        assert_eq!(code(Op::Try, AdvisoryLock::new(7_i64).shared()), 2);
+        assert_eq!(code(Op::Unlock, AdvisoryLock::new((1, 2)).shared()), 7);
+        for (n, function) in [
+            "pg_try_advisory_lock(r.k)",
+            "pg_try_advisory_lock(r.a, r.b)",
+            "pg_try_advisory_lock_shared(r.k)",
+            "pg_try_advisory_lock_shared(r.a, r.b)",
+            "pg_advisory_unlock(r.k)",
+            "pg_advisory_unlock(r.a, r.b)",
+            "pg_advisory_unlock_shared(r.k)",
+            "pg_advisory_unlock_shared(r.a, r.b)",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let branch = format!("OPERATOR(pg_catalog.=) {n} THEN pg_catalog.{function} ");
+            assert!(BATCH.contains(&branch), "{branch}");
+        }
     }
 
     #[test]

@@ -10,7 +10,6 @@ use crate::fence;
 use crate::hold;
 use crate::lock::AdvisoryLock;
 use crate::mutex::lock_unpoisoned;
-use crate::release;
 use crate::session::Session;
 use crate::trace::{self, Holding};
 
@@ -62,7 +61,7 @@ fn let_go_dropped(held: Held) {
     held.holding
         .end(&held.lock, held.since, held.session.is_lost());
     if let Release::Unlock(session, lock) = held.let_go() {
-        release::unlock_in_background(session, lock);
+        held.locker.sessions.unlock_in_background(session, lock);
     }
 }
 
@@ -127,7 +126,7 @@ impl LockerGuard {
         match release {
             Release::Kept => Ok(()),
             Release::Unlock(session, lock) => {
-                let unlocked = session.unlock(&lock).await;
+                let unlocked = held.locker.sessions.unlock(&session, &lock).await;
                 if let Err(error) = &unlocked {
                     session.retire_if_in_doubt(error);
                 }

@@ -1,12 +1,15 @@
 //! The Locker's lock sessions: a few connections from the pool, each holding the
-//! locks of many tasks. Key k lives on session `hash(k) % n`, opened at first use,
-//! replaced when it is lost.
+//! locks of many tasks. A new lock goes on the open session holding fewest locks (a
+//! session not yet open holds none), so the server's per-statement cost, which grows
+//! with the locks a session holds, stays even across them; a lost session is
+//! replaced at its next use. Every try and unlock of the Locker goes through here,
+//! which keeps the count of locks each session holds, and sends those of a lock
+//! session in its batches (see [`super::batch`]).
 
-use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
-use crate::key::LockKey;
 use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
 use crate::mutex::lock_unpoisoned;
@@ -15,18 +18,19 @@ use crate::scope::{LockerId, Scope};
 use crate::session::Session;
 use crate::spawn::spawn_or_drop;
 
-use super::table::Table;
+use super::batch::Batcher;
 use super::Inner;
 
 pub(super) struct Sessions {
     slots: Vec<Slot>,
     /// The Locker's identity: queued unlocks are found again only by this Locker.
     scope: Scope,
-    hasher: std::collections::hash_map::RandomState,
 }
 
 struct Slot {
-    session: Mutex<Option<Arc<Session>>>,
+    current: Mutex<Option<Open>>,
+    /// Locks the slot's current session holds (or is being asked for).
+    held: AtomicUsize,
     /// Held while a session is being opened, so concurrent first users open one.
     opening: tokio::sync::Mutex<()>,
 }
@@ -36,12 +40,12 @@ impl Sessions {
         Sessions {
             slots: (0..count)
                 .map(|_| Slot {
-                    session: Mutex::new(None),
+                    current: Mutex::new(None),
+                    held: AtomicUsize::new(0),
                     opening: tokio::sync::Mutex::new(()),
                 })
                 .collect(),
             scope: Scope::Locker(LockerId::next()),
-            hasher: Default::default(),
         }
     }
 
@@ -56,8 +60,17 @@ impl Sessions {
             .count()
     }
 
+    /// Locks held on each open lock session (for tests and diagnostics).
+    pub(super) fn held_per_session(&self) -> Vec<usize> {
+        self.slots
+            .iter()
+            .filter(|slot| current(slot).is_some())
+            .map(|slot| slot.held.load(Ordering::Acquire))
+            .collect()
+    }
+
     /// The session to ask for `lock` on: the one where an unlock of its key is still
-    /// queued (so the request runs after it), else the key's lock session.
+    /// queued (so the request runs after it), else the lock session holding fewest.
     pub(super) async fn for_key(
         &self,
         locker: &Inner,
@@ -66,30 +79,121 @@ impl Sessions {
         if let Some(session) = release::take_session_for(self.scope, lock.key()) {
             return Ok(session);
         }
-        let slot = &self.slots[self.slot_of(lock.key())];
-        if let Some(session) = current(slot) {
-            return Ok(session);
+        let unlocking = self
+            .slots
+            .iter()
+            .filter_map(current)
+            .find(|open| open.batcher.is_unlocking(lock.key()));
+        if let Some(open) = unlocking {
+            return Ok(open.session);
+        }
+        let slot = self.least_held();
+        if let Some(open) = current(slot) {
+            return Ok(open.session);
         }
         let _opening = slot.opening.lock().await;
-        if let Some(session) = current(slot) {
-            return Ok(session);
+        if let Some(open) = current(slot) {
+            return Ok(open.session);
         }
         let session = Session::checkout_for(&locker.pool, lock, self.scope).await?;
         // Watch it from the start: its loss must reach every guard on it at once,
         // and end the table's episodes on it.
-        forget_keys_when_lost(&session, locker.watch(), Arc::downgrade(&locker.table));
-        *lock_unpoisoned(&slot.session) = Some(session.clone());
+        when_lost(&session, locker.watch(), locker.forget_keys_on());
+        slot.held.store(0, Ordering::Release);
+        *lock_unpoisoned(&slot.current) = Some(Open {
+            session: session.clone(),
+            batcher: Batcher::start(session.clone()),
+        });
         Ok(session)
     }
 
-    fn slot_of(&self, key: LockKey) -> usize {
-        (self.hasher.hash_one(key) % self.slots.len() as u64) as usize
+    /// The open slot holding fewest locks; a slot not open (or lost) holds none, so it
+    /// is chosen when every open one holds some.
+    fn least_held(&self) -> &Slot {
+        let held = |slot: &Slot| match current(slot) {
+            Some(_) => (slot.held.load(Ordering::Acquire), 0),
+            None => (0, 1),
+        };
+        self.slots
+            .iter()
+            .min_by_key(|slot| held(slot))
+            .expect("a Locker has at least one slot")
+    }
+
+    /// The lock slot whose session is `session`, with its batches; `None` for a
+    /// connection of its own (a wait's) or a lock session replaced since.
+    fn slot_of(&self, session: &Arc<Session>) -> Option<(&Slot, Batcher)> {
+        self.slots.iter().find_map(|slot| {
+            let open = lock_unpoisoned(&slot.current);
+            let open = open.as_ref().filter(|o| Arc::ptr_eq(&o.session, session))?;
+            Some((slot, open.batcher.clone()))
+        })
+    }
+
+    /// `pg_try_advisory_lock` on `session`: in its next batch, for a lock session.
+    pub(super) async fn try_lock(
+        &self,
+        session: &Arc<Session>,
+        lock: &AdvisoryLock,
+    ) -> Result<bool, Error> {
+        let Some((slot, batcher)) = self.slot_of(session) else {
+            return session.try_lock(lock).await;
+        };
+        let granted = batcher.try_lock(lock).await;
+        if let Ok(true) = granted {
+            slot.held.fetch_add(1, Ordering::AcqRel);
+        }
+        granted
+    }
+
+    /// Unlocks `lock` on `session`, waiting for the server's answer;
+    /// [`Error::LockLost`] if the session did not hold it.
+    pub(super) async fn unlock(
+        &self,
+        session: &Arc<Session>,
+        lock: &AdvisoryLock,
+    ) -> Result<(), Error> {
+        let Some(batcher) = self.unlocking(session) else {
+            return session.unlock(lock).await;
+        };
+        match batcher.unlock(lock).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(false)) | Err(_) => Err(Error::LockLost {
+                lock: lock.id().clone(),
+            }),
+        }
+    }
+
+    /// Unlocks `lock` on `session` without making the caller wait: queued now, in
+    /// order with everything sent on the session before (see
+    /// [`release::unlock_in_background`] for a session that is not a lock session).
+    pub(super) fn unlock_in_background(&self, session: Arc<Session>, lock: AdvisoryLock) {
+        match self.unlocking(&session) {
+            // The answer is the batch task's to log when it fails.
+            Some(batcher) => drop(batcher.unlock(&lock)),
+            None => release::unlock_in_background(session, lock),
+        }
+    }
+
+    /// Counts one lock fewer on `session`'s slot; its batches, for a lock session.
+    fn unlocking(&self, session: &Arc<Session>) -> Option<Batcher> {
+        let (slot, batcher) = self.slot_of(session)?;
+        // Saturating: a slot's session replaced meanwhile started again from 0.
+        let _saturated = slot
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        Some(batcher)
     }
 }
 
-/// When `session` is lost, ends the table's episodes on it, so the tasks waiting for
-/// those keys ask the server anew instead of waiting for holders that hold nothing.
-fn forget_keys_when_lost(session: &Arc<Session>, how: Watch, table: Weak<Mutex<Table>>) {
+/// Runs `then` once `session` is lost; not if its watch ends without a loss, or
+/// the session is dropped first.
+fn when_lost(
+    session: &Arc<Session>,
+    how: Watch,
+    then: impl FnOnce(&Arc<Session>) + Send + 'static,
+) {
     let loss = session.watch_for_loss(how);
     let (lost, retired) = (loss.token(), loss.retired());
     let session = Arc::downgrade(session);
@@ -99,15 +203,23 @@ fn forget_keys_when_lost(session: &Arc<Session>, how: Watch, table: Weak<Mutex<T
             () = lost.cancelled() => {}
             () = retired.cancelled() => return,
         }
-        if let (Some(session), Some(table)) = (session.upgrade(), table.upgrade()) {
-            let me = Arc::downgrade(&table);
-            lock_unpoisoned(&table).session_lost(&session, &me);
+        if let Some(session) = session.upgrade() {
+            then(&session);
         }
     });
 }
 
+/// An open lock session, and the way into its batches.
+#[derive(Clone)]
+struct Open {
+    session: Arc<Session>,
+    batcher: Batcher,
+}
+
 /// The slot's session, if it is open and alive.
-fn current(slot: &Slot) -> Option<Arc<Session>> {
-    let session = lock_unpoisoned(&slot.session);
-    session.as_ref().filter(|s| s.is_reusable()).cloned()
+fn current(slot: &Slot) -> Option<Open> {
+    let open = lock_unpoisoned(&slot.current);
+    open.as_ref()
+        .filter(|open| open.session.is_reusable())
+        .cloned()
 }

@@ -14,8 +14,9 @@ use crate::key::LockKey;
 use crate::lock::{AdvisoryLock, LockMode};
 use crate::mutex::lock_unpoisoned;
 use crate::patience::Patience;
-use crate::release;
 use crate::session::Session;
+
+use super::sessions::Sessions;
 
 /// One holding episode of a key: the server lock taken once, held by one or more
 /// tasks of this process in turn (or together, when shared), then given back.
@@ -25,6 +26,8 @@ pub(super) struct Table {
     keys: HashMap<LockKey, Entry>,
     next_episode: Episode,
     handoff: Handoff,
+    /// Where the table's unlocks go: the lock sessions count what they hold.
+    sessions: Arc<Sessions>,
     /// Runs once, as a handoff begins: lets a test close a waiter's turn at the
     /// worst moment.
     #[cfg(test)]
@@ -148,8 +151,9 @@ fn pass_unused_turn_on(turn: Turn) {
             if let Release::Unlock(session, lock) =
                 table.release(turn.key, turn.episode, &turn.table)
             {
+                let sessions = table.sessions.clone();
                 drop(table);
-                release::unlock_in_background(session, lock);
+                sessions.unlock_in_background(session, lock);
             }
         }
         TicketKind::Ask => table.asked_in_vain(turn.key, turn.episode, &turn.table),
@@ -157,11 +161,12 @@ fn pass_unused_turn_on(turn: Turn) {
 }
 
 impl Table {
-    pub(super) fn new(handoff: Handoff) -> Self {
+    pub(super) fn new(handoff: Handoff, sessions: Arc<Sessions>) -> Self {
         Table {
             keys: HashMap::new(),
             next_episode: 1,
             handoff,
+            sessions,
             #[cfg(test)]
             before_handoff: None,
         }

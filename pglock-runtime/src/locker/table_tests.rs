@@ -23,10 +23,13 @@ async fn held_shared(lock: &AdvisoryLock) -> (Arc<Mutex<Table>>, Arc<Session>, s
         session.try_lock(lock).await.expect("try"),
         "the key is free"
     );
-    let table = Arc::new(Mutex::new(Table::new(Handoff {
-        limit: 16,
-        window: Duration::from_secs(3600),
-    })));
+    let table = Arc::new(Mutex::new(Table::new(
+        Handoff {
+            limit: 16,
+            window: Duration::from_secs(3600),
+        },
+        Arc::new(super::Sessions::new(1)),
+    )));
     let me = Arc::downgrade(&table);
     let mut locked = lock_unpoisoned(&table);
     let Admission::AskServer(ticket) = locked.admit(lock, Patience::Try, &me) else {

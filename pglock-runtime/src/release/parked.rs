@@ -33,6 +33,12 @@ use crate::spawn::spawn_or_drop;
 /// short enough that a pool of one stays usable by plain `pool.get()`.
 pub(crate) const REAP_AFTER: Duration = Duration::from_millis(20);
 
+/// How long a reaper may go without a round before a session parked meanwhile
+/// starts another on its own runtime: the first one's runtime may be kept but no
+/// longer driven (a `block_on` that returned), which would strand every session
+/// parked after it.
+const REAPER_STALE: Duration = Duration::from_millis(200);
+
 /// How many reaper rounds in a row in which nothing was parked end the reaper.
 const IDLE_ROUNDS: u32 = 20;
 
@@ -47,6 +53,9 @@ struct Parked {
 struct Lot {
     parked: Vec<Parked>,
     reaper: Option<u64>,
+    /// When the reaper last ran a round: one that has not for [`REAPER_STALE`] is
+    /// taken for stranded (its runtime is not being driven) and replaced.
+    reaper_seen: Option<Instant>,
     /// Whether a session was parked since the reaper's last round: in steady use
     /// each is taken within microseconds, so an empty lot says nothing of idleness.
     parked_lately: bool,
@@ -58,7 +67,9 @@ fn lots() -> MutexGuard<'static, HashMap<Scope, Lot>> {
 }
 
 /// Whether the guard letting go of `reserved` can park its session: parking is on,
-/// it is a pool's session, fit for reuse, with a runtime for its reaper, where no
+/// it is a pool's session, fit for reuse, whose client was not lent out (a body's
+/// statements may have left a transaction open or aborted, or a `SET`, which the
+/// next lock must not run into), with a runtime for its reaper, where no
 /// other guard of ours is (the guard's key is the only one reserved) and nothing
 /// else of ours may be held or asked for (it counts just this lock: an abandoned
 /// statement still on its way counts one more).
@@ -69,6 +80,7 @@ pub(super) fn may_park(session: &Arc<Session>, reserved: &Reserved) -> bool {
         && reserved.is_alone()
         && session.counts_one_lock()
         && session.is_reusable()
+        && !session.was_lent()
         && tokio::runtime::Handle::try_current().is_ok()
 }
 
@@ -84,12 +96,16 @@ pub(super) fn park(session: Arc<Session>, key: LockKey) {
         since: Instant::now(),
     });
     lot.parked_lately = true;
-    if lot.reaper.is_some() {
+    let alive = lot
+        .reaper_seen
+        .is_some_and(|seen| seen.elapsed() < REAPER_STALE);
+    if lot.reaper.is_some() && alive {
         return;
     }
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let number = NEXT.fetch_add(1, Ordering::Relaxed);
     lot.reaper = Some(number);
+    lot.reaper_seen = Some(Instant::now());
     drop(lots);
     // Made before the task, so that a reaper dropped unstarted (or with its
     // runtime) still gives up its lot.
@@ -148,6 +164,11 @@ async fn reap(scope: Scope, number: u64) {
 fn take_stale(scope: Scope, number: u64, idle: &mut u32) -> Option<Vec<Parked>> {
     let mut lots = lots();
     let lot = lots.get_mut(&scope)?;
+    if lot.reaper != Some(number) {
+        // Taken for stranded and replaced while this one was not driven.
+        return None;
+    }
+    lot.reaper_seen = Some(Instant::now());
     if std::mem::take(&mut lot.parked_lately) {
         *idle = 0;
     } else if lot.parked.is_empty() {
@@ -155,9 +176,7 @@ fn take_stale(scope: Scope, number: u64, idle: &mut u32) -> Option<Vec<Parked>> 
         if *idle < IDLE_ROUNDS {
             return Some(Vec::new());
         }
-        if lot.reaper == Some(number) {
-            lots.remove(&scope);
-        }
+        lots.remove(&scope);
         return None;
     }
     let (stale, fresh) = std::mem::take(&mut lot.parked)

@@ -1,0 +1,315 @@
+//! Batching on a lock session: the tries and unlocks that arrive together on a
+//! session go to the server as one statement ([`sql::BATCH`]). PostgreSQL walks a
+//! session's whole local lock table at the end of every statement's transaction, so
+//! on a session holding n locks each statement costs O(n); a batch pays that walk
+//! once for all its requests.
+//!
+//! One task per lock session sends the batches, one at a time and in arrival order;
+//! what arrives while a batch is in flight makes the next one. A batch never holds
+//! two requests for one key, so what a failed batch did for each request can be
+//! read in `pg_locks` afterwards: the requests it may have left undone are then sent
+//! alone, and each caller gets its own answer.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::Error;
+use crate::key::LockKey;
+use crate::lock::AdvisoryLock;
+use crate::mutex::lock_unpoisoned;
+use crate::session::Session;
+use crate::spawn::spawn_or_drop;
+use crate::sql::{self, BatchParams, Op};
+
+/// The server's answer to one request: whether the try was granted, or whether the
+/// unlocked key was held.
+pub(super) type Answer = Result<bool, Error>;
+
+/// At most this many requests in one statement: a batch failing in its last row is
+/// replayed alone request by request, which must stay short.
+const MAX_BATCH: usize = 512;
+
+/// The way into one lock session's batches. Cheap to clone; the session's task ends
+/// once every clone is dropped and the requests sent are answered.
+#[derive(Clone)]
+pub(super) struct Batcher {
+    queue: mpsc::UnboundedSender<Request>,
+    /// Unlocks queued and not answered yet, per key: a new request for such a key
+    /// must go to this session, behind the unlock, or it would find the key busy
+    /// with our own lock.
+    unlocking: Arc<Mutex<HashMap<LockKey, usize>>>,
+}
+
+struct Request {
+    op: Op,
+    lock: AdvisoryLock,
+    tell: oneshot::Sender<Answer>,
+}
+
+impl Batcher {
+    /// Starts the task that sends `session`'s batches.
+    pub(super) fn start(session: Arc<Session>) -> Batcher {
+        let (queue, requests) = mpsc::unbounded_channel();
+        let unlocking = Arc::new(Mutex::new(HashMap::new()));
+        let driver = Driver {
+            session,
+            requests,
+            backlog: VecDeque::new(),
+            unlocking: unlocking.clone(),
+        };
+        // Without a runtime no request can be sent either: each is answered lost.
+        spawn_or_drop(driver.run());
+        Batcher { queue, unlocking }
+    }
+
+    /// `pg_try_advisory_lock`, in the next batch. A caller that gives up before the
+    /// answer leaves nothing held: a lock granted to nobody is unlocked.
+    pub(super) async fn try_lock(&self, lock: &AdvisoryLock) -> Answer {
+        let answer = self.send(Op::Try, lock);
+        answer.await.unwrap_or_else(|_closed| lost(lock))
+    }
+
+    /// `pg_advisory_unlock`, queued now, in order with every request sent before
+    /// it; the answer may be awaited or dropped (a failure is then logged).
+    pub(super) fn unlock(&self, lock: &AdvisoryLock) -> oneshot::Receiver<Answer> {
+        *lock_unpoisoned(&self.unlocking)
+            .entry(lock.key())
+            .or_default() += 1;
+        self.send(Op::Unlock, lock)
+    }
+
+    /// Whether an unlock of `key` is queued here and not answered yet.
+    pub(super) fn is_unlocking(&self, key: LockKey) -> bool {
+        lock_unpoisoned(&self.unlocking).contains_key(&key)
+    }
+
+    fn send(&self, op: Op, lock: &AdvisoryLock) -> oneshot::Receiver<Answer> {
+        let (tell, answer) = oneshot::channel();
+        let request = Request {
+            op,
+            lock: lock.clone(),
+            tell,
+        };
+        if let Err(refused) = self.queue.send(request) {
+            let request = refused.0;
+            // Nobody listens when the caller dropped the answer already.
+            let _unheard = request.tell.send(lost(&request.lock));
+        }
+        answer
+    }
+}
+
+fn lost(lock: &AdvisoryLock) -> Answer {
+    Err(Error::LockLost {
+        lock: lock.id().clone(),
+    })
+}
+
+/// The task sending one session's batches.
+struct Driver {
+    session: Arc<Session>,
+    requests: mpsc::UnboundedReceiver<Request>,
+    /// Requests to send before any new one: one kept out of the last batch (its key
+    /// was in it already), and unlocks of locks granted to callers that gave up.
+    backlog: VecDeque<Request>,
+    unlocking: Arc<Mutex<HashMap<LockKey, usize>>>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        while let Some(batch) = self.next_batch().await {
+            self.send(batch).await;
+        }
+    }
+
+    /// The requests waiting now, in order, up to the first repeated key.
+    async fn next_batch(&mut self) -> Option<Vec<Request>> {
+        let first = match self.backlog.pop_front() {
+            Some(request) => request,
+            None => self.requests.recv().await?,
+        };
+        let mut keys = HashSet::from([first.lock.key()]);
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            let next = match self.backlog.pop_front() {
+                Some(request) => request,
+                None => match self.requests.try_recv() {
+                    Ok(request) => request,
+                    Err(_empty) => break,
+                },
+            };
+            if !keys.insert(next.lock.key()) {
+                self.backlog.push_front(next);
+                break;
+            }
+            batch.push(next);
+        }
+        Some(batch)
+    }
+
+    async fn send(&mut self, batch: Vec<Request>) {
+        for request in &batch {
+            if request.op == Op::Try {
+                self.session.count_possible_hold();
+            }
+        }
+        let answers = match run_batch(&self.session, &batch).await {
+            Ok(answers) => answers,
+            Err(error) => {
+                let error = Error::from_db(batch[0].lock.id(), error);
+                if batch.len() == 1 || error.leaves_doubt() {
+                    return self.failed(batch, error);
+                }
+                tracing::debug!(%error, requests = batch.len(), "a batch failed; sending its requests alone");
+                vec![None; batch.len()]
+            }
+        };
+        let mut unknown = Vec::new();
+        for (request, answer) in batch.into_iter().zip(answers) {
+            match answer {
+                Some(granted) => self.settle(request, Ok(granted)),
+                None => unknown.push(request),
+            }
+        }
+        for request in unknown {
+            self.send_alone(request).await;
+        }
+    }
+
+    /// A batch that failed as a whole: its first request gets the error. When the
+    /// error leaves the session in doubt (a cancel, a lost connection), the session
+    /// is retired, which frees every lock on it, and the other requests are answered
+    /// lost.
+    fn failed(&mut self, batch: Vec<Request>, error: Error) {
+        let mut requests = batch.into_iter();
+        if let Some(first) = requests.next() {
+            self.settle(first, Err(error));
+        }
+        for request in requests {
+            let answer = lost(&request.lock);
+            self.tell(request, answer);
+        }
+    }
+
+    /// A request of a failed batch, which may or may not have done it (session
+    /// locks ignore the rollback of the failed statement), sent again alone. The
+    /// batch is read back without `pg_locks`, which a full lock table would refuse
+    /// to read: an unlock tells. Before the batch this session held an unlocked key
+    /// once and a tried key not at all (the table asks for a key on one session at a
+    /// time, and a batch has one request per key); so an unlock answered "not held"
+    /// was done by the batch, and a try is undone, if the batch granted it, and
+    /// asked again.
+    async fn send_alone(&mut self, request: Request) {
+        let unlock = Request {
+            op: Op::Unlock,
+            lock: request.lock.clone(),
+            tell: oneshot::channel().0,
+        };
+        let unlocked = self.ask_alone(&unlock).await;
+        let answer = match (request.op, unlocked) {
+            (_, Err(error)) => Err(error),
+            (Op::Unlock, Ok(_held_still)) => Ok(true),
+            (_, Ok(_granted_by_the_batch)) => self.ask_alone(&request).await,
+        };
+        self.settle(request, answer);
+    }
+
+    /// Sends `request` as a batch of its own.
+    async fn ask_alone(&self, request: &Request) -> Answer {
+        match run_batch(&self.session, std::slice::from_ref(request)).await {
+            Ok(answers) => match answers.first().copied().flatten() {
+                Some(answer) => Ok(answer),
+                None => {
+                    // An answer without the request's row: what it did is unknown.
+                    self.session.retire();
+                    lost(&request.lock)
+                }
+            },
+            Err(error) => Err(Error::from_db(request.lock.id(), error)),
+        }
+    }
+
+    /// Hands `answer` to the request's caller, keeping the session's count of
+    /// possible holds right.
+    fn settle(&mut self, request: Request, answer: Answer) {
+        match (&answer, request.op) {
+            (Ok(false), Op::Try) | (Ok(true), Op::Unlock) => self.session.discount_possible_hold(),
+            // The server refused the try: nothing was granted.
+            (Err(error), Op::Try) if !error.leaves_doubt() => self.session.discount_possible_hold(),
+            (Err(error), _) if error.leaves_doubt() => self.session.retire(),
+            _ => {}
+        }
+        self.tell(request, answer);
+    }
+
+    /// Hands `answer` to the request's caller. A lock granted to a caller that gave
+    /// up is unlocked.
+    fn tell(&mut self, request: Request, answer: Answer) {
+        let Request { op, lock, tell } = request;
+        if op == Op::Unlock {
+            self.unlocked(lock.key());
+        }
+        let Err(unheard) = tell.send(answer) else {
+            return;
+        };
+        match (op, unheard) {
+            (Op::Try, Ok(true)) => {
+                *lock_unpoisoned(&self.unlocking)
+                    .entry(lock.key())
+                    .or_default() += 1;
+                let (tell, _nobody) = oneshot::channel();
+                self.backlog.push_back(Request {
+                    op: Op::Unlock,
+                    lock,
+                    tell,
+                });
+            }
+            (Op::Unlock, Ok(false)) => {
+                tracing::warn!(lock = %lock.id(), "unlocked a lock the session did not hold");
+            }
+            (_, Err(error)) => {
+                tracing::warn!(lock = %lock.id(), %error, "a lock session's request failed with nobody waiting");
+            }
+            _ => {}
+        }
+    }
+
+    fn unlocked(&self, key: LockKey) {
+        let mut unlocking = lock_unpoisoned(&self.unlocking);
+        if let Some(count) = unlocking.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                unlocking.remove(&key);
+            }
+        }
+    }
+}
+
+/// Sends `batch` as one statement: each request's answer, `None` where the server's
+/// rows did not give one.
+async fn run_batch(
+    session: &Session,
+    batch: &[Request],
+) -> Result<Vec<Option<bool>>, tokio_postgres::Error> {
+    let statement = session
+        .client()
+        .prepare_typed_cached(sql::BATCH, &sql::BATCH_TYPES)
+        .await?;
+    let mut params = BatchParams::default();
+    for request in batch {
+        params.push(request.op, &request.lock);
+    }
+    let rows = session.client().query(&statement, &params.params()).await?;
+    let mut answers = vec![None; batch.len()];
+    for row in rows {
+        let (Ok(n), Ok(answer)) = (row.try_get::<_, i64>(0), row.try_get::<_, bool>(1)) else {
+            continue;
+        };
+        if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| answers.get_mut(i)) {
+            *slot = Some(answer);
+        }
+    }
+    Ok(answers)
+}

@@ -1,0 +1,271 @@
+//! The Locker at scale against the live server: where a new lock goes (the lock
+//! session holding fewest); 5,000 locks taken and released together in few
+//! statements (counted by `pg_stat_statements`); and a batch failing in its middle
+//! (the lock table fills), where each caller still gets its own answer and nothing
+//! is left held.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{named_pool, unique};
+use pglock::{AdvisoryLock, LockKey, Locker, LockerGuard};
+
+/// The advisory locks held by the backends of `application`, as key → pid.
+async fn holders_by_key(observer: &tokio_postgres::Client, application: &str) -> HashMap<i64, i32> {
+    observer
+        .query(
+            "SELECT (l.classid::int8 << 32) | l.objid::int8, l.pid FROM pg_locks l \
+               JOIN pg_stat_activity a ON a.pid = l.pid \
+              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+                AND a.application_name = $1",
+            &[&application],
+        )
+        .await
+        .expect("pg_locks")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+/// How many locks each backend in `by_key` holds, sorted.
+fn counts(by_key: &HashMap<i64, i32>) -> Vec<usize> {
+    let mut per_pid: HashMap<i32, usize> = HashMap::new();
+    for pid in by_key.values() {
+        *per_pid.entry(*pid).or_default() += 1;
+    }
+    let mut counts: Vec<usize> = per_pid.into_values().collect();
+    counts.sort_unstable();
+    counts
+}
+
+async fn take(locker: &Locker, keys: std::ops::Range<i64>) -> Vec<(i64, LockerGuard)> {
+    let mut guards = Vec::new();
+    for key in keys {
+        let guard = AdvisoryLock::new(LockKey::BigInt(key))
+            .try_acquire(locker)
+            .await
+            .expect("a free key");
+        guards.push((key, guard));
+    }
+    guards
+}
+
+/// Polls `pg_locks` until `application`'s backends hold exactly `expected` locks.
+async fn held_becomes(
+    observer: &tokio_postgres::Client,
+    application: &str,
+    expected: usize,
+) -> HashMap<i64, i32> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let held = holders_by_key(observer, application).await;
+        if held.len() == expected {
+            return held;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} locks held, {expected} expected",
+            held.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_new_lock_goes_on_the_session_holding_fewest() {
+    let application = unique("placement");
+    let locker = Locker::builder(named_pool(8, &application))
+        .sessions(4)
+        .build();
+    let observer = common::observer().await;
+    let base = 1_i64 << 40 | i64::from(std::process::id()) << 8;
+
+    let mut guards = take(&locker, base..base + 40).await;
+    let placed = held_becomes(&observer, &application, 40).await;
+    assert_eq!(
+        counts(&placed),
+        [10, 10, 10, 10],
+        "spread evenly: {placed:?}"
+    );
+    assert_eq!(locker.locks_per_session(), [10, 10, 10, 10]);
+
+    // Empty one session: the next ten locks all go there.
+    let emptied = placed[&base];
+    guards.retain(|(key, _)| placed[key] != emptied);
+    held_becomes(&observer, &application, 30).await;
+    let more = take(&locker, base + 40..base + 50).await;
+    let placed = held_becomes(&observer, &application, 40).await;
+    for (key, _) in &more {
+        assert_eq!(
+            placed[key], emptied,
+            "key {key} went on the emptied session"
+        );
+    }
+    drop((guards, more));
+    held_becomes(&observer, &application, 0).await;
+}
+
+/// Calls of statements whose text contains `text`, as `pg_stat_statements` counts them.
+async fn calls(client: &tokio_postgres::Client, text: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_statements WHERE strpos(query, $1) > 0",
+            &[&text],
+        )
+        .await
+        .expect("pg_stat_statements")
+        .get(0)
+}
+
+/// Advisory locks granted to anyone.
+async fn advisory_held(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+            &[],
+        )
+        .await
+        .expect("pg_locks")
+        .get(0)
+}
+
+/// Polls until `advisory_held` is `expected`.
+async fn advisory_held_becomes(client: &tokio_postgres::Client, expected: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let held = advisory_held(client).await;
+        if held == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{held} advisory locks held, {expected} expected"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Takes `keys` through `locker` all at once, each in a task of its own.
+async fn take_concurrently(
+    locker: &Locker,
+    keys: impl Iterator<Item = LockKey>,
+) -> Vec<Result<LockerGuard, pglock::Error>> {
+    let tasks: Vec<_> = keys
+        .map(|key| {
+            let locker = locker.clone();
+            tokio::spawn(async move { AdvisoryLock::new(key).try_acquire(&locker).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("the task ran"));
+    }
+    answers
+}
+
+/// What tells the Locker's batch statement from every other statement.
+const BATCH_TEXT: &str = "pg_catalog.unnest($1::int2[])";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_locks_taken_together_go_in_few_statements() {
+    let cluster = pglock::testdb::Cluster::builder()
+        .setting("shared_preload_libraries", "pg_stat_statements")
+        .start()
+        .expect("a cluster with pg_stat_statements (PostgreSQL's contrib extension)");
+    let observer = cluster.db().connect().await.expect("observer");
+    observer
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .expect("the extension");
+    // The counter counts single statements one by one (the control of the count).
+    observer
+        .execute("SELECT pg_stat_statements_reset()", &[])
+        .await
+        .unwrap();
+    for key in 0..100_i64 {
+        observer
+            .execute("SELECT pg_advisory_unlock($1::int8) /* control */", &[&key])
+            .await
+            .unwrap();
+    }
+    assert_eq!(calls(&observer, "/* control */").await, 100);
+
+    let locker = Locker::new(cluster.db().pool(4));
+    observer
+        .execute("SELECT pg_stat_statements_reset()", &[])
+        .await
+        .unwrap();
+    let keys = || (0..5_000).map(|k| LockKey::Pair(7, k));
+    let guards: Vec<LockerGuard> = take_concurrently(&locker, keys())
+        .await
+        .into_iter()
+        .map(|answer| answer.expect("a free key"))
+        .collect();
+    assert_eq!(advisory_held(&observer).await, 5_000, "every lock held");
+    drop(guards);
+    advisory_held_becomes(&observer, 0).await;
+
+    let batches = calls(&observer, BATCH_TEXT).await;
+    let singles = calls(&observer, "advisory").await - batches;
+    println!("10,000 requests in {batches} batch statements and {singles} others");
+    assert!(batches >= 2, "both the tries and the unlocks were batched");
+    assert!(
+        batches + singles <= 1_000,
+        "10,000 requests went in {batches} batches and {singles} single statements"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_batch_past_the_lock_table_each_caller_gets_its_own_answer() {
+    let cluster = pglock::testdb::Cluster::start_with(&[
+        ("max_locks_per_transaction", "10"),
+        ("max_connections", "20"),
+    ])
+    .unwrap();
+    let locker = Locker::builder(cluster.db().pool(2)).sessions(1).build();
+    let observer = cluster.db().connect().await.unwrap();
+    let mut held = Vec::new();
+    loop {
+        match AdvisoryLock::new(LockKey::Pair(1, held.len() as i32))
+            .try_acquire(&locker)
+            .await
+        {
+            Ok(guard) => held.push(guard),
+            Err(pglock::Error::LockTableFull { .. }) => break,
+            Err(error) => panic!("{error}"),
+        }
+    }
+    // Room for a few more: a burst of tries then has to fail in its middle.
+    held.truncate(held.len() - 20);
+    advisory_held_becomes(&observer, held.len() as i64).await;
+
+    let answers = take_concurrently(&locker, (0..200).map(|k| LockKey::Pair(2, k))).await;
+    let mut granted = Vec::new();
+    let mut full = 0;
+    for answer in answers {
+        match answer {
+            Ok(guard) => granted.push(guard),
+            Err(pglock::Error::LockTableFull { .. }) => full += 1,
+            Err(error) => panic!(
+                "each caller gets its own answer, not {error:?}; server log: {}",
+                std::fs::read_to_string(cluster.data_dir().join("../server.log"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+    println!("{} granted, {full} refused", granted.len());
+    assert!(
+        !granted.is_empty() && full > 0,
+        "the burst filled the table"
+    );
+    assert_eq!(
+        advisory_held(&observer).await,
+        (held.len() + granted.len()) as i64,
+        "held exactly by the callers told so"
+    );
+    assert!(granted.iter().chain(&held).all(|g| !g.is_lost()));
+    drop((held, granted));
+    advisory_held_becomes(&observer, 0).await;
+}
