@@ -19,12 +19,26 @@ use common::Foreign;
 use pglock::{AdvisoryLock, LockKey, LockSource, Locker};
 use tokio::task::JoinHandle;
 
-async fn contend(name: &str, tasks: usize, seconds: u64, unbounded: bool) -> tokio::process::Child {
-    tokio::process::Command::new(common::example_binary("locker_contend"))
+/// Two `examples/locker_contend` processes for `name`, started back to back (the
+/// example is built first: a build between the two starts would give the first a
+/// head start of its own, which the control would take for starvation or hide it).
+fn contend_pair(name: &str, seconds: u64, unbounded: bool) -> [tokio::process::Child; 2] {
+    let binary = common::example_binary("locker_contend");
+    [0, 1].map(|_| contend(&binary, name, seconds, unbounded))
+}
+
+fn contend(
+    binary: &std::path::Path,
+    name: &str,
+    seconds: u64,
+    unbounded: bool,
+) -> tokio::process::Child {
+    const TASKS: usize = 8;
+    tokio::process::Command::new(binary)
         .args([
             pglock::testdb::shared().url(),
             name,
-            &tasks.to_string(),
+            &TASKS.to_string(),
             &seconds.to_string(),
         ])
         .args(unbounded.then_some("unbounded"))
@@ -53,10 +67,7 @@ async fn entries(child: tokio::process::Child) -> u64 {
 async fn two_processes_of_eight_tasks_both_make_progress() {
     let _alone = ONE_CONTENTION_AT_A_TIME.lock().await;
     let name = common::unique("fairness");
-    let (a, b) = (
-        contend(&name, 8, 5, false).await,
-        contend(&name, 8, 5, false).await,
-    );
+    let [a, b] = contend_pair(&name, 5, false);
     let (a, b) = (entries(a).await, entries(b).await);
     let total = a + b;
     println!("entries: {a} and {b}");
@@ -73,10 +84,7 @@ async fn two_processes_of_eight_tasks_both_make_progress() {
 async fn control_without_a_handoff_limit_one_process_starves() {
     let _alone = ONE_CONTENTION_AT_A_TIME.lock().await;
     let name = common::unique("unfair");
-    let (a, b) = (
-        contend(&name, 8, 3, true).await,
-        contend(&name, 8, 3, true).await,
-    );
+    let [a, b] = contend_pair(&name, 3, true);
     let (a, b) = (entries(a).await, entries(b).await);
     println!("entries: {a} and {b}");
     assert!(
