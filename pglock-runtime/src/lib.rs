@@ -9,20 +9,26 @@
 //! | module | its one job |
 //! |---|---|
 //! | `private/` | the door generated code uses (`__private`); nothing else imports it |
+//! | `leadership/` | `Leadership` and `Term`: campaign, lead while the lock is held, hand over |
 //! | `acquire`, `xact` | the public acquire methods, for session and transaction locks |
-//! | `source`, `locker/` | lock sources: a `Pool` (a session each) and the `Locker` (shared sessions, in-process table) |
+//! | `source`, `locker/` | lock sources: a `Pool` (a session each) and the `Locker` (shared sessions; its in-process table, batches, placement, and deadlock detection in and across processes) |
 //! | `context` | what the current annotated body holds: re-entrancy, conflicts → `WouldDeadlock` or `Busy` |
 //! | `guard` | `LockGuard`: the held lock, released on drop |
+//! | `fence`, `hold` | fencing tokens taken after the grant; `hold_at_least`, the release kept back |
+//! | `holders` | who holds or waits for a key, as `pg_locks` says |
 //! | `wait` | waiting in the server's queue, cancel-safely |
 //! | `release` | unlocks the caller does not wait for: parked sessions whose unlock the next lock reads, the reaper, and the queued-unlock reuse of a session |
-//! | `session` | a pooled connection holding locks: back to the pool only when known clean |
+//! | `session` | a pooled connection holding locks: back to the pool only when known clean; its queued unlock; retired when in doubt about what it holds |
 //! | `loss` | noticing that a session holding locks is gone |
 //! | `in_flight` | a statement sent and not answered yet, cleaned up if dropped |
 //! | `sql` | every statement text, bind parameters and `pg_locks` key columns |
 //! | `patience` | how long to wait: `Try`, `Forever` or `Until` a deadline |
-//! | `error`, `trace` | the one `Error` enum; what is told to `tracing` |
+//! | `error`, `trace`, `metrics` | the one `Error` enum; what is told to `tracing` (events and spans) and, with the `metrics` feature, to `metrics` |
 //! | `lock`, `key`, `scope` | the lock's identity (`AdvisoryLock`, `LockKey`), and who owns a session |
 //! | `drop_guard`, `spawn`, `mutex` | small tools: armed-until-used, spawn-if-a-runtime, poison-tolerant locking |
+//!
+//! Apart from the list: `testdb` (feature `testdb`), the throwaway PostgreSQL
+//! cluster and PgBouncer of the tests and examples; only tests import it.
 
 #![warn(missing_docs)]
 

@@ -301,7 +301,16 @@ async fn run_batch(
     for request in batch {
         params.push(request.op, &request.lock);
     }
-    let rows = session.client().query(&statement, &params.params()).await?;
+    // Polled in this order, the pid query (once per session) goes out with the
+    // batch, in its round trip: the lock session's backend is what deadlock
+    // detection across processes announces as the holder of its keys.
+    let params = params.params();
+    let ((), rows) = futures_util::future::join(
+        session.learn_pid(),
+        session.client().query(&statement, &params),
+    )
+    .await;
+    let rows = rows?;
     let mut answers = vec![None; batch.len()];
     for row in rows {
         let (Ok(n), Ok(answer)) = (row.try_get::<_, i64>(0), row.try_get::<_, bool>(1)) else {
