@@ -310,24 +310,9 @@ async fn an_unlock_failing_with_the_next_statement_is_reported_and_its_session_c
     );
 
     drop(next);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let alive: bool = observer
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)",
-                &[&first_pid],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if !alive {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the session in doubt was kept"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        common::backend_gone_within(&observer, first_pid, Duration::from_secs(5)).await,
+        "the session in doubt was kept"
+    );
     assert!(gone_within(&observer, lock.key(), SECOND).await.is_empty());
 }

@@ -70,23 +70,8 @@ async fn a_failed_queued_unlock_is_logged_and_its_connection_discarded() {
     );
 
     // (b) discarded: its backend is gone from the server, not idle in some pool.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let alive: bool = observer
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)",
-                &[&locked_pid],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if !alive {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "backend {locked_pid} is still connected 5 s after its unlock failed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        common::backend_gone_within(&observer, locked_pid, Duration::from_secs(5)).await,
+        "backend {locked_pid} is still connected 5 s after its unlock failed"
+    );
 }

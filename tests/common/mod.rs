@@ -19,7 +19,8 @@ pub use examples::example_binary;
 pub(crate) use exit::{leave, Exit};
 pub use foreign::Foreign;
 pub use pg_locks::{
-    advisory_locks_of, assert_held_by_at_least, assert_released_within_1s, assert_waiting, columns,
-    gone_within, holders, lock_rows, locks_of, waiter_within, LockRow,
+    advisory_locks_of, assert_held_by_at_least, assert_released_within_1s, assert_waiting,
+    backend_gone_within, columns, gone_within, holders, lock_rows, locks_of, waiter_within,
+    LockRow,
 };
 pub use server::{named_pool, observer, pool, unique};

@@ -115,6 +115,29 @@ pub async fn gone_within(observer: &Client, key: LockKey, within: Duration) -> V
         .unwrap_or_default()
 }
 
+/// Polls `pg_stat_activity` until backend `pid` has left the server, for at most
+/// `within`; whether it did (a session closed, not kept idle in some pool).
+pub async fn backend_gone_within(observer: &Client, pid: i32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        let alive: bool = observer
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)",
+                &[&pid],
+            )
+            .await
+            .expect("read pg_stat_activity")
+            .get(0);
+        if !alive {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Fails the test unless nobody holds or waits for `key` within one second (a
 /// bound on the server's view, not a speed test).
 pub async fn assert_released_within_1s(observer: &Client, key: LockKey, what: &str) {
