@@ -313,7 +313,7 @@ async fn two_lockers_of_one_process_end_their_cycle_and_leave_no_waiter() {
 
 const KEYS: usize = 10;
 const TASKS: usize = 64;
-const RUN_FOR: Duration = Duration::from_secs(5);
+const RUN_FOR: Duration = Duration::from_secs(10);
 
 /// Three keys, in the global order.
 struct Three {
@@ -351,9 +351,9 @@ fn ordered_three(keys: &[String], seed: usize) -> Three {
 }
 
 /// No false positive: 64 tasks on two Lockers (so they meet in the server, where
-/// waits announce and check) take 3 of 10 keys in one global order for 5 s; waits
+/// waits announce and check) take 3 of 10 keys in one global order for 10 s; waits
 /// last longer than `deadlock_timeout` (checked in `pg_locks`), and none reports a
-/// deadlock. 5 s rather than the 10 s, to keep the suite's time.
+/// deadlock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_in_one_global_order_across_two_lockers_never_report_a_deadlock() {
     let pool = cluster().db().pool(40);
