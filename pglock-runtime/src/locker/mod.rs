@@ -351,7 +351,9 @@ impl Inner {
                 Admission::AskServer(ticket) => break ticket,
                 Admission::Queued(turn) => {
                     let _waiting = self.deadlocks.wait_starts(&held, lock, patience)?;
-                    break self.wait_in_process(lock, turn, patience).await?;
+                    let turn = self.wait_in_process(lock, turn, patience);
+                    break Box::pin(self.deadlocks.wait_behind(&self.pool, &held, lock, patience, turn))
+                        .await?;
                 }
             }
         };

@@ -84,6 +84,8 @@ impl Deadlocks {
         lock: &AdvisoryLock,
         patience: Patience,
     ) -> Result<(), Error> {
+        // Tasks queued in the process behind this wait watch through it.
+        let _known = self.in_server.waits(lock, session, self.graph.is_some());
         let holds = self.holds_of(held);
         if holds.is_empty() || !patience.waits() {
             return wait_for(session, lock, patience).await;
@@ -105,7 +107,7 @@ impl Deadlocks {
     }
 
     /// The server's settings, read on `session` the first time.
-    async fn settings(&self, session: &Session) -> Settings {
+    pub(super) async fn settings(&self, session: &Session) -> Settings {
         *self
             .settings
             .get_or_init(|| async {
@@ -158,7 +160,7 @@ async fn watch(pool: &Pool, session: &Session, lock: &AdvisoryLock, period: Dura
     }
 }
 
-async fn check(pool: &Pool, period: Duration) -> Result<Waits, String> {
+pub(super) async fn check(pool: &Pool, period: Duration) -> Result<Waits, String> {
     let client = tokio::time::timeout(period, pool.get())
         .await
         .map_err(|_| "no pool connection free".to_owned())?
@@ -272,6 +274,44 @@ impl Waits {
     }
 }
 
+impl Waits {
+    /// A cycle through a task of this process that waits *in the process* for the
+    /// key `proxy` (this process's wait in the server) waits for, while holding
+    /// `holds`: from `proxy`, through the waiters that block it, to a waiter for a
+    /// key one of `holds` has where `pg_locks` shows it. Nobody announces those
+    /// holds, so only that task can see such a cycle, and it is the one to give up.
+    /// The cycle's waiters, starting with `proxy`.
+    pub(super) fn cycle_behind(&self, proxy: i32, holds: &HashSet<Announced>) -> Option<Vec<i32>> {
+        let blocked_by_me = |at: i32| {
+            let Some(key) = self.waiting.get(&at) else {
+                return false;
+            };
+            let holders = self.holders.get(key).map(Vec::as_slice).unwrap_or(&[]);
+            holders.iter().any(|&holder| {
+                holds.contains(&Announced {
+                    key: *key,
+                    holder,
+                })
+            })
+        };
+        self.waiting.get(&proxy)?;
+        let mut came_from: HashMap<i32, i32> = HashMap::from([(proxy, proxy)]);
+        let mut frontier = vec![proxy];
+        while let Some(at) = frontier.pop() {
+            if blocked_by_me(at) {
+                return Some(path(proxy, at, &came_from));
+            }
+            for next in self.blockers(at) {
+                if let std::collections::hash_map::Entry::Vacant(entry) = came_from.entry(next) {
+                    entry.insert(at);
+                    frontier.push(next);
+                }
+            }
+        }
+        None
+    }
+}
+
 fn path(me: i32, last: i32, came_from: &HashMap<i32, i32>) -> Vec<i32> {
     let mut cycle = vec![last];
     let mut at = last;
@@ -284,7 +324,7 @@ fn path(me: i32, last: i32, came_from: &HashMap<i32, i32>) -> Vec<i32> {
 }
 
 /// The error for this wait, told to `tracing` with every waiter on the cycle.
-fn deadlock(lock: &AdvisoryLock, waits: &Waits, cycle: &[i32]) -> Error {
+pub(super) fn deadlock(lock: &AdvisoryLock, waits: &Waits, cycle: &[i32]) -> Error {
     let described: Vec<String> = cycle
         .iter()
         .map(|pid| {
