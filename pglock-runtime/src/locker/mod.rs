@@ -10,7 +10,7 @@
 //! every other lock of a shared session), while the rest wait in the process.
 
 mod batch;
-mod deadlock;
+pub(crate) mod deadlock;
 mod guard;
 mod sessions;
 mod table;
