@@ -6,7 +6,7 @@ mod common;
 
 use common::{pglock, raw_of_bigint, raw_of_name, stdout, Db, Psql};
 use pglock_runtime::testdb::Cluster;
-use pglock_runtime::{AdvisoryLock, LockKey};
+use pglock_runtime::{AdvisoryLock, LockKey, Locker};
 use serde_json::Value;
 
 fn lock_sql(name: &str) -> String {
@@ -277,14 +277,15 @@ fn statement_of(db: &Db, pid: i32) -> (String, String, String) {
     (row.get(0), row.get(1), row.get(2))
 }
 
-/// Waits until `pid` has run a statement started after `since` and is idle again
-/// (`state`): the keepalive ping, on a session nothing else uses.
+/// Waits until `pid`, in `state`, last ran a statement started after `since` that is
+/// no `SELECT`: the keepalive ping (pglock's other statements on a lock's session, and
+/// the tests', are all `SELECT`s), whatever it says.
 fn wait_for_a_ping(db: &Db, pid: i32, since: &str, state: &str) {
     db.wait_until(
         "the keepalive pinged the idle session",
         &format!(
             "SELECT query_start > '{since}'::timestamptz AND state = '{state}' \
-             FROM pg_stat_activity WHERE pid = {pid}"
+             AND query NOT LIKE 'SELECT%' FROM pg_stat_activity WHERE pid = {pid}"
         ),
     );
 }
@@ -361,6 +362,79 @@ fn a_long_held_lock_keeps_its_name_and_site() {
         .block_on(guard.batch_execute("ROLLBACK"))
         .expect("rollback");
     db.runtime.block_on(guard.release()).expect("release");
+    drop(lost);
+}
+
+/// The pid of the session that holds (`granted`) or waits for the advisory lock `raw`.
+fn pid_on(db: &Db, raw: (u32, u32, i32), granted: bool) -> i32 {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid::int8 = {} \
+         AND objid::int8 = {} AND objsubid = {} AND granted = {granted})",
+        raw.0, raw.1, raw.2
+    );
+    db.wait_until(&format!("a session on {raw:?}, granted={granted}"), &sql);
+    let row = db
+        .runtime
+        .block_on(db.client.query_one(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::int8 = $1 \
+             AND objid::int8 = $2 AND objsubid = $3 AND granted = $4",
+            &[
+                &i64::from(raw.0),
+                &i64::from(raw.1),
+                &(raw.2 as i16),
+                &granted,
+            ],
+        ))
+        .expect("read pg_locks");
+    row.get(0)
+}
+
+/// A Locker lock that had to wait in the server's queue lives on a session of its
+/// own, whose pings name it as a pool guard's do.
+#[test]
+fn a_contended_locker_lock_keeps_its_name_and_site() {
+    let db = Db::shared();
+    let name = "cli-long-held-locker";
+    let key = LockKey::from_name(name);
+    let raw = raw_of_name(name);
+    let first = Psql::start(&db.url, "cli-locker-first", &lock_sql(name));
+    db.wait_lock(db.pid_of("cli-locker-first"), raw, true);
+    let locker = Locker::new(pglock_runtime::testdb::shared().pool(4));
+    let lock = AdvisoryLock::from_static(name, key);
+    let line = line!() + 2;
+    let acquiring = async move {
+        let guard = lock.acquire(&locker).await;
+        guard.map(|guard| (locker, guard))
+    };
+    let acquiring = db.runtime.spawn(acquiring);
+    let waiter = pid_on(&db, raw, false);
+    drop(first);
+    let (_locker, guard) = db
+        .runtime
+        .block_on(acquiring)
+        .expect("the task")
+        .expect("acquire once psql is gone");
+    assert_eq!(pid_on(&db, raw, true), waiter, "held where it waited");
+    let lost = {
+        let _runtime = db.runtime.enter();
+        guard.lost()
+    };
+
+    let (_, _, since) = statement_of(&db, waiter);
+    wait_for_a_ping(&db, waiter, &since, "idle");
+    let (_, ping, _) = statement_of(&db, waiter);
+    assert!(
+        ping.starts_with("/* pglock: `cli-long-held-locker` at "),
+        "{ping:?}"
+    );
+    let (shown_name, shown_site) = json_name_and_site(&db, key);
+    assert_eq!(shown_name, name);
+    let location = shown_site["location"].as_str().unwrap_or_default();
+    assert!(
+        location.ends_with(&format!("tests/ls.rs:{line}")),
+        "{shown_site}"
+    );
+    drop(guard);
     drop(lost);
 }
 

@@ -69,6 +69,9 @@ pub(crate) struct Session {
     lent: AtomicBool,
     /// The keepalive bound the loss watch was started with, if it was.
     watched: OnceLock<Duration>,
+    /// The comment of the one lock a session opened to wait for it holds (a Locker's
+    /// wait in the server's queue), for the pings of a session with nothing reserved.
+    alone: OnceLock<Option<sql::Comment>>,
 }
 
 /// One key reserved on a session, with the comment of its lock's statements, which
@@ -136,6 +139,7 @@ impl Session {
             queued: Mutex::new(None),
             lent: AtomicBool::new(false),
             watched: OnceLock::new(),
+            alone: OnceLock::new(),
         }))
     }
 
@@ -180,7 +184,7 @@ impl Session {
         self.reserve_if(lock, |reserved| reserved.iter().all(|r| r.key != key))
     }
 
-    /// Reserves `key` on this session only if no one of ours holds anything here:
+    /// Reserves `lock`'s key on this session only if no one of ours holds anything here:
     /// for a session picked up because an unlock is queued on it, which must not
     /// belong to a lock still held (an enclosing body's, say).
     pub(crate) fn reserve_alone(self: &Arc<Self>, lock: &AdvisoryLock) -> Option<Reserved> {
@@ -492,15 +496,22 @@ impl Session {
         matches!(row, Ok(Some(row)) if row.get::<_, Option<bool>>(0) == Some(true))
     }
 
+    /// This session was opened to wait for `lock` alone, and holds it now: its pings
+    /// name it (see [`Session::ping_text`]).
+    pub(crate) fn holds_alone(&self, lock: &AdvisoryLock) {
+        let _first = self.alone.set(sql::Comment::of(lock));
+    }
+
     /// The keepalive ping: the comment of the lock statement of the key reserved
-    /// last (the innermost of nested locks sharing this session), so that a lock
-    /// held for hours still shows its name and call site in
-    /// `pg_stat_activity.query`, which a ping would otherwise blank out. Empty when
-    /// nothing is reserved: a Locker's session holds many locks at once and takes
-    /// them in batches, whose statements name no lock either.
+    /// last (the innermost of nested locks sharing this session), or of the lock
+    /// the session [holds alone](Session::holds_alone), so that a lock held for hours
+    /// still shows its name and call site in `pg_stat_activity.query`, which a ping
+    /// would otherwise blank out. Empty otherwise: a Locker's lock session holds many
+    /// locks at once and takes them in batches, whose statements name no lock either.
     fn ping_text(&self) -> String {
         let reserved = self.reserved();
         let comment = reserved.iter().rev().find_map(|r| r.comment);
+        let comment = comment.or_else(|| self.alone.get().copied().flatten());
         comment.map(|c| c.to_string()).unwrap_or_default()
     }
 
