@@ -53,8 +53,7 @@ async fn session_for(
     patience: Patience,
 ) -> Result<Reserved, Error> {
     let id = PoolId::of(pool);
-    let key = lock.key();
-    if let Some(reserved) = held.session_of(id).and_then(|s| s.reserve(key)) {
+    if let Some(reserved) = held.session_of(id).and_then(|s| s.reserve(lock)) {
         return Ok(reserved);
     }
     if let Some(session) = release::take_pool_session_for(Scope::Pool(id), lock) {
@@ -63,13 +62,15 @@ async fn session_for(
         // a fresh session answers Busy, rightly).
         let unlock = sql::statement(Op::Unlock, lock);
         if patience.waits() || Box::pin(session.runs_at_most(&unlock)).await {
-            if let Some(reserved) = session.reserve_alone(key) {
+            if let Some(reserved) = session.reserve_alone(lock) {
                 return Ok(reserved);
             }
         }
     }
     let session = Session::checkout(pool, lock).await?;
-    Ok(session.reserve(key).expect("a fresh session holds nothing"))
+    Ok(session
+        .reserve(lock)
+        .expect("a fresh session holds nothing"))
 }
 
 impl LockSource for Pool {

@@ -5,6 +5,7 @@
 //! search_path cannot put another `pg_advisory_lock` (or `=`) in front of the server's.
 
 use std::borrow::Cow;
+use std::panic::Location;
 
 #[cfg(any(test, feature = "testdb"))]
 pub(crate) mod lint;
@@ -12,7 +13,7 @@ pub(crate) mod lint;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::key::LockKey;
-use crate::lock::{AdvisoryLock, LockMode};
+use crate::lock::{AdvisoryLock, CallSite, LockMode};
 
 /// What a statement does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,27 +86,67 @@ pub(crate) fn statement(op: Op, lock: &AdvisoryLock) -> Cow<'static, str> {
     if op == Op::Unlock {
         return Cow::Borrowed(text);
     }
-    // The name goes into the comment only when it is fixed at compile time: names
-    // formatted at run time (`order:7`) would make a new statement text, to prepare
-    // again, for every key. pg_locks and `holders` show the key itself.
-    let name = lock
-        .id()
-        .static_name()
-        .map(|n| format!("`{}` ", comment_safe(n)));
-    let name = name.as_deref().unwrap_or("");
-    match (lock.site(), lock.caller()) {
-        (Some(site), _) => Cow::Owned(format!(
-            "{text} /* pglock: {name}in {} at {}:{} */",
-            comment_safe(site.function),
-            comment_safe(site.file),
-            site.line
-        )),
-        (None, Some(caller)) => Cow::Owned(format!(
-            "{text} /* pglock: {name}at {}:{} */",
-            comment_safe(caller.file()),
-            caller.line()
-        )),
-        (None, None) => Cow::Borrowed(text),
+    match Comment::of(lock) {
+        Some(comment) => Cow::Owned(format!("{text} {comment}")),
+        None => Cow::Borrowed(text),
+    }
+}
+
+/// The comment a lock statement carries, `/* pglock: ... */`: the lock's name (when
+/// fixed at compile time) and its call site, built from sanitised text. Alone, it is
+/// also the keepalive ping of a session holding the lock (see `Session::ping`): a
+/// statement that is only a comment is an empty query to the server, and keeps
+/// `pg_stat_activity.query` saying who holds what. Never longer than the lock
+/// statement, so it fits `track_activity_query_size` wherever that statement does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Comment {
+    name: Option<&'static str>,
+    place: Place,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Place {
+    Site(&'static CallSite),
+    Caller(&'static Location<'static>),
+}
+
+impl Comment {
+    /// The comment of `lock`'s statements; `None` when there is no site to name.
+    pub(crate) fn of(lock: &AdvisoryLock) -> Option<Comment> {
+        let place = match (lock.site(), lock.caller()) {
+            (Some(site), _) => Place::Site(site),
+            (None, Some(caller)) => Place::Caller(caller),
+            (None, None) => return None,
+        };
+        // The name goes in only when it is fixed at compile time: names formatted at
+        // run time (`order:7`) would make a new statement text, to prepare again, for
+        // every key. pg_locks and `holders` show the key itself.
+        Some(Comment {
+            name: lock.id().static_name(),
+            place,
+        })
+    }
+}
+
+impl std::fmt::Display for Comment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("/* pglock: ")?;
+        if let Some(name) = self.name {
+            write!(f, "`{}` ", comment_safe(name))?;
+        }
+        match self.place {
+            Place::Site(site) => write!(
+                f,
+                "in {} at {}:{}",
+                comment_safe(site.function),
+                comment_safe(site.file),
+                site.line
+            )?,
+            Place::Caller(caller) => {
+                write!(f, "at {}:{}", comment_safe(caller.file()), caller.line())?
+            }
+        }
+        f.write_str(" */")
     }
 }
 
@@ -361,7 +402,6 @@ pub(crate) const END_OWN_BACKEND: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::CallSite;
 
     /// Every statement the runtime sends: the tables of lock texts (with and without
     /// the call-site comment), the `pg_locks` and session statements here, the
@@ -506,6 +546,29 @@ mod tests {
             statement(Op::Try, &dynamic),
             "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8) /* pglock: in ship at src/a.rs:3 */"
         );
+    }
+
+    #[test]
+    fn the_ping_comment_is_the_lock_statements_own() {
+        static SITE: CallSite = CallSite {
+            function: "lead",
+            file: "src/l.rs",
+            line: 8,
+        };
+        let lock = AdvisoryLock::from_static("leader */", LockKey::BigInt(1)).at(&SITE);
+        let comment = Comment::of(&lock).expect("a site to name").to_string();
+        assert_eq!(comment, "/* pglock: `leader *|` in lead at src/l.rs:8 */");
+        for op in [
+            Op::Try,
+            Op::Wait,
+            Op::WaitLimited,
+            Op::TryXact,
+            Op::WaitXact,
+        ] {
+            let text = statement(op, &lock);
+            assert!(text.ends_with(&format!(" {comment}")), "{text}");
+        }
+        assert!(Comment::of(&AdvisoryLock::new(1_i64)).is_none());
     }
 
     #[test]

@@ -448,6 +448,7 @@ impl Inner {
         self.deadlocks
             .wait_in_server(&self.pool, held, &waiting, lock, patience)
             .await?;
+        waiting.holds_alone(lock);
         self.granted(lock, ticket, waiting)
     }
 
