@@ -737,18 +737,23 @@ async fn nested_inner(locker: &Locker, hot: &str) -> Result<(), pglock::Error> {
 async fn nested(ctx: Ctx, deadline: Instant, name: &str, pair: fn(&Ctx) -> &[Locker; 2]) -> u64 {
     let hot = ctx.name(&format!("{name}/hot"));
     let prefix = ctx.name(&format!("{name}/own/"));
-    spawn_all(&ctx, 2 * NESTED_PER_LOCKER, deadline, move |ctx, i, deadline| {
-        let (hot, own) = (hot.clone(), format!("{prefix}{i}"));
-        async move {
-            let locker = &pair(&ctx)[i % 2];
-            let mut calls = 0;
-            while Instant::now() < deadline {
-                nested_outer(locker, &own, &hot).await.unwrap();
-                calls += 1;
+    spawn_all(
+        &ctx,
+        2 * NESTED_PER_LOCKER,
+        deadline,
+        move |ctx, i, deadline| {
+            let (hot, own) = (hot.clone(), format!("{prefix}{i}"));
+            async move {
+                let locker = &pair(&ctx)[i % 2];
+                let mut calls = 0;
+                while Instant::now() < deadline {
+                    nested_outer(locker, &own, &hot).await.unwrap();
+                    calls += 1;
+                }
+                calls
             }
-            calls
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -757,5 +762,8 @@ async fn nested_detected(ctx: Ctx, deadline: Instant) -> u64 {
 }
 
 async fn nested_undetected(ctx: Ctx, deadline: Instant) -> u64 {
-    nested(ctx, deadline, "nested/undetected", |ctx| &ctx.pair_undetected).await
+    nested(ctx, deadline, "nested/undetected", |ctx| {
+        &ctx.pair_undetected
+    })
+    .await
 }

@@ -352,8 +352,11 @@ impl Inner {
                 Admission::Queued(turn) => {
                     let _waiting = self.deadlocks.wait_starts(&held, lock, patience)?;
                     let turn = self.wait_in_process(lock, turn, patience);
-                    break Box::pin(self.deadlocks.wait_behind(&self.pool, &held, lock, patience, turn))
-                        .await?;
+                    break Box::pin(
+                        self.deadlocks
+                            .wait_behind(&self.pool, &held, lock, patience, turn),
+                    )
+                    .await?;
                 }
             }
         };

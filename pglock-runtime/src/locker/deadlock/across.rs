@@ -90,7 +90,7 @@ impl Deadlocks {
         if holds.is_empty() || !patience.waits() {
             return wait_for(session, lock, patience).await;
         }
-        let settings = self.settings(session).await;
+        let settings = self.settings(session.client()).await;
         let budget = settings
             .query_size
             .saturating_sub(sql::statement(Op::WaitLimited, lock).len() + 2);
@@ -106,12 +106,12 @@ impl Deadlocks {
         }
     }
 
-    /// The server's settings, read on `session` the first time.
-    pub(super) async fn settings(&self, session: &Session) -> Settings {
+    /// The server's settings, read with `client` the first time.
+    pub(super) async fn settings(&self, client: &tokio_postgres::Client) -> Settings {
         *self
             .settings
             .get_or_init(|| async {
-                let read = session.client().simple_query(SETTINGS).await;
+                let read = client.simple_query(SETTINGS).await;
                 let texts = read.ok().and_then(|messages| {
                     messages.into_iter().find_map(|m| match m {
                         SimpleQueryMessage::Row(row) => {
@@ -287,12 +287,9 @@ impl Waits {
                 return false;
             };
             let holders = self.holders.get(key).map(Vec::as_slice).unwrap_or(&[]);
-            holders.iter().any(|&holder| {
-                holds.contains(&Announced {
-                    key: *key,
-                    holder,
-                })
-            })
+            holders
+                .iter()
+                .any(|&holder| holds.contains(&Announced { key: *key, holder }))
         };
         self.waiting.get(&proxy)?;
         let mut came_from: HashMap<i32, i32> = HashMap::from([(proxy, proxy)]);
@@ -434,6 +431,46 @@ mod tests {
         let waits = Waits::from_rows(rows.into_iter());
         assert_eq!(waits.cycle_to_break(10), Some(vec![10, 11]));
         assert_eq!(waits.cycle_to_break(11), None);
+    }
+
+    #[test]
+    fn a_task_queued_behind_its_processs_server_wait_sees_a_cycle_through_its_holds() {
+        // 10 is a process's server wait for 2, announcing nothing; session 20 holds 2
+        // for 11's task, and 11 waits for 1, which session 21 holds for a task of
+        // 10's process that queues there behind 10.
+        let rows = [
+            waiting(10, 2, &[]),
+            waiting(11, 1, &[(2, 20)]),
+            holding(20, 2),
+            holding(21, 1),
+        ];
+        let waits = Waits::from_rows(rows.into_iter());
+        let mine = |holder| {
+            HashSet::from([Announced {
+                key: (0, 1, 1),
+                holder,
+            }])
+        };
+        assert_eq!(waits.cycle_behind(10, &mine(21)), Some(vec![10, 11]));
+        assert_eq!(
+            waits.cycle_to_break(11),
+            None,
+            "no announcing waiter sees it"
+        );
+        assert_eq!(
+            waits.cycle_behind(10, &mine(22)),
+            None,
+            "a hold pg_locks does not show"
+        );
+        let unwanted = HashSet::from([Announced {
+            key: (0, 3, 1),
+            holder: 21,
+        }]);
+        assert_eq!(
+            waits.cycle_behind(10, &unwanted),
+            None,
+            "a hold nobody waits for"
+        );
     }
 
     #[test]

@@ -29,35 +29,59 @@ use crate::mutex::lock_unpoisoned;
 use crate::patience::Patience;
 use crate::session::Session;
 
+type ByKey = Mutex<HashMap<LockKey, Weak<Session>>>;
+
 /// This Locker's waits in the server, by key: at most one per key, the table's
 /// asker.
 #[derive(Default)]
-pub(super) struct InServer(Arc<Mutex<HashMap<LockKey, Weak<Session>>>>);
+pub(super) struct InServer(Arc<ByKey>);
 
 /// A server wait known to [`InServer`] until dropped.
-pub(super) struct Known(Option<DropGuard<(Weak<Mutex<HashMap<LockKey, Weak<Session>>>>, LockKey, Weak<Session>)>>);
+pub(super) struct Known {
+    _entry: Option<DropGuard<Entry>>,
+}
+
+struct Entry {
+    waits: Weak<ByKey>,
+    key: LockKey,
+    session: Weak<Session>,
+}
 
 impl InServer {
     /// `session` waits in the server for `lock`, until the returned value is
     /// dropped; nothing is kept when detection is off.
     pub(super) fn waits(&self, lock: &AdvisoryLock, session: &Arc<Session>, on: bool) -> Known {
         if !on {
-            return Known(None);
+            return Known { _entry: None };
         }
         let session = Arc::downgrade(session);
         lock_unpoisoned(&self.0).insert(lock.key(), session.clone());
-        let entry = (Arc::downgrade(&self.0), lock.key(), session);
-        Known(Some(DropGuard::new(entry, |(map, key, session)| {
-            let Some(map) = map.upgrade() else { return };
-            let mut map = lock_unpoisoned(&map);
-            if map.get(&key).is_some_and(|s| s.ptr_eq(&session)) {
-                map.remove(&key);
-            }
-        })))
+        let entry = Entry {
+            waits: Arc::downgrade(&self.0),
+            key: lock.key(),
+            session,
+        };
+        Known {
+            _entry: Some(DropGuard::new(entry, forget)),
+        }
     }
 
     fn of(&self, key: LockKey) -> Option<Arc<Session>> {
         lock_unpoisoned(&self.0).get(&key)?.upgrade()
+    }
+}
+
+/// The wait ended: forgotten, unless a later wait for the key took its place.
+fn forget(entry: Entry) {
+    let Some(waits) = entry.waits.upgrade() else {
+        return;
+    };
+    let mut waits = lock_unpoisoned(&waits);
+    if waits
+        .get(&entry.key)
+        .is_some_and(|s| s.ptr_eq(&entry.session))
+    {
+        waits.remove(&entry.key);
     }
 }
 
@@ -91,14 +115,22 @@ impl Deadlocks {
 
     /// Checks every `deadlock_timeout` (once a proxy is known) until a cycle through
     /// `holds` is found.
-    async fn watch_behind(&self, pool: &Pool, lock: &AdvisoryLock, holds: HashSet<Announced>) -> Error {
+    async fn watch_behind(
+        &self,
+        pool: &Pool,
+        lock: &AdvisoryLock,
+        holds: HashSet<Announced>,
+    ) -> Error {
         let mut period: Option<Settings> = None;
         loop {
             tokio::time::sleep(period.map_or(UNTIL_SEEN, |s| s.deadlock_timeout)).await;
             let Some(proxy) = self.in_server.of(lock.key()) else {
                 continue;
             };
-            let settings = self.settings(&proxy).await;
+            // Not on the proxy's session: it is busy waiting.
+            let Some(settings) = self.settings_from(pool).await else {
+                continue;
+            };
             if period.replace(settings).is_none() {
                 // The first period starts once a proxy exists.
                 continue;
@@ -114,5 +146,15 @@ impl Deadlocks {
                 return deadlock(lock, &waits, &cycle);
             }
         }
+    }
+
+    /// The server's settings, read once, on a pooled connection if not read yet.
+    async fn settings_from(&self, pool: &Pool) -> Option<Settings> {
+        if let Some(settings) = self.settings.get() {
+            return Some(*settings);
+        }
+        let client = tokio::time::timeout(Duration::from_secs(1), pool.get()).await;
+        let client = client.ok()?.ok()?;
+        Some(self.settings(&client).await)
     }
 }
