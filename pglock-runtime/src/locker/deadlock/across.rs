@@ -13,17 +13,18 @@
 //! with [`Error::Deadlock`]; the others keep waiting until its body lets go.
 //!
 //! Why this design: it needs nothing but the server (no table, no extension, no
-//! channel between processes), costs nothing before `deadlock_timeout` (one extra
-//! prepare per announced wait), and every edge it follows is seen in one snapshot
+//! channel between processes), costs nothing before `deadlock_timeout` but the
+//! announcement itself (a waiting statement of its own text, sent unnamed, which
+//! the server parses each time), and every edge it follows is seen in one snapshot
 //! of `pg_locks`, each announcement checked against it (a hold is believed only
 //! where `pg_locks` shows that backend holding that key, and only the text of the
 //! statement that is waiting). What it cannot see: locks taken outside pglock or
 //! outside annotated bodies (nobody announces their holders), keys an enclosing
 //! body holds through another Locker (their sessions are that Locker's to know),
-//! waits through a pool (they announce nothing), keys held by a task
-//! that waits in its own process behind another task's server wait (only the task
-//! waiting in the server announces), announcements cut short by
-//! `track_activity_query_size`, and processes whose detection is off.
+//! waits through a pool (they announce nothing), announcements cut short by
+//! `track_activity_query_size`, and processes whose detection is off. A task that
+//! waits in its own process behind another task's server wait checks for itself
+//! (see `behind`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
