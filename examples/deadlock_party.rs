@@ -13,7 +13,10 @@
 //! Options: `--hold-through pool` / `--wait-through pool` take that key through a
 //! session of the pool instead of the Locker (a mixed cycle); `--no-detection` builds
 //! the Locker with `deadlock_detection(false)`; `--bounded` waits for `<want>` with
-//! `wait = "3s"` instead of without bound.
+//! `wait = "3s"` instead of without bound; `--behind` first starts another task
+//! that waits for `<want>` holding nothing (it is the one of this process that waits
+//! in the server), so this party's wait queues in the process behind it; that task
+//! prints `bystander <outcome>` once it ends.
 
 use clap::{Parser, ValueEnum};
 use deadpool_postgres::Pool;
@@ -49,6 +52,9 @@ struct Cli {
     /// Wait for `want` 3 s at most.
     #[arg(long)]
     bounded: bool,
+    /// Queue in the process behind another task's server wait for `want`.
+    #[arg(long)]
+    behind: bool,
 }
 
 /// Lock, pool and I/O errors alike: all this program does with one is print it.
@@ -59,6 +65,7 @@ struct Party {
     locker: Locker,
     pool: Pool,
     cli: Cli,
+    bystander: std::sync::Mutex<Option<tokio::task::JoinHandle<String>>>,
 }
 
 #[advisory_locked(key = "{name}", wait)]
@@ -76,6 +83,9 @@ async fn holding_then_want(party: &Party) -> Result<(), AppError> {
     println!("holding");
     tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await??;
     let want = party.cli.want.as_str();
+    if party.cli.behind {
+        start_bystander(party).await;
+    }
     match (party.cli.wait_through, party.cli.bounded) {
         (Through::Locker, false) => want_in_locker(&party.locker, want).await,
         (Through::Locker, true) => want_in_locker_3s(&party.locker, want).await,
@@ -104,6 +114,19 @@ async fn want_in_pool_3s(party: &Party, name: &str) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Starts a task that waits for `want` holding nothing, and returns once the
+/// Locker has a turn for it (it asks the server first; a wait after it queues in
+/// the process).
+async fn start_bystander(party: &Party) {
+    let (locker, want) = (party.locker.clone(), party.cli.want.clone());
+    let before = party.locker.keys_in_use();
+    let task = tokio::spawn(async move { outcome(&want_in_locker(&locker, &want).await) });
+    *party.bystander.lock().unwrap() = Some(task);
+    while party.locker.keys_in_use() == before {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// What the caller reads: one line.
 fn outcome(result: &Result<(), AppError>) -> String {
     let Err(error) = result else {
@@ -125,12 +148,21 @@ async fn main() -> Result<(), AppError> {
     let locker = Locker::builder(pool.clone())
         .deadlock_detection(!cli.no_detection)
         .build();
-    let party = Party { locker, pool, cli };
+    let party = Party {
+        locker,
+        pool,
+        cli,
+        bystander: std::sync::Mutex::new(None),
+    };
     let hold = party.cli.hold.as_str();
     let result = match party.cli.hold_through {
         Through::Locker => hold_in_locker(&party.locker, hold, &party).await,
         Through::Pool => hold_in_pool(&party, hold).await,
     };
     println!("{}", outcome(&result));
+    let bystander = party.bystander.lock().unwrap().take();
+    if let Some(bystander) = bystander {
+        println!("bystander {}", bystander.await?);
+    }
     Ok(())
 }

@@ -75,14 +75,19 @@ impl Party {
         stdin.flush().await.unwrap();
     }
 
-    /// Its outcome line, and when it came; fails the test after [`TEST_TIMEOUT`].
-    async fn outcome(mut self) -> (String, Instant) {
+    /// Its next line, and when it came; fails the test after [`TEST_TIMEOUT`].
+    async fn line(&mut self) -> (String, Instant) {
         let line = tokio::time::timeout(TEST_TIMEOUT, self.lines.next_line()).await;
-        let line = line.expect("the party reports an outcome in time");
-        let at = Instant::now();
+        let line = line.expect("the party reports in time");
+        (line.unwrap().expect("a line"), Instant::now())
+    }
+
+    /// Its last line, and when it came, once it has ended well.
+    async fn outcome(mut self) -> (String, Instant) {
+        let last = self.line().await;
         let status = self.child.wait().await.unwrap();
         assert!(status.success(), "the party failed: {status}");
-        (line.unwrap().expect("an outcome line"), at)
+        last
     }
 }
 
@@ -311,9 +316,52 @@ async fn two_lockers_of_one_process_end_their_cycle_and_leave_no_waiter() {
     }
 }
 
+/// A party holding a key and waiting *in its process*, behind another task of that
+/// process that waits in the server for the key (holding nothing), closes a cycle
+/// that no announcing waiter can see: the party itself finds it and gives up; the
+/// other party and the bystander complete.
+#[tokio::test]
+async fn a_wait_queued_in_its_process_behind_a_server_wait_is_part_of_the_cycle() {
+    let observer = observer().await;
+    let (a, b) = (unique("xbehind-a"), unique("xbehind-b"));
+    let mut behind = Party::start(&a, &b, &["--behind"]).await;
+    let other = Party::start(&b, &a, &[]).await;
+    for name in [&a, &b] {
+        assert_held_by_at_least(&observer, key_of(name), 1, "each party holds its key").await;
+    }
+    let started = Instant::now();
+    behind.go().await;
+    let bystander = waiter_within(&observer, key_of(&b), Duration::from_secs(5)).await;
+    assert!(
+        bystander.is_some(),
+        "the bystander waits in the server for b"
+    );
+    let mut other = other;
+    other.go().await;
+    let waiter = waiter_within(&observer, key_of(&a), Duration::from_secs(5)).await;
+    assert!(
+        waiter.is_some(),
+        "the other party waits in the server for a"
+    );
+
+    let (line, at) = behind.line().await;
+    assert!(line.starts_with("outcome deadlock"), "{line}");
+    assert!(line.contains(&b), "{line}");
+    let after = at - started;
+    assert!(
+        after <= DEADLOCK_TIMEOUT + Duration::from_secs(1),
+        "reported {after:?} after the waits began"
+    );
+    assert_eq!(other.outcome().await.0, "outcome done");
+    assert_eq!(behind.outcome().await.0, "bystander outcome done");
+    for name in [&a, &b] {
+        assert_released_within_1s(&observer, key_of(name), "after the cycle").await;
+    }
+}
+
 const KEYS: usize = 10;
 const TASKS: usize = 64;
-const RUN_FOR: Duration = Duration::from_secs(5);
+const RUN_FOR: Duration = Duration::from_secs(10);
 
 /// Three keys, in the global order.
 struct Three {
@@ -351,9 +399,9 @@ fn ordered_three(keys: &[String], seed: usize) -> Three {
 }
 
 /// No false positive: 64 tasks on two Lockers (so they meet in the server, where
-/// waits announce and check) take 3 of 10 keys in one global order for 5 s; waits
+/// waits announce and check) take 3 of 10 keys in one global order for 10 s; waits
 /// last longer than `deadlock_timeout` (checked in `pg_locks`), and none reports a
-/// deadlock. 5 s rather than the 10 s, to keep the suite's time.
+/// deadlock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_in_one_global_order_across_two_lockers_never_report_a_deadlock() {
     let pool = cluster().db().pool(40);

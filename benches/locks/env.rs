@@ -24,6 +24,10 @@ pub struct Env {
     pub locker: Locker,
     /// A Locker on `pool` with one lock session (`distinct_keys`).
     pub locker_one: Locker,
+    /// Two Lockers on `pool`, as two processes would have (`nested`): with deadlock
+    /// detection as configured, and without.
+    pub pair: [Locker; 2],
+    pub pair_undetected: [Locker; 2],
     prefix: String,
 }
 
@@ -46,6 +50,16 @@ impl Env {
                 .sessions(1)
                 .deadlock_detection(detection)
                 .build(),
+            pair: [0, 1].map(|_| {
+                Locker::builder(pool.clone())
+                    .deadlock_detection(detection)
+                    .build()
+            }),
+            pair_undetected: [0, 1].map(|_| {
+                Locker::builder(pool.clone())
+                    .deadlock_detection(false)
+                    .build()
+            }),
             pool,
             sqlx,
             prefix: format!("pglock-bench:{}:", std::process::id()),

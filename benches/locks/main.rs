@@ -54,7 +54,7 @@ use plans::{Mode, Plans};
 use report::{Report, Verdict};
 
 const HELP: &str = "usage: cargo bench --bench locks -- [--quick] [--statements] [--solo] [--current-thread] [--svg PATH] [GROUP | GROUP/SCENARIO | SECTION ...]\n\
-groups: uncontended wait_uncontended contended contended16 distinct_keys\n\
+groups: uncontended wait_uncontended contended contended16 distinct_keys nested\n\
 sections: capacity scaling fleet";
 
 /// The command line.

@@ -227,6 +227,21 @@ pub fn groups() -> Vec<Group> {
                 throughput!(locker_distinct_drop),
                 Target::AtLeast(3.0),
             ),
+        Group::throughput(
+            "nested",
+            "two Lockers (two processes' worth), 8 tasks each: a body holding a key of its own waits inside for one shared key; locked calls per second",
+        )
+        .baseline(
+            "undetected",
+            "the same bodies on two Lockers built with `deadlock_detection(false)`",
+            throughput!(nested_undetected),
+        )
+        .scenario(
+            "detected",
+            "the same bodies on two Lockers with deadlock detection on (the default): every wait is checked in the process, and every wait in the server announces its body's hold",
+            throughput!(nested_detected),
+            Target::AtLeast(0.95),
+        ),
     ]
 }
 
@@ -702,5 +717,53 @@ async fn locker_distinct_drop(ctx: Ctx, deadline: Instant) -> u64 {
         locker_one,
         false,
     )
+    .await
+}
+
+const NESTED_PER_LOCKER: usize = 8;
+
+#[advisory_locked(wait, key = "{own}")]
+async fn nested_outer(locker: &Locker, own: &str, hot: &str) -> Result<(), pglock::Error> {
+    nested_inner(locker, hot).await
+}
+
+#[advisory_locked(wait, key = "{hot}")]
+async fn nested_inner(locker: &Locker, hot: &str) -> Result<(), pglock::Error> {
+    Ok(())
+}
+
+/// 16 tasks over the two Lockers of `pair`: each body holds its own key and waits
+/// inside for `name`'s one key.
+async fn nested(ctx: Ctx, deadline: Instant, name: &str, pair: fn(&Ctx) -> &[Locker; 2]) -> u64 {
+    let hot = ctx.name(&format!("{name}/hot"));
+    let prefix = ctx.name(&format!("{name}/own/"));
+    spawn_all(
+        &ctx,
+        2 * NESTED_PER_LOCKER,
+        deadline,
+        move |ctx, i, deadline| {
+            let (hot, own) = (hot.clone(), format!("{prefix}{i}"));
+            async move {
+                let locker = &pair(&ctx)[i % 2];
+                let mut calls = 0;
+                while Instant::now() < deadline {
+                    nested_outer(locker, &own, &hot).await.unwrap();
+                    calls += 1;
+                }
+                calls
+            }
+        },
+    )
+    .await
+}
+
+async fn nested_detected(ctx: Ctx, deadline: Instant) -> u64 {
+    nested(ctx, deadline, "nested/detected", |ctx| &ctx.pair).await
+}
+
+async fn nested_undetected(ctx: Ctx, deadline: Instant) -> u64 {
+    nested(ctx, deadline, "nested/undetected", |ctx| {
+        &ctx.pair_undetected
+    })
     .await
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::error::Error;
 use crate::in_flight::{InFlight, Reply};
@@ -46,7 +47,7 @@ pub(crate) async fn wait_for(
 
 /// [`wait_for`], with `note` (a complete SQL comment) at the end of the waiting
 /// statement, where `pg_stat_activity.query` shows it to every session while the
-/// wait lasts. Such a text is prepared for this wait alone, not cached: notes vary.
+/// wait lasts. Notes vary, so such a text is sent unnamed, never prepared or cached.
 pub(crate) async fn wait_noted(
     session: &Arc<Session>,
     lock: &AdvisoryLock,
@@ -82,10 +83,10 @@ async fn wait_in_queue(
     let limited = timeout.is_some();
     let mut text = statement_text(lock, limited);
     let statement = match note {
-        None => session.lock_statement(op, lock).await?,
+        None => WaitStatement::Cached(session.lock_statement(op, lock).await?),
         Some(note) => {
             text = format!("{text} {note}");
-            prepare_once(session, lock, &text).await?
+            WaitStatement::Noted(text.clone())
         }
     };
     let wait = send(session.clone(), lock.clone(), statement, timeout, text);
@@ -136,22 +137,20 @@ async fn within_the_limit<T>(
 fn send(
     session: Arc<Session>,
     lock: AdvisoryLock,
-    statement: tokio_postgres::Statement,
+    statement: WaitStatement,
     timeout: Option<String>,
     text: String,
 ) -> InFlight<u64> {
     session.count_possible_hold();
     let on = session.clone();
-    let key = lock.key();
+    let waited = lock.clone();
     let reply: Reply<u64> = Box::pin(async move {
-        let mut params = sql::params(&key);
-        if let Some(timeout) = &timeout {
-            params.push(timeout);
-        }
         // Polled in this order, the pid query goes out before the wait.
-        let ((), answer) =
-            futures_util::future::join(on.learn_pid(), on.client().execute(&statement, &params))
-                .await;
+        let ((), answer) = futures_util::future::join(
+            on.learn_pid(),
+            execute(&on, &waited, &statement, timeout.as_ref()),
+        )
+        .await;
         answer
     });
     InFlight::new(
@@ -164,23 +163,43 @@ fn send(
     )
 }
 
-/// Prepares `text` for one use, with the lock's cached unlock statement in the same
-/// round trip (see [`Session::lock_statement`]).
-async fn prepare_once(
-    session: &Session,
+/// The statement a wait runs: the session's cached one, or a text of this wait's
+/// own (ending with a note), which would be prepared for one use only.
+enum WaitStatement {
+    Cached(tokio_postgres::Statement),
+    Noted(String),
+}
+
+/// Runs the waiting statement. A noted one goes unnamed, with its parameters'
+/// types, so parse, bind and execute travel together and no prepare round trip is
+/// paid for a statement used once; the lock's unlock is prepared in that same round
+/// trip, as a cached wait statement would have had it.
+async fn execute(
+    on: &Session,
     lock: &AdvisoryLock,
-    text: &str,
-) -> Result<tokio_postgres::Statement, Error> {
-    let prepare = async {
-        session
-            .client()
-            .prepare(text)
-            .await
-            .map_err(|e| Error::from_db(lock.id(), e))
-    };
-    let (statement, _unlock) =
-        futures_util::future::try_join(prepare, session.statement(Op::Unlock, lock)).await?;
-    Ok(statement)
+    statement: &WaitStatement,
+    timeout: Option<&String>,
+) -> Result<u64, tokio_postgres::Error> {
+    let key = lock.key();
+    match statement {
+        WaitStatement::Cached(statement) => {
+            let mut params = sql::params(&key);
+            params.extend(timeout.map(|t| t as &(dyn ToSql + Sync)));
+            on.client().execute(statement, &params).await
+        }
+        WaitStatement::Noted(text) => {
+            let mut params = sql::typed_params(&key);
+            params.extend(timeout.map(|t| (t as &(dyn ToSql + Sync), Type::TEXT)));
+            let unlock = sql::statement(Op::Unlock, lock);
+            let (unlock, rows) = futures_util::future::join(
+                on.client().prepare_cached(&unlock),
+                on.client().query_typed(text, &params),
+            )
+            .await;
+            unlock?;
+            Ok(rows?.len() as u64)
+        }
+    }
 }
 
 fn statement_text(lock: &AdvisoryLock, limited: bool) -> String {

@@ -21,6 +21,7 @@
 
 pub(crate) mod across;
 mod announce;
+mod behind;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -42,6 +43,8 @@ pub(super) struct Deadlocks {
     graph: Option<Arc<Mutex<Graph>>>,
     /// The server's settings that checks across processes need, read once.
     settings: tokio::sync::OnceCell<across::Settings>,
+    /// This Locker's waits in the server, by key (see `behind`).
+    in_server: behind::InServer,
 }
 
 #[derive(Default)]
@@ -88,6 +91,7 @@ impl Deadlocks {
         Deadlocks {
             graph: enabled.then(Arc::default),
             settings: tokio::sync::OnceCell::new(),
+            in_server: behind::InServer::default(),
         }
     }
 

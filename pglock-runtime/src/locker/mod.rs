@@ -169,12 +169,14 @@ impl LockerBuilder {
     /// move to any task, so whom they block is unknown (counting them could report a
     /// deadlock that is not one); waits through a `Pool` from a body holding a key
     /// through a Locker (they announce nothing); keys an enclosing body holds through
-    /// another Locker; keys of a task that waits in the process behind another
-    /// task's server wait; locks taken outside pglock.
+    /// another Locker; locks taken outside pglock. A task that holds keys and waits
+    /// in the process behind another task's server wait checks for itself, with its
+    /// own holds, past `deadlock_timeout`.
     ///
     /// Cost: a waiting task queues in a graph check under one mutex, once per wait
-    /// that has to queue; a wait in the server from inside a body prepares its
-    /// statement once more (its text carries the announcement) and, only once it has
+    /// that has to queue; a wait in the server from inside a body sends a statement
+    /// text of its own (it carries the announcement), which the server parses each
+    /// time, and, only once it has
     /// lasted `deadlock_timeout`, reads `pg_locks` once per `deadlock_timeout` on a
     /// pooled connection. Every process of a cycle must have detection on: the one
     /// whose turn it is to give up may be any of them.
@@ -351,7 +353,12 @@ impl Inner {
                 Admission::AskServer(ticket) => break ticket,
                 Admission::Queued(turn) => {
                     let _waiting = self.deadlocks.wait_starts(&held, lock, patience)?;
-                    break self.wait_in_process(lock, turn, patience).await?;
+                    let turn = self.wait_in_process(lock, turn, patience);
+                    break Box::pin(
+                        self.deadlocks
+                            .wait_behind(&self.pool, &held, lock, patience, turn),
+                    )
+                    .await?;
                 }
             }
         };

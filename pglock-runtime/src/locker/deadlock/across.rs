@@ -13,17 +13,18 @@
 //! with [`Error::Deadlock`]; the others keep waiting until its body lets go.
 //!
 //! Why this design: it needs nothing but the server (no table, no extension, no
-//! channel between processes), costs nothing before `deadlock_timeout` (one extra
-//! prepare per announced wait), and every edge it follows is seen in one snapshot
+//! channel between processes), costs nothing before `deadlock_timeout` but the
+//! announcement itself (a waiting statement of its own text, sent unnamed, which
+//! the server parses each time), and every edge it follows is seen in one snapshot
 //! of `pg_locks`, each announcement checked against it (a hold is believed only
 //! where `pg_locks` shows that backend holding that key, and only the text of the
 //! statement that is waiting). What it cannot see: locks taken outside pglock or
 //! outside annotated bodies (nobody announces their holders), keys an enclosing
 //! body holds through another Locker (their sessions are that Locker's to know),
-//! waits through a pool (they announce nothing), keys held by a task
-//! that waits in its own process behind another task's server wait (only the task
-//! waiting in the server announces), announcements cut short by
-//! `track_activity_query_size`, and processes whose detection is off.
+//! waits through a pool (they announce nothing), announcements cut short by
+//! `track_activity_query_size`, and processes whose detection is off. A task that
+//! waits in its own process behind another task's server wait checks for itself
+//! (see `behind`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -84,11 +85,13 @@ impl Deadlocks {
         lock: &AdvisoryLock,
         patience: Patience,
     ) -> Result<(), Error> {
+        // Tasks queued in the process behind this wait watch through it.
+        let _known = self.in_server.waits(lock, session, self.graph.is_some());
         let holds = self.holds_of(held);
         if holds.is_empty() || !patience.waits() {
             return wait_for(session, lock, patience).await;
         }
-        let settings = self.settings(session).await;
+        let settings = self.settings(session.client()).await;
         let budget = settings
             .query_size
             .saturating_sub(sql::statement(Op::WaitLimited, lock).len() + 2);
@@ -104,12 +107,12 @@ impl Deadlocks {
         }
     }
 
-    /// The server's settings, read on `session` the first time.
-    async fn settings(&self, session: &Session) -> Settings {
+    /// The server's settings, read with `client` the first time.
+    pub(super) async fn settings(&self, client: &tokio_postgres::Client) -> Settings {
         *self
             .settings
             .get_or_init(|| async {
-                let read = session.client().simple_query(SETTINGS).await;
+                let read = client.simple_query(SETTINGS).await;
                 let texts = read.ok().and_then(|messages| {
                     messages.into_iter().find_map(|m| match m {
                         SimpleQueryMessage::Row(row) => {
@@ -158,7 +161,7 @@ async fn watch(pool: &Pool, session: &Session, lock: &AdvisoryLock, period: Dura
     }
 }
 
-async fn check(pool: &Pool, period: Duration) -> Result<Waits, String> {
+pub(super) async fn check(pool: &Pool, period: Duration) -> Result<Waits, String> {
     let client = tokio::time::timeout(period, pool.get())
         .await
         .map_err(|_| "no pool connection free".to_owned())?
@@ -272,6 +275,41 @@ impl Waits {
     }
 }
 
+impl Waits {
+    /// A cycle through a task of this process that waits *in the process* for the
+    /// key `proxy` (this process's wait in the server) waits for, while holding
+    /// `holds`: from `proxy`, through the waiters that block it, to a waiter for a
+    /// key one of `holds` has where `pg_locks` shows it. Nobody announces those
+    /// holds, so only that task can see such a cycle, and it is the one to give up.
+    /// The cycle's waiters, starting with `proxy`.
+    pub(super) fn cycle_behind(&self, proxy: i32, holds: &HashSet<Announced>) -> Option<Vec<i32>> {
+        let blocked_by_me = |at: i32| {
+            let Some(key) = self.waiting.get(&at) else {
+                return false;
+            };
+            let holders = self.holders.get(key).map(Vec::as_slice).unwrap_or(&[]);
+            holders
+                .iter()
+                .any(|&holder| holds.contains(&Announced { key: *key, holder }))
+        };
+        self.waiting.get(&proxy)?;
+        let mut came_from: HashMap<i32, i32> = HashMap::from([(proxy, proxy)]);
+        let mut frontier = vec![proxy];
+        while let Some(at) = frontier.pop() {
+            if blocked_by_me(at) {
+                return Some(path(proxy, at, &came_from));
+            }
+            for next in self.blockers(at) {
+                if let std::collections::hash_map::Entry::Vacant(entry) = came_from.entry(next) {
+                    entry.insert(at);
+                    frontier.push(next);
+                }
+            }
+        }
+        None
+    }
+}
+
 fn path(me: i32, last: i32, came_from: &HashMap<i32, i32>) -> Vec<i32> {
     let mut cycle = vec![last];
     let mut at = last;
@@ -284,7 +322,7 @@ fn path(me: i32, last: i32, came_from: &HashMap<i32, i32>) -> Vec<i32> {
 }
 
 /// The error for this wait, told to `tracing` with every waiter on the cycle.
-fn deadlock(lock: &AdvisoryLock, waits: &Waits, cycle: &[i32]) -> Error {
+pub(super) fn deadlock(lock: &AdvisoryLock, waits: &Waits, cycle: &[i32]) -> Error {
     let described: Vec<String> = cycle
         .iter()
         .map(|pid| {
@@ -394,6 +432,46 @@ mod tests {
         let waits = Waits::from_rows(rows.into_iter());
         assert_eq!(waits.cycle_to_break(10), Some(vec![10, 11]));
         assert_eq!(waits.cycle_to_break(11), None);
+    }
+
+    #[test]
+    fn a_task_queued_behind_its_processs_server_wait_sees_a_cycle_through_its_holds() {
+        // 10 is a process's server wait for 2, announcing nothing; session 20 holds 2
+        // for 11's task, and 11 waits for 1, which session 21 holds for a task of
+        // 10's process that queues there behind 10.
+        let rows = [
+            waiting(10, 2, &[]),
+            waiting(11, 1, &[(2, 20)]),
+            holding(20, 2),
+            holding(21, 1),
+        ];
+        let waits = Waits::from_rows(rows.into_iter());
+        let mine = |holder| {
+            HashSet::from([Announced {
+                key: (0, 1, 1),
+                holder,
+            }])
+        };
+        assert_eq!(waits.cycle_behind(10, &mine(21)), Some(vec![10, 11]));
+        assert_eq!(
+            waits.cycle_to_break(11),
+            None,
+            "no announcing waiter sees it"
+        );
+        assert_eq!(
+            waits.cycle_behind(10, &mine(22)),
+            None,
+            "a hold pg_locks does not show"
+        );
+        let unwanted = HashSet::from([Announced {
+            key: (0, 3, 1),
+            holder: 21,
+        }]);
+        assert_eq!(
+            waits.cycle_behind(10, &unwanted),
+            None,
+            "a hold nobody waits for"
+        );
     }
 
     #[test]
