@@ -143,6 +143,18 @@ pub(super) fn take_answered(scope: Scope, lock: &AdvisoryLock) -> Option<Arc<Ses
     Some(lot.parked.swap_remove(at).session)
 }
 
+/// The parked session of `scope` parked last that can watch `lock`, with the key
+/// of its queued unlock, whatever that key (its unlock may still be unanswered).
+pub(super) fn take_any(scope: Scope, lock: &AdvisoryLock) -> Option<(Arc<Session>, LockKey)> {
+    let keepalive = lock.keepalive_bound();
+    let mut lots = lots();
+    let lot = lots.get_mut(&scope)?;
+    let fits = |p: &Parked| p.session.is_reusable() && p.session.watch_fits(keepalive);
+    let at = lot.parked.iter().rposition(fits)?;
+    let parked = lot.parked.swap_remove(at);
+    Some((parked.session, parked.key))
+}
+
 /// Finishes the unlocks of sessions parked too long, until the lot stays empty.
 async fn reap(scope: Scope, number: u64) {
     let mut idle = 0;
