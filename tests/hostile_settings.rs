@@ -1,5 +1,6 @@
 //! Guarantee 12, hostile session settings end cleanly: a tiny `statement_timeout`
-//! (during a wait and during the body), `idle_session_timeout`,
+//! (during a wait and during the body), `idle_session_timeout` (on a Pool's
+//! session and on a Locker's lock session),
 //! `idle_in_transaction_session_timeout` (the body leaves a transaction open on the
 //! guard's session), and an aborted transaction left on the locked session each end
 //! in a named `Error` or a released lock: never a panic, a hang, or a guard that
@@ -183,4 +184,56 @@ async fn an_aborted_transaction_left_by_the_body_still_ends_the_lock() {
         let client = pool.get().await.unwrap();
         client.execute("SELECT 1", &[]).await.unwrap();
     }
+}
+
+/// A Locker's lock session left idle is ended by the server's
+/// `idle_session_timeout`: every guard on it reports the loss, the server holds
+/// nothing for them, and the next acquisition of the same key gets a new session.
+#[tokio::test]
+async fn an_idle_session_timeout_on_a_locker_session_is_a_lost_lock_and_a_new_session() {
+    let locker = Locker::builder(pool_with("-c idle_session_timeout=500ms"))
+        .sessions(1)
+        .build();
+    let observer = common::observer().await;
+    let names = [unique("idle-locker:a"), unique("idle-locker:b")];
+    let locks = names
+        .each_ref()
+        .map(|name| AdvisoryLock::new(name.as_str()));
+    let mut guards = Vec::new();
+    for lock in &locks {
+        guards.push(lock.try_acquire(&locker).await.unwrap());
+    }
+    let [pid] = common::holders(&observer, locks[0].key()).await[..] else {
+        panic!("one backend holds the first lock");
+    };
+    assert_eq!(
+        common::holders(&observer, locks[1].key()).await,
+        [pid],
+        "the premise: both locks on one lock session"
+    );
+
+    for guard in &guards {
+        ends("loss noticed", guard.lost()).await;
+        assert!(guard.is_lost());
+    }
+    assert!(
+        common::backend_gone_within(&observer, pid, common::pg_locks::PATIENCE).await,
+        "the server ended the idle lock session"
+    );
+    for lock in &locks {
+        common::assert_released_within_1s(&observer, lock.key(), "idle session ended").await;
+    }
+    for guard in guards {
+        let error = ends("release", guard.release()).await.unwrap_err();
+        assert!(error.is_lost(), "{error:?}");
+    }
+
+    let again = ends("again", locks[0].try_acquire(&locker)).await.unwrap();
+    let now = common::holders(&observer, locks[0].key()).await;
+    assert!(
+        now.len() == 1 && now[0] != pid,
+        "a new session holds it: {now:?}, not {pid}"
+    );
+    again.release().await.unwrap();
+    common::assert_released_within_1s(&observer, locks[0].key(), "released again").await;
 }

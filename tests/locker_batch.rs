@@ -166,7 +166,7 @@ async fn take_concurrently(
 }
 
 /// What tells the Locker's batch statement from every other statement.
-const BATCH_TEXT: &str = "pg_catalog.unnest($1::int2[])";
+const BATCH_TEXT: &str = "pg_catalog.unnest($1::pg_catalog.int2[])";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_locks_taken_together_go_in_few_statements() {

@@ -2,7 +2,8 @@
 //! `pglock_acquire_total` produced for real (a foreign holder, a timeout, a skip
 //! through the attribute, a nested wait, the server's deadlock detector, a terminated
 //! backend, a refused connection), the `pglock_held` gauge back to 0 after each
-//! hold, the wait and hold histograms observed, and per-argument names folded.
+//! hold, the wait and hold histograms observed (a hold's length in seconds), and
+//! per-argument names folded (the runtime API's and the attribute's).
 //!
 //! Each test runs on a current-thread runtime inside `metrics::with_local_recorder`,
 //! so it sees its own metrics only, whatever the other tests do meanwhile.
@@ -206,6 +207,27 @@ fn an_acquisition_counts_its_wait_holds_the_gauge_and_releases_it() {
 }
 
 #[test]
+fn the_hold_histogram_records_how_long_the_lock_was_held() {
+    recorded(|m| async move {
+        let pool = common::pool(2);
+        let (lock, name) = static_lock("metrics-hold-time");
+        let held_for = Duration::from_millis(100);
+        let guard = lock.try_acquire(&pool).await.unwrap();
+        // The critical section: what the histogram measures.
+        tokio::time::sleep(held_for).await;
+        guard.release().await.unwrap();
+        let held = m.histogram("pglock_hold_seconds", &[("name", name)]);
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert!(
+            held[0] >= held_for.as_secs_f64(),
+            "at least the hold: {held:?}"
+        );
+        // Not a speed bound: 100 ms read as milliseconds would be 100.
+        assert!(held[0] < 60.0, "in seconds, not milliseconds: {held:?}");
+    });
+}
+
+#[test]
 fn a_locker_guard_dropped_gives_the_gauge_back_and_records_its_hold() {
     recorded(|m| async move {
         let locker = Locker::new(common::pool(2));
@@ -254,6 +276,39 @@ fn names_made_at_run_time_are_folded_and_pair_keys_say_so() {
                     "a series per run-time name: {by_name:?}"
                 );
             }
+        }
+    });
+}
+
+#[advisory_locked(key = "metrics-fmt:{id}", pool = pool)]
+async fn locked_per_argument(
+    pool: &deadpool_postgres::Pool,
+    id: u64,
+) -> Result<u64, pglock::Error> {
+    Ok(id)
+}
+
+#[test]
+fn an_attribute_key_formatted_per_argument_is_folded() {
+    recorded(|m| async move {
+        let pool = common::pool(2);
+        let id = std::process::id().into();
+        assert_eq!(locked_per_argument(&pool, id).await.unwrap(), id);
+        let dynamic = [("name", "(dynamic)"), ("outcome", "acquired")];
+        assert_eq!(m.counter("pglock_acquire_total", &dynamic), 1);
+        assert_eq!(
+            m.histogram("pglock_hold_seconds", &[("name", "(dynamic)")])
+                .len(),
+            1
+        );
+        let formatted = format!("metrics-fmt:{id}");
+        for name in ["metrics-fmt:{id}", formatted.as_str()] {
+            let by_name = m.matching(
+                MetricKind::Counter,
+                "pglock_acquire_total",
+                &[("name", name)],
+            );
+            assert!(by_name.is_empty(), "a series named {name}: {by_name:?}");
         }
     });
 }

@@ -138,17 +138,21 @@ async fn nested_wait(pool: &Pool, name: &str) -> Result<(), AppError> {
 const BODY_QUERY: &str = "SELECT pg_catalog.pg_sleep(1)";
 
 /// Holds `outer` and, on its session, runs its own query beside a nested wait for
-/// `inner` (held elsewhere) that is dropped while the query runs.
+/// `inner` (held elsewhere) that is dropped while the query runs. The nested wait is
+/// then already sent, queued on the session behind the query (its statement was
+/// prepared on this session before), so dropping it sends a cancel while the
+/// body's query is what the backend runs. Returns the body's answer, and whether
+/// the nested wait was then seen waiting in `pg_locks` (so it reached the server).
 #[advisory_locked(key = "{outer}", pool = pool, guard = conn)]
 async fn body_beside_a_dropped_nested_wait(
     pool: &Pool,
     outer: &str,
     inner: &str,
     observer: &Observer,
-) -> Result<(), AppError> {
+) -> Result<bool, AppError> {
     let pid = pid_of(conn).await;
     // Prepared first, so that the query goes out at its first poll, ahead of the
-    // nested wait's statements on the same session.
+    // nested wait's statement on the same session.
     let statement = conn.prepare(BODY_QUERY).await?;
     let own_query = conn.query(&statement, &[]);
     let nested = async {
@@ -159,31 +163,57 @@ async fn body_beside_a_dropped_nested_wait(
     };
     let (answer, ()) = tokio::join!(own_query, nested);
     answer?;
-    Ok(())
+    let inner_key = AdvisoryLock::new(inner).key();
+    Ok(seen_waiting(observer, inner_key, pid).await)
+}
+
+/// Whether backend `pid` is seen waiting for `key` before that wait ends: read as
+/// fast as the observer answers, since a cancel is due at any moment.
+async fn seen_waiting(observer: &Observer, key: pglock::LockKey, pid: i32) -> bool {
+    for _ in 0..2000 {
+        let rows = common::lock_rows(observer, key).await;
+        if rows.iter().any(|row| row.pid == pid && !row.granted) {
+            return true;
+        }
+        tokio::task::yield_now().await;
+    }
+    false
 }
 
 #[tokio::test]
 async fn a_dropped_nested_wait_does_not_cancel_the_bodys_own_query() {
-    let pool = pool(4);
+    // One connection: the warm-up below and the body run on the same session.
+    let pool = pool(1);
     let observer = observer().await;
     let (outer, inner) = (unique("limits:outer"), unique("limits:inner"));
     let inner_key = AdvisoryLock::new(&inner).key();
+    // The nested wait's statement is prepared on the session now, so in the body the
+    // wait is sent at its first poll instead of being dropped while a prepare queues.
+    nested_wait(&pool, &inner).await.unwrap();
     let holder = Foreign::holding(inner_key).await;
 
     let result = body_beside_a_dropped_nested_wait(&pool, &outer, &inner, &observer).await;
+    let seen = match result {
+        Ok(seen) => seen,
+        Err(e) => panic!("the body's own query was cancelled: {e:?}"),
+    };
     assert!(
-        result.is_ok(),
-        "the body's own query was cancelled: {result:?}"
+        seen,
+        "the nested wait never reached the server: nothing was cancelled"
     );
 
     // The nested wait reached the server after the body's query; it is cancelled there.
-    let left: Vec<_> = gone_within(&observer, inner_key, Duration::from_secs(10))
-        .await
-        .into_iter()
-        .filter(|row| !row.granted)
-        .collect();
+    let no_waiter = |rows: Vec<common::LockRow>| {
+        if rows.iter().all(|row| row.granted) {
+            Ok(())
+        } else {
+            Err(rows)
+        }
+    };
+    let left =
+        common::pg_locks::poll(&observer, inner_key, Duration::from_secs(10), no_waiter).await;
     assert!(
-        left.is_empty(),
+        left.is_ok(),
         "the dropped nested wait left a waiter: {left:?}"
     );
     drop(holder);

@@ -11,37 +11,41 @@ use crate::keyspace::PgKey;
 /// Every advisory lock row of the current database, holders before waiters, waiters
 /// in the order they started waiting. Timestamps are UTC, ISO 8601.
 const LOCKS: &str = "\
-SELECT l.classid::int8 AS classid, l.objid::int8 AS objid, l.objsubid::int4 AS objsubid,
+SELECT l.classid::pg_catalog.int8 AS classid, l.objid::pg_catalog.int8 AS objid,
+       l.objsubid::pg_catalog.int4 AS objsubid,
        l.mode, l.granted, l.pid, p.gid,
        pg_catalog.to_char(l.waitstart AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS waiting_since,
        a.pid IS NOT NULL AS has_session,
-       a.query IS NOT DISTINCT FROM '<insufficient privilege>' AS hidden,
-       a.usename::text AS usename, a.application_name,
+       coalesce(a.query OPERATOR(pg_catalog.=) '<insufficient privilege>', false) AS hidden,
+       a.usename::pg_catalog.text AS usename, a.application_name,
        pg_catalog.host(a.client_addr) AS client_addr, a.client_port,
        a.state, a.query,
        pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS session_start,
        pg_catalog.to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS xact_start,
        pg_catalog.to_char(a.state_change AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS state_change,
-       extract(epoch FROM pg_catalog.statement_timestamp() - a.backend_start)::float8 AS session_age,
-       extract(epoch FROM pg_catalog.statement_timestamp() - a.state_change)::float8 AS state_age,
-       extract(epoch FROM pg_catalog.statement_timestamp() - l.waitstart)::float8 AS wait_age
+       extract(epoch FROM pg_catalog.statement_timestamp() OPERATOR(pg_catalog.-) a.backend_start)::pg_catalog.float8
+         AS session_age,
+       extract(epoch FROM pg_catalog.statement_timestamp() OPERATOR(pg_catalog.-) a.state_change)::pg_catalog.float8
+         AS state_age,
+       extract(epoch FROM pg_catalog.statement_timestamp() OPERATOR(pg_catalog.-) l.waitstart)::pg_catalog.float8
+         AS wait_age
   FROM pg_catalog.pg_locks l
-  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
   LEFT JOIN LATERAL (
        -- A prepared transaction's locks share its virtualtransaction with the
        -- transactionid lock on its xid, which names it in pg_prepared_xacts.
        SELECT px.gid FROM pg_catalog.pg_locks t
-         JOIN pg_catalog.pg_prepared_xacts px ON px.transaction = t.transactionid
-        WHERE l.pid IS NULL AND t.pid IS NULL AND t.locktype = 'transactionid'
-          AND t.virtualtransaction = l.virtualtransaction
+         JOIN pg_catalog.pg_prepared_xacts px ON px.transaction OPERATOR(pg_catalog.=) t.transactionid
+        WHERE l.pid IS NULL AND t.pid IS NULL AND t.locktype OPERATOR(pg_catalog.=) 'transactionid'
+          AND t.virtualtransaction OPERATOR(pg_catalog.=) l.virtualtransaction
         LIMIT 1) p ON true
- WHERE l.locktype = 'advisory'
-   AND l.database = (SELECT oid FROM pg_catalog.pg_database
-                      WHERE datname = pg_catalog.current_database())
+ WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'
+   AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database
+                      WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
  ORDER BY l.classid, l.objid, l.objsubid, l.granted DESC, l.waitstart NULLS FIRST, l.pid";
 
 /// The database and the server's time of the listing.
-const CONTEXT: &str = "SELECT pg_catalog.current_database()::text, \
+const CONTEXT: &str = "SELECT pg_catalog.current_database()::pg_catalog.text, \
      pg_catalog.to_char(pg_catalog.statement_timestamp() AT TIME ZONE 'UTC', \
      'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
 
@@ -167,4 +171,22 @@ fn get<'a, T: FromSql<'a>>(
 ) -> Result<T, CliError> {
     row.try_get(index)
         .map_err(|source| CliError::Reply { column, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CONTEXT, LOCKS};
+
+    /// The listing's statements leave nothing to the search_path: the runtime's
+    /// scanner (bare operators, unqualified calls, casts and relations).
+    #[test]
+    fn the_listing_leaves_nothing_to_the_search_path() {
+        for (name, text) in [("LOCKS", LOCKS), ("CONTEXT", CONTEXT)] {
+            assert_eq!(
+                pglock_runtime::__unqualified_sql(text),
+                None,
+                "{name}: {text}"
+            );
+        }
+    }
 }

@@ -19,10 +19,13 @@ use crate::view;
 macro_rules! holds {
     () => {
         "EXISTS (SELECT 1 FROM pg_catalog.pg_locks \
-         WHERE locktype = 'advisory' AND granted AND pid = $1 \
-         AND database = (SELECT oid FROM pg_catalog.pg_database \
-                          WHERE datname = pg_catalog.current_database()) \
-         AND classid::int8 = $2 AND objid::int8 = $3 AND objsubid = $4::int2)"
+         WHERE locktype OPERATOR(pg_catalog.=) 'advisory' AND granted \
+         AND pid OPERATOR(pg_catalog.=) $1 \
+         AND database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database \
+                          WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) \
+         AND classid::pg_catalog.int8 OPERATOR(pg_catalog.=) $2 \
+         AND objid::pg_catalog.int8 OPERATOR(pg_catalog.=) $3 \
+         AND objsubid OPERATOR(pg_catalog.=) $4::pg_catalog.int2)"
     };
 }
 
@@ -250,6 +253,28 @@ fn summary(target: &Target, lock: Option<&Lock>) -> String {
                 target.describe(),
                 holders.join("; ")
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CANCEL, STILL_HOLDS, TERMINATE};
+
+    /// The signals' statements leave nothing to the search_path: the runtime's
+    /// scanner (bare operators, unqualified calls, casts and relations).
+    #[test]
+    fn the_signals_leave_nothing_to_the_search_path() {
+        for (name, text) in [
+            ("STILL_HOLDS", STILL_HOLDS),
+            ("CANCEL", CANCEL),
+            ("TERMINATE", TERMINATE),
+        ] {
+            assert_eq!(
+                pglock_runtime::__unqualified_sql(text),
+                None,
+                "{name}: {text}"
+            );
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Clear errors and non-zero exit codes, never a panic: a malformed URL, no URL, a
 //! refused connection, a refused login, TLS demanded of a server without it, and a role
-//! that may not see other roles' sessions.
+//! that may not see other roles' sessions; and where the URL comes from
+//! (`--database-url` wins over `DATABASE_URL`).
 
 mod common;
 
@@ -73,20 +74,51 @@ fn no_url_is_named() {
     );
 }
 
-#[test]
-fn a_refused_connection_is_named() {
-    // A port that was free a moment ago, with nothing listening now.
+/// A URL with nothing listening at its port (free a moment ago).
+fn dead_url() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    let out = pglock(&url).arg("ls").assert().failure().code(1);
+    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+}
+
+#[test]
+fn a_refused_connection_is_named() {
+    let out = pglock(&dead_url()).arg("ls").assert().failure().code(1);
     let err = stderr(out.get_output());
     assert_clean_failure(&err);
     assert!(err.contains("could not connect to the database"), "{err}");
     assert!(err.contains("refused"), "{err}");
+}
+
+#[test]
+fn database_url_flag_works_without_the_variable() {
+    let db = Db::shared();
+    let out = pglock("")
+        .env_remove("DATABASE_URL")
+        .args(["ls", "--json", "--database-url", &db.url])
+        .assert()
+        .success();
+    let doc: Value = serde_json::from_str(&stdout(out.get_output())).expect("JSON");
+    assert_eq!(doc["schema"], "pglock.locks/1");
+}
+
+#[test]
+fn database_url_flag_wins_over_the_variable() {
+    let db = Db::shared();
+    let dead = dead_url();
+    // The control: the variable alone points at nothing.
+    let out = pglock(&dead).arg("ls").assert().failure().code(1);
+    assert!(stderr(out.get_output()).contains("refused"));
+
+    let out = pglock(&dead)
+        .args(["--database-url", &db.url, "ls", "--json"])
+        .assert()
+        .success();
+    let doc: Value = serde_json::from_str(&stdout(out.get_output())).expect("JSON");
+    assert_eq!(doc["schema"], "pglock.locks/1");
 }
 
 #[test]

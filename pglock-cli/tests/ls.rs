@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{pglock, raw_of_bigint, raw_of_name, stdout, Db, Psql};
 use pglock_runtime::testdb::Cluster;
-use pglock_runtime::{AdvisoryLock, LockKey};
+use pglock_runtime::{AdvisoryLock, LockKey, Locker};
 use serde_json::Value;
 
 fn lock_sql(name: &str) -> String {
@@ -134,10 +132,7 @@ fn json_schema_field_by_field_for_a_pglock_holder_and_a_psql_waiter() {
     let name = "cli-json-static";
     let raw = raw_of_name(name);
     let pool = pglock_runtime::testdb::shared().pool(2);
-    // A long keepalive: pglock's pings would replace the lock statement (and its
-    // comment) as the session's last statement after a few idle seconds.
-    let lock = AdvisoryLock::from_static(name, LockKey::from_name(name))
-        .keepalive(Duration::from_secs(3600));
+    let lock = AdvisoryLock::from_static(name, LockKey::from_name(name));
     let line = line!() + 1;
     let guard = db.runtime.block_on(lock.acquire(&pool)).expect("acquire");
     let holder: i32 = db
@@ -268,6 +263,179 @@ fn json_schema_field_by_field_for_a_pglock_holder_and_a_psql_waiter() {
     assert_eq!(neg["name"], Value::Null, "no name is known for a plain key");
 
     db.runtime.block_on(guard.release()).expect("release");
+}
+
+/// What `pg_stat_activity` shows of `pid`: `state`, `query`, and `query_start` as text.
+fn statement_of(db: &Db, pid: i32) -> (String, String, String) {
+    let row = db
+        .runtime
+        .block_on(db.client.query_one(
+            "SELECT state, query, query_start::text FROM pg_stat_activity WHERE pid = $1",
+            &[&pid],
+        ))
+        .expect("read pg_stat_activity");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Waits until `pid`, in `state`, last ran a statement started after `since` that is
+/// no `SELECT`: the keepalive ping (pglock's other statements on a lock's session, and
+/// the tests', are all `SELECT`s), whatever it says.
+fn wait_for_a_ping(db: &Db, pid: i32, since: &str, state: &str) {
+    db.wait_until(
+        "the keepalive pinged the idle session",
+        &format!(
+            "SELECT query_start > '{since}'::timestamptz AND state = '{state}' \
+             AND query NOT LIKE 'SELECT%' FROM pg_stat_activity WHERE pid = {pid}"
+        ),
+    );
+}
+
+/// The name and call site of the only holder of the bigint lock `key`, per `ls --json`.
+fn json_name_and_site(db: &Db, key: LockKey) -> (Value, Value) {
+    let LockKey::BigInt(bigint) = key else {
+        unreachable!("a name hashes to a bigint key")
+    };
+    let out = pglock(&db.url).args(["ls", "--json"]).assert().success();
+    let doc: Value = serde_json::from_str(&stdout(out.get_output())).expect("valid JSON");
+    let lock = json_lock(&doc, "bigint", bigint.into());
+    (lock["name"].clone(), lock["holders"][0]["site"].clone())
+}
+
+/// The 3 a.m. case: a lock held for hours by an idle session, with the default
+/// keepalive. Its pings (sent while it is idle) are its last statements, and carry
+/// the lock statement's comment, so `ls` still tells the lock's name and site, also
+/// in a transaction the body left aborted.
+#[test]
+fn a_long_held_lock_keeps_its_name_and_site() {
+    let db = Db::shared();
+    let name = "cli-long-held";
+    let key = LockKey::from_name(name);
+    let pool = pglock_runtime::testdb::shared().pool(2);
+    let lock = AdvisoryLock::from_static(name, key);
+    let line = line!() + 1;
+    let guard = db.runtime.block_on(lock.acquire(&pool)).expect("acquire");
+    // Watched for loss, as the attribute and leadership watch their guards: the
+    // keepalive pings from now on (from a task on the test's runtime).
+    let lost = {
+        let _runtime = db.runtime.enter();
+        guard.lost()
+    };
+    let holder: i32 = db
+        .runtime
+        .block_on(guard.query_one("SELECT pg_backend_pid()", &[]))
+        .expect("the holder's pid")
+        .get(0);
+    db.wait_lock(holder, raw_of_name(name), true);
+    let site = format!("tests/ls.rs:{line}");
+
+    let (_, query, since) = statement_of(&db, holder);
+    wait_for_a_ping(&db, holder, &since, "idle");
+    let (_, ping, _) = statement_of(&db, holder);
+    assert!(
+        ping.starts_with("/* pglock: `cli-long-held` at ") && ping.ends_with(" */"),
+        "the ping, not {query:?}, is the session's last statement: {ping:?}"
+    );
+    let (shown_name, shown_site) = json_name_and_site(&db, key);
+    assert_eq!(shown_name, name);
+    let location = shown_site["location"].as_str().unwrap_or_default();
+    assert!(location.ends_with(&site), "{shown_site}");
+
+    // A body that left the locked session's transaction aborted: the ping is still
+    // answered (the guard is not lost) and still names the lock.
+    db.runtime
+        .block_on(guard.batch_execute("BEGIN"))
+        .expect("begin");
+    let failed = db.runtime.block_on(guard.execute("SELECT 1/0", &[]));
+    assert!(failed.is_err(), "the premise: the transaction is aborted");
+    let (_, _, since) = statement_of(&db, holder);
+    wait_for_a_ping(&db, holder, &since, "idle in transaction (aborted)");
+    assert!(
+        !guard.is_lost(),
+        "a ping in an aborted transaction is answered"
+    );
+    let (shown_name, shown_site) = json_name_and_site(&db, key);
+    assert_eq!(shown_name, name);
+    let location = shown_site["location"].as_str().unwrap_or_default();
+    assert!(location.ends_with(&site), "{shown_site}");
+
+    db.runtime
+        .block_on(guard.batch_execute("ROLLBACK"))
+        .expect("rollback");
+    db.runtime.block_on(guard.release()).expect("release");
+    drop(lost);
+}
+
+/// The pid of the session that holds (`granted`) or waits for the advisory lock `raw`.
+fn pid_on(db: &Db, raw: (u32, u32, i32), granted: bool) -> i32 {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid::int8 = {} \
+         AND objid::int8 = {} AND objsubid = {} AND granted = {granted})",
+        raw.0, raw.1, raw.2
+    );
+    db.wait_until(&format!("a session on {raw:?}, granted={granted}"), &sql);
+    let row = db
+        .runtime
+        .block_on(db.client.query_one(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::int8 = $1 \
+             AND objid::int8 = $2 AND objsubid = $3 AND granted = $4",
+            &[
+                &i64::from(raw.0),
+                &i64::from(raw.1),
+                &(raw.2 as i16),
+                &granted,
+            ],
+        ))
+        .expect("read pg_locks");
+    row.get(0)
+}
+
+/// A Locker lock that had to wait in the server's queue lives on a session of its
+/// own, whose pings name it as a pool guard's do.
+#[test]
+fn a_contended_locker_lock_keeps_its_name_and_site() {
+    let db = Db::shared();
+    let name = "cli-long-held-locker";
+    let key = LockKey::from_name(name);
+    let raw = raw_of_name(name);
+    let first = Psql::start(&db.url, "cli-locker-first", &lock_sql(name));
+    db.wait_lock(db.pid_of("cli-locker-first"), raw, true);
+    let locker = Locker::new(pglock_runtime::testdb::shared().pool(4));
+    let lock = AdvisoryLock::from_static(name, key);
+    let line = line!() + 2;
+    let acquiring = async move {
+        let guard = lock.acquire(&locker).await;
+        guard.map(|guard| (locker, guard))
+    };
+    let acquiring = db.runtime.spawn(acquiring);
+    let waiter = pid_on(&db, raw, false);
+    drop(first);
+    let (_locker, guard) = db
+        .runtime
+        .block_on(acquiring)
+        .expect("the task")
+        .expect("acquire once psql is gone");
+    assert_eq!(pid_on(&db, raw, true), waiter, "held where it waited");
+    let lost = {
+        let _runtime = db.runtime.enter();
+        guard.lost()
+    };
+
+    let (_, _, since) = statement_of(&db, waiter);
+    wait_for_a_ping(&db, waiter, &since, "idle");
+    let (_, ping, _) = statement_of(&db, waiter);
+    assert!(
+        ping.starts_with("/* pglock: `cli-long-held-locker` at "),
+        "{ping:?}"
+    );
+    let (shown_name, shown_site) = json_name_and_site(&db, key);
+    assert_eq!(shown_name, name);
+    let location = shown_site["location"].as_str().unwrap_or_default();
+    assert!(
+        location.ends_with(&format!("tests/ls.rs:{line}")),
+        "{shown_site}"
+    );
+    drop(guard);
+    drop(lost);
 }
 
 #[test]

@@ -1,83 +1,46 @@
 //! TLS: `sslmode=require` against a server with a self-signed certificate encrypts
 //! without authenticating the server (libpq's meaning); `--ca-file` verifies the
 //! certificate against an authority, and a server certificate it did not sign is refused.
+//! The certificates are made in the test (rcgen): no `openssl` binary is needed.
 
 mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Command;
 
 use common::{pglock, stderr, Db};
 use pglock_runtime::testdb::Cluster;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// A certificate authority, its certificate written to `{stem}.crt` in `dir`.
+fn authority(dir: &Path, stem: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("pglock test {stem}"));
+    let key = KeyPair::generate().expect("a CA key");
+    let ca = CertifiedIssuer::self_signed(params, key).expect("a self-signed CA");
+    std::fs::write(dir.join(format!("{stem}.crt")), ca.pem()).expect("write the CA");
+    ca
 }
 
-/// A certificate authority `{stem}.crt` / `{stem}.key` in `dir`.
-fn authority(dir: &Path, stem: &str) {
-    let (crt, key) = (format!("{stem}.crt"), format!("{stem}.key"));
-    let subject = format!("/CN=pglock test {stem}");
-    openssl(
-        dir,
-        &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject,
-            "-keyout", &key, "-out", &crt,
-        ],
-    );
-}
-
-/// `server.crt` / `server.key` in `dir`: a certificate for 127.0.0.1 signed by the
-/// authority `ca`, owned like `dir` with mode 0600 (the server reads its key as its
-/// own OS user and refuses a key others may read).
-fn server_cert(dir: &Path, ca: &str) {
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write san.ext");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            &ca_crt,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.crt",
-        ],
-    );
+/// `server.crt` / `server.key` in `dir`: a certificate for 127.0.0.1 signed by `ca`,
+/// owned like `dir` with mode 0600 (the server reads its key as its own OS user and
+/// refuses a key others may read).
+fn server_cert(dir: &Path, ca: &CertifiedIssuer<'static, KeyPair>) {
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("server parameters");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let key = KeyPair::generate().expect("a server key");
+    let cert = params.signed_by(&key, ca).expect("a signed certificate");
+    std::fs::write(dir.join("server.crt"), cert.pem()).expect("write server.crt");
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("write server.key");
     let owner = std::fs::metadata(dir).expect("the data directory");
     for file in ["server.crt", "server.key"] {
         let file = dir.join(file);
@@ -91,9 +54,9 @@ fn server_cert(dir: &Path, ca: &str) {
 fn sslmode_require_encrypts_and_ca_file_verifies() {
     let cluster = Cluster::start().expect("a cluster");
     let dir = cluster.data_dir();
-    authority(dir, "ca");
+    let ca = authority(dir, "ca");
     authority(dir, "other");
-    server_cert(dir, "ca");
+    server_cert(dir, &ca);
     let db = Db::of(cluster.db());
     let url = format!("{}?sslmode=require", cluster.db().url());
     // The control: before TLS is on, `require` cannot connect.

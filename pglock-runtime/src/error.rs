@@ -206,3 +206,89 @@ fn describe_cycle(cycle: &[LockId]) -> String {
     let keys: Vec<String> = cycle.iter().chain([first]).map(LockId::to_string).collect();
     format!(" (cycle of waits through Lockers: {})", keys.join(" -> "))
 }
+
+/// Item 11 against a real server: the SQLSTATEs that end a session, raised by the
+/// server itself, sort into [`Error::Disconnected`]; a code that ends nothing stays
+/// [`Error::Db`] (the control).
+#[cfg(all(test, feature = "testdb"))]
+mod live {
+    use std::time::Duration;
+
+    use super::Error;
+    use crate::AdvisoryLock;
+
+    /// The error the server sends for a statement that raises `code`.
+    async fn raised(code: &str) -> tokio_postgres::Error {
+        let client = crate::testdb::shared().connect().await.unwrap();
+        let raise = format!("DO $$BEGIN RAISE EXCEPTION USING ERRCODE = '{code}'; END$$");
+        let error = client.batch_execute(&raise).await.unwrap_err();
+        assert_eq!(error.code().map(|c| c.code()), Some(code), "{error:?}");
+        error
+    }
+
+    async fn sorted(code: &str) -> Error {
+        Error::from_db(AdvisoryLock::new("sqlstate").id(), raised(code).await)
+    }
+
+    #[tokio::test]
+    async fn idle_session_timeout_from_the_server_is_a_disconnect() {
+        let error = sorted("57P05").await;
+        assert!(matches!(error, Error::Disconnected { .. }), "{error:?}");
+    }
+
+    /// PostgreSQL 17's `transaction_timeout`; a server older than 17 has no such
+    /// setting, but raises the code the same way.
+    #[tokio::test]
+    async fn transaction_timeout_from_the_server_is_a_disconnect() {
+        let error = sorted("25P04").await;
+        assert!(matches!(error, Error::Disconnected { .. }), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_code_that_ends_no_session_stays_a_database_error() {
+        let error = sorted("40001").await;
+        assert!(matches!(error, Error::Db { .. }), "{error:?}");
+    }
+
+    /// A guard's session that `idle_session_timeout` ends: the guard learns its lock
+    /// is lost and its release says so; the server has freed the key. The server's
+    /// `57P05` comes while no statement of ours is pending, so the driver reports a
+    /// closed connection: this holds without the code's mapping too, which the
+    /// raised-code tests above pin.
+    #[tokio::test]
+    async fn a_guard_whose_session_the_idle_timeout_ends_is_lost() {
+        let db = crate::testdb::shared();
+        let pool = db.pool(1);
+        let lock = AdvisoryLock::new("sqlstate:idle-session");
+        let guard = lock.try_acquire(&pool).await.unwrap();
+        guard
+            .batch_execute("SET idle_session_timeout = '200ms'")
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), guard.lost())
+            .await
+            .expect("the guard never learned that the server ended its session");
+        let released = guard.release().await;
+        assert!(
+            matches!(
+                released,
+                Err(Error::LockLost { .. } | Error::Disconnected { .. })
+            ),
+            "{released:?}"
+        );
+        let observer = db.connect().await.unwrap();
+        let granted: bool = observer
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key_of(&lock)])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(granted, "the ended session's lock is free on the server");
+    }
+
+    fn key_of(lock: &AdvisoryLock) -> i64 {
+        match lock.key() {
+            crate::LockKey::BigInt(key) => key,
+            crate::LockKey::Pair(..) => unreachable!("a name hashes to a bigint key"),
+        }
+    }
+}

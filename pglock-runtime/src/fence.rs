@@ -84,8 +84,8 @@ pub(crate) async fn take_if_fenced(guard: &mut impl Fenceable) -> Result<(), Err
 
 /// The statement that takes a token: NULL inside an open transaction.
 pub(crate) const TAKE: &str =
-    "SELECT CASE WHEN pg_catalog.now() = pg_catalog.statement_timestamp() THEN \
-     (SELECT pg_catalog.pg_current_xact_id()::text FROM \
+    "SELECT CASE WHEN pg_catalog.now() OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp() THEN \
+     (SELECT pg_catalog.pg_current_xact_id()::pg_catalog.text FROM \
      (SELECT pg_catalog.set_config('synchronous_commit', 'on', true), \
      pg_catalog.pg_logical_emit_message(true, 'pglock', 'fence')) AS durable) END";
 

@@ -10,7 +10,6 @@
 mod queued;
 mod retire;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -51,11 +50,11 @@ pub(crate) struct Session {
     /// Set once a cancel request was sent for this session: a cancel signal may land
     /// on any later statement, so the connection is closed instead of reused.
     close_when_done: AtomicBool,
-    /// Keys that guards (or acquisitions on their way) hold on this session. The
-    /// server grants a key again to a session that holds it (advisory locks are
-    /// re-entrant per session), so a session is used for a key only while no one
-    /// else of ours holds that key on it.
-    reserved: std::sync::Mutex<HashMap<LockKey, usize>>,
+    /// Keys that guards (or acquisitions on their way) hold on this session, in the
+    /// order they were reserved. The server grants a key again to a session that
+    /// holds it (advisory locks are re-entrant per session), so a session is used
+    /// for a key only while no one else of ours holds that key on it.
+    reserved: Mutex<Vec<Reservation>>,
     loss: LossWatch,
     /// The backend's pid, learnt with the first wait (see [`Session::learn_pid`]): a
     /// wait is cancelled by pid, over a connection of its own.
@@ -70,6 +69,16 @@ pub(crate) struct Session {
     lent: AtomicBool,
     /// The keepalive bound the loss watch was started with, if it was.
     watched: OnceLock<Duration>,
+    /// The comment of the one lock a session opened to wait for it holds (a Locker's
+    /// wait in the server's queue), for the pings of a session with nothing reserved.
+    alone: OnceLock<Option<sql::Comment>>,
+}
+
+/// One key reserved on a session, with the comment of its lock's statements, which
+/// the keepalive ping repeats (see [`Session::ping_text`]).
+struct Reservation {
+    key: LockKey,
+    comment: Option<sql::Comment>,
 }
 
 /// A key reserved on a session for one guard: released when dropped.
@@ -87,18 +96,15 @@ impl Reserved {
     /// acquisition on its way) of ours is on it.
     pub(crate) fn is_alone(&self) -> bool {
         let reserved = self.session.reserved();
-        reserved.len() == 1 && reserved.get(&self.key) == Some(&1)
+        reserved.len() == 1 && reserved[0].key == self.key
     }
 }
 
 impl Drop for Reserved {
     fn drop(&mut self) {
         let mut reserved = self.session.reserved();
-        if let Some(count) = reserved.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                reserved.remove(&self.key);
-            }
+        if let Some(at) = reserved.iter().position(|r| r.key == self.key) {
+            reserved.remove(at);
         }
     }
 }
@@ -159,6 +165,7 @@ impl Session {
             queued: Mutex::new(None),
             lent: AtomicBool::new(false),
             watched: OnceLock::new(),
+            alone: OnceLock::new(),
         })
     }
 
@@ -192,34 +199,40 @@ impl Session {
         self.pool.is_closed()
     }
 
-    fn reserved(&self) -> std::sync::MutexGuard<'_, HashMap<LockKey, usize>> {
+    fn reserved(&self) -> std::sync::MutexGuard<'_, Vec<Reservation>> {
         lock_unpoisoned(&self.reserved)
     }
 
-    /// Reserves `key` on this session unless someone of ours holds it here already.
-    pub(crate) fn reserve(self: &Arc<Self>, key: LockKey) -> Option<Reserved> {
-        self.reserve_if(key, |reserved| !reserved.contains_key(&key))
+    /// Reserves `lock`'s key on this session unless someone of ours holds it here
+    /// already.
+    pub(crate) fn reserve(self: &Arc<Self>, lock: &AdvisoryLock) -> Option<Reserved> {
+        let key = lock.key();
+        self.reserve_if(lock, |reserved| reserved.iter().all(|r| r.key != key))
     }
 
-    /// Reserves `key` on this session only if no one of ours holds anything here:
+    /// Reserves `lock`'s key on this session only if no one of ours holds anything here:
     /// for a session picked up because an unlock is queued on it, which must not
     /// belong to a lock still held (an enclosing body's, say).
-    pub(crate) fn reserve_alone(self: &Arc<Self>, key: LockKey) -> Option<Reserved> {
-        self.reserve_if(key, HashMap::is_empty)
+    pub(crate) fn reserve_alone(self: &Arc<Self>, lock: &AdvisoryLock) -> Option<Reserved> {
+        self.reserve_if(lock, <[Reservation]>::is_empty)
     }
 
-    /// Reserves `key` if `allowed` says so of what is reserved now (one decision
-    /// under the lock, so two callers cannot both pass the check).
+    /// Reserves `lock`'s key if `allowed` says so of what is reserved now (one
+    /// decision under the lock, so two callers cannot both pass the check).
     fn reserve_if(
         self: &Arc<Self>,
-        key: LockKey,
-        allowed: impl FnOnce(&HashMap<LockKey, usize>) -> bool,
+        lock: &AdvisoryLock,
+        allowed: impl FnOnce(&[Reservation]) -> bool,
     ) -> Option<Reserved> {
+        let key = lock.key();
         let mut reserved = self.reserved();
         if !allowed(&reserved) {
             return None;
         }
-        reserved.insert(key, 1);
+        reserved.push(Reservation {
+            key,
+            comment: sql::Comment::of(lock),
+        });
         drop(reserved);
         Some(Reserved {
             session: self.clone(),
@@ -520,6 +533,25 @@ impl Session {
         matches!(row, Ok(Some(row)) if row.get::<_, Option<bool>>(0) == Some(true))
     }
 
+    /// This session was opened to wait for `lock` alone, and holds it now: its pings
+    /// name it (see [`Session::ping_text`]).
+    pub(crate) fn holds_alone(&self, lock: &AdvisoryLock) {
+        let _first = self.alone.set(sql::Comment::of(lock));
+    }
+
+    /// The keepalive ping: the comment of the lock statement of the key reserved
+    /// last (the innermost of nested locks sharing this session), or of the lock
+    /// the session [holds alone](Session::holds_alone), so that a lock held for hours
+    /// still shows its name and call site in `pg_stat_activity.query`, which a ping
+    /// would otherwise blank out. Empty otherwise: a Locker's lock session holds many
+    /// locks at once and takes them in batches, whose statements name no lock either.
+    fn ping_text(&self) -> String {
+        let reserved = self.reserved();
+        let comment = reserved.iter().rev().find_map(|r| r.comment);
+        let comment = comment.or_else(|| self.alone.get().copied().flatten());
+        comment.map(|c| c.to_string()).unwrap_or_default()
+    }
+
     /// A new connection made as the pool makes its own (same TLS, same settings), not
     /// taken from the pool, which may be exhausted by the very waits to cancel.
     pub(crate) async fn side_connection(
@@ -570,11 +602,13 @@ impl Watched for Session {
         self.client().is_closed()
     }
 
-    /// An empty statement: answered in any transaction state, and an error still
-    /// proves the server is there.
+    /// An empty statement, answered in any transaction state (an error would still
+    /// prove the server is there). Only a comment, it keeps the held lock's
+    /// name and site in `pg_stat_activity.query` (see [`Session::ping_text`]).
     fn ping(self: Arc<Self>) -> Ping {
         Box::pin(async move {
-            let _answered = self.client().simple_query("").await;
+            let text = self.ping_text();
+            let _answered = self.client().simple_query(&text).await;
         })
     }
 

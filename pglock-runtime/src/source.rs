@@ -74,8 +74,7 @@ async fn session_for(
     patience: Patience,
 ) -> Result<Chosen, Error> {
     let id = PoolId::of(pool);
-    let key = lock.key();
-    if let Some(reserved) = held.session_of(id).and_then(|s| s.reserve(key)) {
+    if let Some(reserved) = held.session_of(id).and_then(|s| s.reserve(lock)) {
         return Ok(Chosen::Own(reserved));
     }
     if let Some(session) = release::take_pool_session_for(Scope::Pool(id), lock) {
@@ -84,7 +83,7 @@ async fn session_for(
         // a fresh session answers Busy, rightly).
         let unlock = sql::statement(Op::Unlock, lock);
         if patience.waits() || Box::pin(session.runs_at_most(&unlock)).await {
-            if let Some(reserved) = session.reserve_alone(key) {
+            if let Some(reserved) = session.reserve_alone(lock) {
                 return Ok(Chosen::Reused(reserved));
             }
         }
@@ -119,7 +118,7 @@ async fn fresh_session(
         }
     };
     Ok(session
-        .reserve(lock.key())
+        .reserve(lock)
         .expect("a fresh session holds nothing"))
 }
 

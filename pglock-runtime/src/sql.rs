@@ -5,11 +5,15 @@
 //! search_path cannot put another `pg_advisory_lock` (or `=`) in front of the server's.
 
 use std::borrow::Cow;
+use std::panic::Location;
+
+#[cfg(any(test, feature = "testdb"))]
+pub(crate) mod lint;
 
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::key::LockKey;
-use crate::lock::{AdvisoryLock, LockMode};
+use crate::lock::{AdvisoryLock, CallSite, LockMode};
 
 /// What a statement does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,10 +36,18 @@ pub(crate) enum Op {
 macro_rules! texts {
     ($func:literal) => {
         [
-            concat!("SELECT pg_catalog.", $func, "($1::int8)"),
-            concat!("SELECT pg_catalog.", $func, "($1::int4, $2::int4)"),
-            concat!("SELECT pg_catalog.", $func, "_shared($1::int8)"),
-            concat!("SELECT pg_catalog.", $func, "_shared($1::int4, $2::int4)"),
+            concat!("SELECT pg_catalog.", $func, "($1::pg_catalog.int8)"),
+            concat!(
+                "SELECT pg_catalog.",
+                $func,
+                "($1::pg_catalog.int4, $2::pg_catalog.int4)"
+            ),
+            concat!("SELECT pg_catalog.", $func, "_shared($1::pg_catalog.int8)"),
+            concat!(
+                "SELECT pg_catalog.",
+                $func,
+                "_shared($1::pg_catalog.int4, $2::pg_catalog.int4)"
+            ),
         ]
     };
 }
@@ -43,10 +55,10 @@ macro_rules! texts {
 const TRY: [&str; 4] = texts!("pg_try_advisory_lock");
 const WAIT: [&str; 4] = texts!("pg_advisory_lock");
 const WAIT_LIMITED: [&str; 4] = [
-    "SELECT pg_catalog.pg_advisory_lock($1::int8) FROM (SELECT pg_catalog.set_config('lock_timeout', $2, true)) AS lock_timeout",
-    "SELECT pg_catalog.pg_advisory_lock($1::int4, $2::int4) FROM (SELECT pg_catalog.set_config('lock_timeout', $3, true)) AS lock_timeout",
-    "SELECT pg_catalog.pg_advisory_lock_shared($1::int8) FROM (SELECT pg_catalog.set_config('lock_timeout', $2, true)) AS lock_timeout",
-    "SELECT pg_catalog.pg_advisory_lock_shared($1::int4, $2::int4) FROM (SELECT pg_catalog.set_config('lock_timeout', $3, true)) AS lock_timeout",
+    "SELECT pg_catalog.pg_advisory_lock($1::pg_catalog.int8) FROM (SELECT pg_catalog.set_config('lock_timeout', $2, true)) AS lock_timeout",
+    "SELECT pg_catalog.pg_advisory_lock($1::pg_catalog.int4, $2::pg_catalog.int4) FROM (SELECT pg_catalog.set_config('lock_timeout', $3, true)) AS lock_timeout",
+    "SELECT pg_catalog.pg_advisory_lock_shared($1::pg_catalog.int8) FROM (SELECT pg_catalog.set_config('lock_timeout', $2, true)) AS lock_timeout",
+    "SELECT pg_catalog.pg_advisory_lock_shared($1::pg_catalog.int4, $2::pg_catalog.int4) FROM (SELECT pg_catalog.set_config('lock_timeout', $3, true)) AS lock_timeout",
 ];
 const UNLOCK: [&str; 4] = texts!("pg_advisory_unlock");
 const TRY_XACT: [&str; 4] = texts!("pg_try_advisory_xact_lock");
@@ -74,27 +86,67 @@ pub(crate) fn statement(op: Op, lock: &AdvisoryLock) -> Cow<'static, str> {
     if op == Op::Unlock {
         return Cow::Borrowed(text);
     }
-    // The name goes into the comment only when it is fixed at compile time: names
-    // formatted at run time (`order:7`) would make a new statement text, to prepare
-    // again, for every key. pg_locks and `holders` show the key itself.
-    let name = lock
-        .id()
-        .static_name()
-        .map(|n| format!("`{}` ", comment_safe(n)));
-    let name = name.as_deref().unwrap_or("");
-    match (lock.site(), lock.caller()) {
-        (Some(site), _) => Cow::Owned(format!(
-            "{text} /* pglock: {name}in {} at {}:{} */",
-            comment_safe(site.function),
-            comment_safe(site.file),
-            site.line
-        )),
-        (None, Some(caller)) => Cow::Owned(format!(
-            "{text} /* pglock: {name}at {}:{} */",
-            comment_safe(caller.file()),
-            caller.line()
-        )),
-        (None, None) => Cow::Borrowed(text),
+    match Comment::of(lock) {
+        Some(comment) => Cow::Owned(format!("{text} {comment}")),
+        None => Cow::Borrowed(text),
+    }
+}
+
+/// The comment a lock statement carries, `/* pglock: ... */`: the lock's name (when
+/// fixed at compile time) and its call site, built from sanitised text. Alone, it is
+/// also the keepalive ping of a session holding the lock (see `Session::ping`): a
+/// statement that is only a comment is an empty query to the server, and keeps
+/// `pg_stat_activity.query` saying who holds what. Never longer than the lock
+/// statement, so it fits `track_activity_query_size` wherever that statement does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Comment {
+    name: Option<&'static str>,
+    place: Place,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Place {
+    Site(&'static CallSite),
+    Caller(&'static Location<'static>),
+}
+
+impl Comment {
+    /// The comment of `lock`'s statements; `None` when there is no site to name.
+    pub(crate) fn of(lock: &AdvisoryLock) -> Option<Comment> {
+        let place = match (lock.site(), lock.caller()) {
+            (Some(site), _) => Place::Site(site),
+            (None, Some(caller)) => Place::Caller(caller),
+            (None, None) => return None,
+        };
+        // The name goes in only when it is fixed at compile time: names formatted at
+        // run time (`order:7`) would make a new statement text, to prepare again, for
+        // every key. pg_locks and `holders` show the key itself.
+        Some(Comment {
+            name: lock.id().static_name(),
+            place,
+        })
+    }
+}
+
+impl std::fmt::Display for Comment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("/* pglock: ")?;
+        if let Some(name) = self.name {
+            write!(f, "`{}` ", comment_safe(name))?;
+        }
+        match self.place {
+            Place::Site(site) => write!(
+                f,
+                "in {} at {}:{}",
+                comment_safe(site.function),
+                comment_safe(site.file),
+                site.line
+            )?,
+            Place::Caller(caller) => {
+                write!(f, "at {}:{}", comment_safe(caller.file()), caller.line())?
+            }
+        }
+        f.write_str(" */")
     }
 }
 
@@ -114,8 +166,8 @@ pub(crate) const BATCH: &str = "SELECT r.n, CASE \
      WHEN r.op OPERATOR(pg_catalog.=) 6 THEN pg_catalog.pg_advisory_unlock_shared(r.k) \
      WHEN r.op OPERATOR(pg_catalog.=) 7 THEN pg_catalog.pg_advisory_unlock_shared(r.a, r.b) \
      END \
-     FROM ROWS FROM (pg_catalog.unnest($1::int2[]), pg_catalog.unnest($2::int8[]), \
-       pg_catalog.unnest($3::int4[]), pg_catalog.unnest($4::int4[])) \
+     FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int2[]), pg_catalog.unnest($2::pg_catalog.int8[]), \
+       pg_catalog.unnest($3::pg_catalog.int4[]), pg_catalog.unnest($4::pg_catalog.int4[])) \
        WITH ORDINALITY AS r(op, k, a, b, n)";
 
 /// The parameter types of [`BATCH`], for preparing it.
@@ -222,7 +274,7 @@ macro_rules! is_advisory_key {
     () => {
         "l.locktype OPERATOR(pg_catalog.=) 'advisory' \
          AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) \
-         AND l.classid::int8 OPERATOR(pg_catalog.=) $1 AND l.objid::int8 OPERATOR(pg_catalog.=) $2 AND l.objsubid OPERATOR(pg_catalog.=) $3::int2"
+         AND l.classid::pg_catalog.int8 OPERATOR(pg_catalog.=) $1 AND l.objid::pg_catalog.int8 OPERATOR(pg_catalog.=) $2 AND l.objsubid OPERATOR(pg_catalog.=) $3::pg_catalog.int2"
     };
 }
 
@@ -261,12 +313,13 @@ pub(crate) const BACKEND_PID: &str = "SELECT pg_catalog.pg_backend_pid()";
 /// on another statement the session runs before or after it. One row when sent.
 pub(crate) const CANCEL_IF_WAITING: &str = "SELECT pg_catalog.pg_cancel_backend(a.pid) \
      FROM pg_catalog.pg_stat_activity a \
-     WHERE a.pid = $1 AND a.state = 'active' AND a.wait_event_type = 'Lock' AND a.query = $2";
+     WHERE a.pid OPERATOR(pg_catalog.=) $1 AND a.state OPERATOR(pg_catalog.=) 'active' \
+     AND a.wait_event_type OPERATOR(pg_catalog.=) 'Lock' AND a.query OPERATOR(pg_catalog.=) $2";
 
 /// Whether backend `$1` runs nothing, or only statement `$2`, as the server sees it now.
-pub(crate) const RUNS_AT_MOST: &str =
-    "SELECT a.state = 'idle' OR (a.state = 'active' AND a.query = $2) \
-     FROM pg_catalog.pg_stat_activity a WHERE a.pid = $1";
+pub(crate) const RUNS_AT_MOST: &str = "SELECT a.state OPERATOR(pg_catalog.=) 'idle' \
+     OR (a.state OPERATOR(pg_catalog.=) 'active' AND a.query OPERATOR(pg_catalog.=) $2) \
+     FROM pg_catalog.pg_stat_activity a WHERE a.pid OPERATOR(pg_catalog.=) $1";
 
 /// Who holds or waits for the key, holders first, then waiters from the longest
 /// waiting (see [`crate::holders()`]).
@@ -287,7 +340,8 @@ pub(crate) const HOLDERS: &str = concat!(
 
 /// This session's backend: pid and start (exact `numeric` text, the same in every
 /// session whatever its float settings), for [`END_BACKEND`].
-pub(crate) const BACKEND: &str = "SELECT a.pid, EXTRACT(epoch FROM a.backend_start)::text \
+pub(crate) const BACKEND: &str =
+    "SELECT a.pid, EXTRACT(epoch FROM a.backend_start)::pg_catalog.text \
      FROM pg_catalog.pg_stat_activity a \
      WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()";
 
@@ -295,7 +349,7 @@ pub(crate) const BACKEND: &str = "SELECT a.pid, EXTRACT(epoch FROM a.backend_sta
 /// [`BACKEND`]); a pid reused by another session is left alone.
 pub(crate) const END_BACKEND: &str = "SELECT pg_catalog.pg_terminate_backend(a.pid) \
      FROM pg_catalog.pg_stat_activity a WHERE a.pid OPERATOR(pg_catalog.=) $1 \
-     AND EXTRACT(epoch FROM a.backend_start)::text OPERATOR(pg_catalog.=) $2";
+     AND EXTRACT(epoch FROM a.backend_start)::pg_catalog.text OPERATOR(pg_catalog.=) $2";
 
 /// `pg_locks`' view of a key: `classid`, `objid` (oids, read as `int8`) and
 /// `objsubid`. A bigint key is split into its high and low 32 bits with objsubid
@@ -348,19 +402,83 @@ pub(crate) const END_OWN_BACKEND: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::CallSite;
+
+    /// Every statement the runtime sends: the tables of lock texts (with and without
+    /// the call-site comment), the `pg_locks` and session statements here, the
+    /// fencing token's and the cross-process deadlock check's. The CLI's are checked
+    /// by its own test with the same scanner.
+    fn every_statement() -> Vec<(String, String)> {
+        use crate::fence;
+        use crate::locker::deadlock::across;
+        let mut all: Vec<(String, String)> = [
+            ("TRY", &TRY),
+            ("WAIT", &WAIT),
+            ("WAIT_LIMITED", &WAIT_LIMITED),
+            ("UNLOCK", &UNLOCK),
+            ("TRY_XACT", &TRY_XACT),
+            ("WAIT_XACT", &WAIT_XACT),
+        ]
+        .iter()
+        .flat_map(|(name, texts)| texts.iter().map(move |t| (name.to_string(), t.to_string())))
+        .collect();
+        static SITE: CallSite = CallSite {
+            function: "ship = f(",
+            file: "src/a.rs",
+            line: 3,
+        };
+        let lock = AdvisoryLock::from_static("o = r(", LockKey::BigInt(1)).at(&SITE);
+        for op in [
+            Op::Try,
+            Op::Wait,
+            Op::WaitLimited,
+            Op::Unlock,
+            Op::TryXact,
+            Op::WaitXact,
+        ] {
+            all.push((
+                format!("statement({op:?})"),
+                statement(op, &lock).into_owned(),
+            ));
+        }
+        for (name, text) in [
+            ("BATCH", BATCH),
+            ("HELD_BY_ME", HELD_BY_ME),
+            ("HOLDER_IS_ACTIVE", HOLDER_IS_ACTIVE),
+            ("BACKEND_IS_ACTIVE", BACKEND_IS_ACTIVE),
+            ("BACKEND_PID", BACKEND_PID),
+            ("CANCEL_IF_WAITING", CANCEL_IF_WAITING),
+            ("RUNS_AT_MOST", RUNS_AT_MOST),
+            ("HOLDERS", HOLDERS),
+            ("BACKEND", BACKEND),
+            ("END_BACKEND", END_BACKEND),
+            ("END_OWN_BACKEND", END_OWN_BACKEND),
+            ("fence::TAKE", fence::TAKE),
+            ("across::SETTINGS", across::SETTINGS),
+            ("across::WAITS", across::WAITS),
+        ] {
+            all.push((name.to_string(), text.to_string()));
+        }
+        all
+    }
+
+    #[test]
+    fn every_statement_leaves_nothing_to_the_search_path() {
+        for (name, text) in every_statement() {
+            assert_eq!(lint::unqualified(&text), None, "{name}: {text}");
+        }
+    }
 
     #[test]
     fn texts_pick_function_mode_and_key_space() {
         let pair = AdvisoryLock::new((1, 2)).shared();
         assert_eq!(
             statement(Op::Unlock, &pair),
-            "SELECT pg_catalog.pg_advisory_unlock_shared($1::int4, $2::int4)"
+            "SELECT pg_catalog.pg_advisory_unlock_shared($1::pg_catalog.int4, $2::pg_catalog.int4)"
         );
         let big = AdvisoryLock::new(7_i64);
         assert_eq!(
             statement(Op::TryXact, &big),
-            "SELECT pg_catalog.pg_try_advisory_xact_lock($1::int8)"
+            "SELECT pg_catalog.pg_try_advisory_xact_lock($1::pg_catalog.int8)"
         );
     }
 
@@ -426,8 +544,31 @@ mod tests {
         let dynamic = AdvisoryLock::new("order:7").at(&SITE);
         assert_eq!(
             statement(Op::Try, &dynamic),
-            "SELECT pg_catalog.pg_try_advisory_lock($1::int8) /* pglock: in ship at src/a.rs:3 */"
+            "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8) /* pglock: in ship at src/a.rs:3 */"
         );
+    }
+
+    #[test]
+    fn the_ping_comment_is_the_lock_statements_own() {
+        static SITE: CallSite = CallSite {
+            function: "lead",
+            file: "src/l.rs",
+            line: 8,
+        };
+        let lock = AdvisoryLock::from_static("leader */", LockKey::BigInt(1)).at(&SITE);
+        let comment = Comment::of(&lock).expect("a site to name").to_string();
+        assert_eq!(comment, "/* pglock: `leader *|` in lead at src/l.rs:8 */");
+        for op in [
+            Op::Try,
+            Op::Wait,
+            Op::WaitLimited,
+            Op::TryXact,
+            Op::WaitXact,
+        ] {
+            let text = statement(op, &lock);
+            assert!(text.ends_with(&format!(" {comment}")), "{text}");
+        }
+        assert!(Comment::of(&AdvisoryLock::new(1_i64)).is_none());
     }
 
     #[test]

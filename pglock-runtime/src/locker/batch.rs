@@ -64,11 +64,17 @@ impl Batcher {
         Batcher { queue, unlocking }
     }
 
-    /// `pg_try_advisory_lock`, in the next batch. A caller that gives up before the
-    /// answer leaves nothing held: a lock granted to nobody is unlocked.
+    /// `pg_try_advisory_lock`, in the next batch. A caller that gives up before
+    /// reading the answer leaves nothing held: a lock granted to nobody is unlocked.
     pub(super) async fn try_lock(&self, lock: &AdvisoryLock) -> Answer {
-        let answer = self.send(Op::Try, lock);
-        answer.await.unwrap_or_else(|_closed| lost(lock))
+        let mut awaited = AwaitedTry {
+            answer: self.send(Op::Try, lock),
+            batcher: self,
+            lock,
+        };
+        (&mut awaited.answer)
+            .await
+            .unwrap_or_else(|_closed| lost(lock))
     }
 
     /// `pg_advisory_unlock`, queued now, in order with every request sent before
@@ -98,6 +104,27 @@ impl Batcher {
             let _unheard = request.tell.send(lost(&request.lock));
         }
         answer
+    }
+}
+
+/// A try's answer while its caller waits for it. The caller may give up at any
+/// moment, even after the batch task handed the answer over: a grant still to come
+/// then finds nobody to tell (and the batch task unlocks it), and one that came
+/// already is unlocked here; closing the channel first makes it exactly one of
+/// the two.
+struct AwaitedTry<'a> {
+    answer: oneshot::Receiver<Answer>,
+    batcher: &'a Batcher,
+    lock: &'a AdvisoryLock,
+}
+
+impl Drop for AwaitedTry<'_> {
+    fn drop(&mut self) {
+        self.answer.close();
+        if let Ok(Ok(true)) = self.answer.try_recv() {
+            // The answer is the batch task's to log when it fails.
+            drop(self.batcher.unlock(self.lock));
+        }
     }
 }
 
@@ -322,3 +349,7 @@ async fn run_batch(
     }
     Ok(answers)
 }
+
+#[cfg(all(test, feature = "testdb"))]
+#[path = "batch_tests.rs"]
+mod tests;

@@ -19,7 +19,7 @@
 //!
 //! Cycles through the server, across processes, are `across`'s concern.
 
-mod across;
+pub(crate) mod across;
 mod announce;
 
 use std::collections::{HashMap, HashSet};

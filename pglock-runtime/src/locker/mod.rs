@@ -10,7 +10,7 @@
 //! every other lock of a shared session), while the rest wait in the process.
 
 mod batch;
-mod deadlock;
+pub(crate) mod deadlock;
 mod guard;
 mod sessions;
 mod table;
@@ -446,6 +446,7 @@ impl Inner {
         self.deadlocks
             .wait_in_server(&self.pool, held, &waiting, lock, patience)
             .await?;
+        waiting.holds_alone(lock);
         self.granted(lock, ticket, waiting)
     }
 

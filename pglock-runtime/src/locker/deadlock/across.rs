@@ -51,15 +51,15 @@ pub(super) struct Settings {
     pub(super) query_size: usize,
 }
 
-const SETTINGS: &str = "SELECT pg_catalog.current_setting('deadlock_timeout'), \
+pub(crate) const SETTINGS: &str = "SELECT pg_catalog.current_setting('deadlock_timeout'), \
      pg_catalog.current_setting('track_activity_query_size')";
 
 /// Every advisory wait of this database, the holders of the keys waited for, and
 /// the text of each waiting statement. `pg_locks` is read first (its first row
 /// takes the whole snapshot); a text read after it is kept only if that statement
 /// started before its wait did, so it is the statement that waits in the snapshot.
-const WAITS: &str = "WITH l AS MATERIALIZED (\
-       SELECT pid, classid::int8 AS c, objid::int8 AS o, objsubid::int2 AS s, granted, waitstart \
+pub(crate) const WAITS: &str = "WITH l AS MATERIALIZED (\
+       SELECT pid, classid::pg_catalog.int8 AS c, objid::pg_catalog.int8 AS o, objsubid::pg_catalog.int2 AS s, granted, waitstart \
        FROM pg_catalog.pg_locks \
        WHERE locktype OPERATOR(pg_catalog.=) 'advisory' AND pid IS NOT NULL \
          AND database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database \
