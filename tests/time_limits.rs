@@ -384,3 +384,33 @@ async fn a_try_on_an_exhausted_pool_does_not_wait_for_a_connection() {
     let answer = lock.try_acquire(&pool).await;
     assert!(answer.is_ok(), "a connection was free: {answer:?}");
 }
+
+#[tokio::test]
+async fn a_silent_parked_session_keeps_only_itself_out_of_the_pool() {
+    let cluster = pglock::testdb::Cluster::start().unwrap();
+    let pool = cluster.db().pool(2);
+    let observer = cluster.db().connect().await.unwrap();
+    let (silent, healthy) = (
+        AdvisoryLock::new("limits:silent"),
+        AdvisoryLock::new("limits:healthy"),
+    );
+    let healthy_guard = healthy.try_acquire(&pool).await.unwrap();
+    // Both guards dropped together: both sessions are parked, and nobody takes them.
+    let stopped = release_to_a_stopped_backend(&pool, &silent, &observer).await;
+    drop(healthy_guard);
+
+    let client = tokio::time::timeout(HANG, pool.get())
+        .await
+        .expect("the healthy session stayed out of the pool behind the silent one")
+        .unwrap();
+    let holders = common::pg_locks::holders(&observer, silent.key()).await;
+    assert_eq!(
+        holders,
+        vec![stopped.0],
+        "taken while the other backend was stopped"
+    );
+    drop(client);
+    drop(stopped);
+    let left = gone_within(&observer, silent.key(), common::pg_locks::PATIENCE).await;
+    assert!(left.is_empty(), "left on the server once it ran: {left:?}");
+}

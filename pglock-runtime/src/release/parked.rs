@@ -163,10 +163,14 @@ async fn reap(scope: Scope, number: u64) {
         let Some(stale) = take_stale(scope, number, &mut idle) else {
             return;
         };
-        let unlocks = stale.iter().map(|p| p.session.read_queued_unlock());
-        futures_util::future::join_all(unlocks).await;
-        // Dropped: back to the pool, or closed if the unlock failed.
-        drop(stale);
+        // Each session goes back to the pool (or is closed, if its unlock failed) as
+        // soon as its own unlock is answered: one whose backend does not answer
+        // keeps only itself out of the pool.
+        let finish = |parked: Parked| async move {
+            parked.session.read_queued_unlock().await;
+            drop(parked);
+        };
+        futures_util::future::join_all(stale.into_iter().map(finish)).await;
     }
 }
 
