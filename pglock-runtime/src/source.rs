@@ -58,6 +58,12 @@ impl Chosen {
             Chosen::Own(reserved) | Chosen::Reused(reserved) => reserved,
         }
     }
+
+    fn into_reserved(self) -> Reserved {
+        match self {
+            Chosen::Own(reserved) | Chosen::Reused(reserved) => reserved,
+        }
+    }
 }
 
 /// The session a lock from `pool` is taken on, reserved for its key: the one an
@@ -137,9 +143,7 @@ impl LockSource for Pool {
             .await?;
         let reserved = if patience.waits() {
             wait_for(chosen.reserved().session(), lock, patience).await?;
-            match chosen {
-                Chosen::Own(reserved) | Chosen::Reused(reserved) => reserved,
-            }
+            chosen.into_reserved()
         } else {
             tries::answer(self, chosen, lock)
                 .await?
