@@ -13,6 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::{gone_within, holders, unique};
+use deadpool_postgres::{PoolError, TimeoutType};
 use pglock::{AdvisoryLock, LockKey};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -189,6 +190,12 @@ async fn hammer_one_key_mixed_acquisitions_never_overlap() {
                 let guard = match guard {
                     Ok(guard) => guard,
                     Err(pglock::Error::Busy { .. }) => continue,
+                    // A try takes a connection only if one is free now, and the
+                    // other tasks' waits may hold all three.
+                    Err(pglock::Error::Pool {
+                        source: PoolError::Timeout(TimeoutType::Wait),
+                        ..
+                    }) if (t + i) % 3 == 0 => continue,
                     Err(e) => panic!("task {t} call {i}: {e:?}"),
                 };
                 assert!(!inside.swap(true, Ordering::SeqCst), "two guards at once");

@@ -1,7 +1,9 @@
 //! Guarantee 10 (time limits are contracts) and the nested-wait cancel: a try or a
 //! bounded wait never waits behind a statement another body left running on a session
-//! we would reuse, and cancelling a dropped nested wait never hits the body's own query.
-//! The tests assert the mechanism (what the server shows while the answer comes),
+//! we would reuse, nor behind our own unlock on a session whose backend stopped
+//! answering (`SIGSTOP`, on a cluster of the test's own), a try never waits for a pool
+//! connection to be freed, and cancelling a dropped nested wait never hits the body's
+//! own query. The tests assert the mechanism (what the server shows while the answer comes),
 //! never a duration.
 
 mod common;
@@ -215,4 +217,200 @@ async fn a_dropped_nested_wait_does_not_cancel_the_bodys_own_query() {
         "the dropped nested wait left a waiter: {left:?}"
     );
     drop(holder);
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to backend `pid`, as the server's own host would.
+fn signal(pid: i32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// A backend stopped with `SIGSTOP` until this is dropped (a failed assertion
+/// included): a stopped backend would keep the test's cluster from shutting down.
+struct Stopped(i32);
+
+impl Stopped {
+    fn backend(pid: i32) -> Stopped {
+        signal(pid, "STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+/// Only a hang takes this long; the tests assert what the server shows, not a speed.
+const HANG: Duration = Duration::from_secs(30);
+
+/// Takes `name` from `pool`, stops the holder's backend, then drops the guard: its
+/// unlock is sent to a backend that does not answer, and the session is kept for
+/// the next lock of the key. Returns the stopped backend.
+async fn release_to_a_stopped_backend(
+    pool: &Pool,
+    lock: &AdvisoryLock,
+    observer: &Observer,
+) -> Stopped {
+    let guard = lock.try_acquire(pool).await.unwrap();
+    // Asked from outside: the guard's client stays unlent, as for a body that never
+    // touched it.
+    let pid = common::pg_locks::holders(observer, lock.key()).await[0];
+    let stopped = Stopped::backend(pid);
+    drop(guard);
+    stopped
+}
+
+/// Asks for `lock` with `ask` right after its guard's unlock went to a stopped
+/// backend; checks the answer came while that backend was still stopped (so the
+/// server still shows it holding the key) and that nothing is left once it runs.
+async fn answered_while_the_released_backend_is_stopped<F, Fut>(
+    label: &str,
+    pool_size: usize,
+    ask: F,
+) -> Result<LockGuard, Error>
+where
+    F: FnOnce(AdvisoryLock, Pool) -> Fut,
+    Fut: std::future::Future<Output = Result<LockGuard, Error>>,
+{
+    let cluster = pglock::testdb::Cluster::start().unwrap();
+    let pool = cluster.db().pool(pool_size);
+    let observer = cluster.db().connect().await.unwrap();
+    let lock = AdvisoryLock::new(label);
+    let stopped = release_to_a_stopped_backend(&pool, &lock, &observer).await;
+
+    let answer = tokio::time::timeout(HANG, ask(lock.clone(), pool.clone()))
+        .await
+        .expect("the answer waited for the stopped backend");
+    let holders = common::pg_locks::holders(&observer, lock.key()).await;
+    assert_eq!(
+        holders,
+        vec![stopped.0],
+        "answered while the stopped backend still holds the key: {answer:?}"
+    );
+    drop(stopped);
+    let left = gone_within(&observer, lock.key(), common::pg_locks::PATIENCE).await;
+    assert!(left.is_empty(), "left on the server once it ran: {left:?}");
+    answer
+}
+
+#[tokio::test]
+async fn a_try_is_answered_while_the_released_sessions_backend_is_stopped() {
+    let answer = answered_while_the_released_backend_is_stopped(
+        "limits:try-stopped",
+        4,
+        |lock, pool| async move { lock.try_acquire(&pool).await },
+    )
+    .await;
+    assert!(
+        matches!(&answer, Err(e) if e.is_busy()),
+        "the stopped backend still holds the key: {answer:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bounded_wait_times_out_while_the_released_sessions_backend_is_stopped() {
+    let answer = answered_while_the_released_backend_is_stopped(
+        "limits:timeout-stopped",
+        4,
+        |lock, pool| async move {
+            lock.acquire_timeout(&pool, Duration::from_millis(500))
+                .await
+        },
+    )
+    .await;
+    assert!(
+        matches!(&answer, Err(e) if e.is_timeout()),
+        "the stopped backend holds the key for the whole limit: {answer:?}"
+    );
+}
+
+/// Whether `answer` is the pool's refusal to wait for a connection to be freed.
+fn no_free_connection(answer: &Result<LockGuard, Error>) -> bool {
+    use deadpool_postgres::{PoolError, TimeoutType};
+    matches!(
+        answer,
+        Err(Error::Pool {
+            source: PoolError::Timeout(TimeoutType::Wait),
+            ..
+        })
+    )
+}
+
+#[tokio::test]
+async fn a_try_with_no_other_connection_to_ask_on_fails_while_the_backend_is_stopped() {
+    let answer = answered_while_the_released_backend_is_stopped(
+        "limits:try-stopped-alone",
+        1,
+        |lock, pool| async move { lock.try_acquire(&pool).await },
+    )
+    .await;
+    assert!(
+        no_free_connection(&answer),
+        "the pool's one connection is the silent one: {answer:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_try_on_an_exhausted_pool_does_not_wait_for_a_connection() {
+    let pool = pool(2);
+    let observer = observer().await;
+    let held: Vec<AdvisoryLock> = (0..2)
+        .map(|_| AdvisoryLock::new(unique("limits:exhausting")))
+        .collect();
+    let mut guards = Vec::new();
+    for lock in &held {
+        guards.push(lock.try_acquire(&pool).await.unwrap());
+    }
+    let lock = AdvisoryLock::new(unique("limits:exhausted"));
+
+    let answer = tokio::time::timeout(HANG, lock.try_acquire(&pool))
+        .await
+        .expect("the try waited for a connection to be freed");
+    for other in &held {
+        let holders = common::pg_locks::holders(&observer, other.key()).await;
+        assert_eq!(holders.len(), 1, "answered while both connections are held");
+    }
+    assert!(
+        no_free_connection(&answer),
+        "no connection could be had without waiting: {answer:?}"
+    );
+    // The control: with a connection free, the same try is granted.
+    drop(guards.pop());
+    let answer = lock.try_acquire(&pool).await;
+    assert!(answer.is_ok(), "a connection was free: {answer:?}");
+}
+
+#[tokio::test]
+async fn a_silent_parked_session_keeps_only_itself_out_of_the_pool() {
+    let cluster = pglock::testdb::Cluster::start().unwrap();
+    let pool = cluster.db().pool(2);
+    let observer = cluster.db().connect().await.unwrap();
+    let (silent, healthy) = (
+        AdvisoryLock::new("limits:silent"),
+        AdvisoryLock::new("limits:healthy"),
+    );
+    let healthy_guard = healthy.try_acquire(&pool).await.unwrap();
+    // Both guards dropped together: both sessions are parked, and nobody takes them.
+    let stopped = release_to_a_stopped_backend(&pool, &silent, &observer).await;
+    drop(healthy_guard);
+
+    let client = tokio::time::timeout(HANG, pool.get())
+        .await
+        .expect("the healthy session stayed out of the pool behind the silent one")
+        .unwrap();
+    let holders = common::pg_locks::holders(&observer, silent.key()).await;
+    assert_eq!(
+        holders,
+        vec![stopped.0],
+        "taken while the other backend was stopped"
+    );
+    drop(client);
+    drop(stopped);
+    let left = gone_within(&observer, silent.key(), common::pg_locks::PATIENCE).await;
+    assert!(left.is_empty(), "left on the server once it ran: {left:?}");
 }

@@ -14,7 +14,9 @@
 //! is closed instead of going back to the pool. And until the server has run that
 //! unlock, the next acquisition of the same key from this process takes the same
 //! session, where its request queues behind the unlock; so a lock that was released
-//! is never reported `Busy` because of our own unlock in flight.
+//! is never reported `Busy` because of our own unlock in flight. A try waits there
+//! only briefly: a backend that does not answer our unlock still holds the key, and
+//! a fresh session then says so (see `source::tries`).
 
 mod parked;
 
@@ -97,6 +99,27 @@ pub(crate) fn take_pool_session_for(scope: Scope, lock: &AdvisoryLock) -> Option
         // A closed pool gives no more connections, kept ones included (dropped,
         // the session goes back to it, which closes it).
         .filter(|session| !session.pool_is_closed())
+}
+
+/// A parked session of `scope` for a try that found no connection free in the pool:
+/// the connections we released last are parked, not back in the pool yet. Taken
+/// once its unlock is answered within `within` (so no lock of ours is left on it);
+/// a session whose backend does not answer that soon is parked again, as it was.
+pub(crate) async fn take_settled_pool_session(
+    scope: Scope,
+    lock: &AdvisoryLock,
+    within: std::time::Duration,
+) -> Option<Arc<Session>> {
+    let (session, key) = parked::take_any(scope, lock)?;
+    if session.pool_is_closed() {
+        return None;
+    }
+    if !session.queued_unlock_answered_within(within).await {
+        parked::park(session, key);
+        return None;
+    }
+    session.read_queued_unlock().await;
+    session.is_reusable().then_some(session)
 }
 
 /// A pool guard let go: unlocks its lock on its session without making the caller

@@ -125,7 +125,33 @@ impl Session {
             lock: lock.id().clone(),
             source,
         })?;
-        Ok(Arc::new(Session {
+        Ok(Self::around(client, pool, scope))
+    }
+
+    /// A session from `pool` only if a connection is free now (an idle one, or room
+    /// to open one): a try waits for nobody, so never for another caller to give a
+    /// connection back. The pool's own create and recycle timeouts still apply. No
+    /// free connection is [`Error::Pool`] with the pool's `Timeout(Wait)`.
+    pub(crate) async fn checkout_if_free(
+        pool: &Pool,
+        lock: &AdvisoryLock,
+    ) -> Result<Arc<Session>, Error> {
+        let at_once = deadpool_postgres::Timeouts {
+            wait: Some(Duration::ZERO),
+            ..pool.timeouts()
+        };
+        let client = pool
+            .timeout_get(&at_once)
+            .await
+            .map_err(|source| Error::Pool {
+                lock: lock.id().clone(),
+                source,
+            })?;
+        Ok(Self::around(client, pool, Scope::Pool(PoolId::of(pool))))
+    }
+
+    fn around(client: Object, pool: &Pool, scope: Scope) -> Arc<Session> {
+        Arc::new(Session {
             client: Some(Arc::new(client)),
             pool: pool.clone(),
             pool_id: PoolId::of(pool),
@@ -140,7 +166,7 @@ impl Session {
             lent: AtomicBool::new(false),
             watched: OnceLock::new(),
             alone: OnceLock::new(),
-        }))
+        })
     }
 
     pub(crate) fn client(&self) -> &Object {
@@ -385,6 +411,17 @@ impl Session {
         lock_unpoisoned(&self.queued)
             .as_mut()
             .is_some_and(QueuedUnlock::is_answered)
+    }
+
+    /// Whether the queued unlock (if any) is answered within `within`: its reply is
+    /// awaited in place, kept for [`Session::read_queued_unlock`], so a session
+    /// whose backend does not answer can be parked again as it was.
+    pub(crate) async fn queued_unlock_answered_within(&self, within: Duration) -> bool {
+        let answered = std::future::poll_fn(|cx| match lock_unpoisoned(&self.queued).as_mut() {
+            Some(unlock) => unlock.poll_answered(cx),
+            None => std::task::Poll::Ready(()),
+        });
+        tokio::time::timeout(within, answered).await.is_ok()
     }
 
     /// Whether nothing but our own queued unlock can be running on this session:

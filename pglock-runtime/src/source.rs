@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, PoolError, TimeoutType};
 
 use crate::context::Held;
 use crate::error::Error;
@@ -16,6 +16,8 @@ use crate::scope::{PoolId, Scope};
 use crate::session::{Reserved, Session};
 use crate::sql::{self, Op};
 use crate::wait::wait_for;
+
+mod tries;
 
 /// Only this crate's sources: `Pool` here, `Locker` beside its own type (so this
 /// module needs nothing from the Locker, which builds on it).
@@ -40,21 +42,46 @@ pub trait LockSource: sealed::Sealed + Sync {
     ) -> impl Future<Output = Result<Self::Guard, Error>> + Send + 'a;
 }
 
+/// A session reserved for a lock's key, and how it was found.
+enum Chosen {
+    /// Fresh from the pool, or the one an enclosing lock of the task lives on.
+    Own(Reserved),
+    /// Kept by the release of this process's last guard on it: our own unlock (or,
+    /// for a parked session, its reply) may still be on its way, and a request sent
+    /// here runs after it.
+    Reused(Reserved),
+}
+
+impl Chosen {
+    fn reserved(&self) -> &Reserved {
+        match self {
+            Chosen::Own(reserved) | Chosen::Reused(reserved) => reserved,
+        }
+    }
+
+    fn into_reserved(self) -> Reserved {
+        match self {
+            Chosen::Own(reserved) | Chosen::Reused(reserved) => reserved,
+        }
+    }
+}
+
 /// The session a lock from `pool` is taken on, reserved for its key: the one an
 /// enclosing lock of the task lives on (so the server's deadlock detector sees
 /// nested waits), else one with an unlock of this key still queued and no other
 /// lock on it (so the request runs after that unlock), else a fresh one from the
-/// pool. A session where someone of ours already holds the key is never used for it:
-/// the server would grant it again there, to a second holder.
+/// pool (for a try, only if a connection is free now). A session where someone of
+/// ours already holds the key is never used for it: the server would grant it
+/// again there, to a second holder.
 async fn session_for(
     pool: &Pool,
     held: &Held,
     lock: &AdvisoryLock,
     patience: Patience,
-) -> Result<Reserved, Error> {
+) -> Result<Chosen, Error> {
     let id = PoolId::of(pool);
     if let Some(reserved) = held.session_of(id).and_then(|s| s.reserve(lock)) {
-        return Ok(reserved);
+        return Ok(Chosen::Own(reserved));
     }
     if let Some(session) = release::take_pool_session_for(Scope::Pool(id), lock) {
         // A try waits for nothing but its own round trip: not behind a statement
@@ -63,11 +90,39 @@ async fn session_for(
         let unlock = sql::statement(Op::Unlock, lock);
         if patience.waits() || Box::pin(session.runs_at_most(&unlock)).await {
             if let Some(reserved) = session.reserve_alone(lock) {
-                return Ok(reserved);
+                return Ok(Chosen::Reused(reserved));
             }
         }
     }
-    let session = Session::checkout(pool, lock).await?;
+    Ok(Chosen::Own(fresh_session(pool, lock, patience).await?))
+}
+
+/// A session of its own from `pool`: a try takes one only if it is free now.
+async fn fresh_session(
+    pool: &Pool,
+    lock: &AdvisoryLock,
+    patience: Patience,
+) -> Result<Reserved, Error> {
+    let session = if patience.waits() {
+        Session::checkout(pool, lock).await?
+    } else {
+        match Session::checkout_if_free(pool, lock).await {
+            Ok(session) => session,
+            Err(
+                error @ Error::Pool {
+                    source: PoolError::Timeout(TimeoutType::Wait),
+                    ..
+                },
+            ) => {
+                let scope = Scope::Pool(PoolId::of(pool));
+                let grace = tries::OWN_ANSWER_GRACE;
+                release::take_settled_pool_session(scope, lock, grace)
+                    .await
+                    .ok_or(error)?
+            }
+            Err(error) => return Err(error),
+        }
+    };
     Ok(session
         .reserve(lock)
         .expect("a fresh session holds nothing"))
@@ -83,16 +138,19 @@ impl LockSource for Pool {
     ) -> Result<LockGuard, Error> {
         let held = Held::current();
         held.refuse_conflict(lock, patience)?;
-        let reserved = patience
+        let chosen = patience
             .bound(lock, session_for(self, &held, lock, patience))
             .await?;
-        if patience.waits() {
-            wait_for(reserved.session(), lock, patience).await?;
-        } else if !reserved.session().try_lock(lock).await? {
-            return Err(Error::Busy {
-                lock: lock.id().clone(),
-            });
-        }
+        let reserved = if patience.waits() {
+            wait_for(chosen.reserved().session(), lock, patience).await?;
+            chosen.into_reserved()
+        } else {
+            tries::answer(self, chosen, lock)
+                .await?
+                .ok_or_else(|| Error::Busy {
+                    lock: lock.id().clone(),
+                })?
+        };
         let mut guard = LockGuard::new(reserved, lock.clone());
         fence::take_if_fenced(&mut guard).await?;
         Ok(guard)

@@ -143,6 +143,18 @@ pub(super) fn take_answered(scope: Scope, lock: &AdvisoryLock) -> Option<Arc<Ses
     Some(lot.parked.swap_remove(at).session)
 }
 
+/// The parked session of `scope` parked last that can watch `lock`, with the key
+/// of its queued unlock, whatever that key (its unlock may still be unanswered).
+pub(super) fn take_any(scope: Scope, lock: &AdvisoryLock) -> Option<(Arc<Session>, LockKey)> {
+    let keepalive = lock.keepalive_bound();
+    let mut lots = lots();
+    let lot = lots.get_mut(&scope)?;
+    let fits = |p: &Parked| p.session.is_reusable() && p.session.watch_fits(keepalive);
+    let at = lot.parked.iter().rposition(fits)?;
+    let parked = lot.parked.swap_remove(at);
+    Some((parked.session, parked.key))
+}
+
 /// Finishes the unlocks of sessions parked too long, until the lot stays empty.
 async fn reap(scope: Scope, number: u64) {
     let mut idle = 0;
@@ -151,10 +163,14 @@ async fn reap(scope: Scope, number: u64) {
         let Some(stale) = take_stale(scope, number, &mut idle) else {
             return;
         };
-        let unlocks = stale.iter().map(|p| p.session.read_queued_unlock());
-        futures_util::future::join_all(unlocks).await;
-        // Dropped: back to the pool, or closed if the unlock failed.
-        drop(stale);
+        // Each session goes back to the pool (or is closed, if its unlock failed) as
+        // soon as its own unlock is answered: one whose backend does not answer
+        // keeps only itself out of the pool.
+        let finish = |parked: Parked| async move {
+            parked.session.read_queued_unlock().await;
+            drop(parked);
+        };
+        futures_util::future::join_all(stale.into_iter().map(finish)).await;
     }
 }
 

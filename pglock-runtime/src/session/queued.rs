@@ -50,13 +50,22 @@ impl QueuedUnlock {
     /// Whether the server's answer is in, looking without waiting. An answered
     /// unlock means every statement sent on the session before it was answered too.
     pub(crate) fn is_answered(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        self.poll_answered(&mut cx).is_ready()
+    }
+
+    /// Ready once the server's answer is in (kept, for [`QueuedUnlock::answer`]).
+    pub(crate) fn poll_answered(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.answer.is_none() {
-            let mut cx = Context::from_waker(Waker::noop());
-            if let Poll::Ready(answer) = self.reply.as_mut().poll(&mut cx) {
+            if let Poll::Ready(answer) = self.reply.as_mut().poll(cx) {
                 self.answer = Some(answer);
             }
         }
-        self.answer.is_some()
+        if self.answer.is_some() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// The lock it unlocks.
