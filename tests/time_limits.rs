@@ -330,7 +330,7 @@ async fn a_bounded_wait_times_out_while_the_released_sessions_backend_is_stopped
 }
 
 /// Whether `answer` is the pool's refusal to wait for a connection to be freed.
-fn no_free_connection(answer: &Result<LockGuard, Error>) -> bool {
+fn no_free_connection<G>(answer: &Result<G, Error>) -> bool {
     use deadpool_postgres::{PoolError, TimeoutType};
     matches!(
         answer,
@@ -413,4 +413,54 @@ async fn a_silent_parked_session_keeps_only_itself_out_of_the_pool() {
     drop(stopped);
     let left = gone_within(&observer, silent.key(), common::pg_locks::PATIENCE).await;
     assert!(left.is_empty(), "left on the server once it ran: {left:?}");
+}
+
+#[tokio::test]
+async fn a_locker_try_on_an_exhausted_pool_does_not_wait_for_a_connection() {
+    let pool = pool(1);
+    let locker = pglock::Locker::new(pool.clone());
+    let lock = AdvisoryLock::new(unique("limits:locker-exhausted"));
+    // The pool's one connection is out, so the Locker cannot open its lock session.
+    let client = pool.get().await.unwrap();
+
+    let answer = tokio::time::timeout(HANG, lock.try_acquire(&locker))
+        .await
+        .expect("the Locker's try waited for a connection to be freed");
+    assert!(
+        no_free_connection(&answer),
+        "no connection could be had without waiting: {answer:?}"
+    );
+    // The control: with the connection back, the same try is granted.
+    drop(client);
+    let answer = lock.try_acquire(&locker).await;
+    assert!(answer.is_ok(), "a connection was free: {answer:?}");
+}
+
+#[tokio::test]
+async fn a_locker_readers_try_does_not_wait_for_a_connection_to_ask_on() {
+    let pool = pool(2);
+    let observer = observer().await;
+    let locker = pglock::Locker::new(pool.clone());
+    let lock = AdvisoryLock::new(unique("limits:locker-reader")).shared();
+    let reader = lock.try_acquire(&locker).await.unwrap();
+    // One connection is the lock session holding the key shared, the other is out:
+    // a second reader has no connection to ask the server on about writers.
+    let client = pool.get().await.unwrap();
+    assert_eq!(
+        common::pg_locks::holders(&observer, lock.key()).await.len(),
+        1
+    );
+
+    let answer = tokio::time::timeout(HANG, lock.try_acquire(&locker))
+        .await
+        .expect("the reader's try waited for a connection to be freed");
+    assert!(
+        no_free_connection(&answer),
+        "no connection to ask on without waiting: {answer:?}"
+    );
+    // The control: with a connection free, the second reader joins the first.
+    drop(client);
+    let second = lock.try_acquire(&locker).await;
+    assert!(second.is_ok(), "a connection was free: {second:?}");
+    drop((reader, second));
 }

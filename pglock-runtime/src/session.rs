@@ -136,6 +136,30 @@ impl Session {
         pool: &Pool,
         lock: &AdvisoryLock,
     ) -> Result<Arc<Session>, Error> {
+        Self::checkout_if_free_for(pool, lock, Scope::Pool(PoolId::of(pool))).await
+    }
+
+    /// A session for `scope` as `patience` allows: a caller that waits may wait for
+    /// a connection; a try takes one only if it is free now
+    /// ([`Session::checkout_if_free`]).
+    pub(crate) async fn checkout_with(
+        pool: &Pool,
+        lock: &AdvisoryLock,
+        scope: Scope,
+        patience: crate::patience::Patience,
+    ) -> Result<Arc<Session>, Error> {
+        if patience.waits() {
+            Self::checkout_for(pool, lock, scope).await
+        } else {
+            Self::checkout_if_free_for(pool, lock, scope).await
+        }
+    }
+
+    async fn checkout_if_free_for(
+        pool: &Pool,
+        lock: &AdvisoryLock,
+        scope: Scope,
+    ) -> Result<Arc<Session>, Error> {
         let at_once = deadpool_postgres::Timeouts {
             wait: Some(Duration::ZERO),
             ..pool.timeouts()
@@ -147,7 +171,7 @@ impl Session {
                 lock: lock.id().clone(),
                 source,
             })?;
-        Ok(Self::around(client, pool, Scope::Pool(PoolId::of(pool))))
+        Ok(Self::around(client, pool, scope))
     }
 
     fn around(client: Object, pool: &Pool, scope: Scope) -> Arc<Session> {

@@ -407,9 +407,11 @@ impl Inner {
     /// behind a waiting exclusive one, but grants it again at once to a session that
     /// holds the key already; so the question is asked on a connection of its own,
     /// fresh from the pool (which holds no lock), and the shared lock it may be
-    /// granted is given back at once.
+    /// granted is given back at once. A try takes that connection only if one is
+    /// free now.
     async fn writer_queued(&self, lock: &AdvisoryLock, patience: Patience) -> Result<bool, Error> {
-        let checkout = Session::checkout_for(&self.pool, lock, self.sessions.scope());
+        let scope = self.sessions.scope();
+        let checkout = Session::checkout_with(&self.pool, lock, scope, patience);
         let probe = patience.bound(lock, checkout).await?;
         let granted = patience.bound(lock, probe.try_lock(lock)).await?;
         if granted {
@@ -432,7 +434,7 @@ impl Inner {
         patience: Patience,
     ) -> Result<LockerGuard, Error> {
         let session = patience
-            .bound(lock, self.sessions.for_key(self, lock))
+            .bound(lock, self.sessions.for_key(self, lock, patience))
             .await?;
         match self.sessions.try_lock(&session, lock).await {
             Ok(true) => return self.granted(lock, ticket, session),

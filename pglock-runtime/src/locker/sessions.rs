@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::loss::Watch;
 use crate::mutex::lock_unpoisoned;
+use crate::patience::Patience;
 use crate::release;
 use crate::scope::{LockerId, Scope};
 use crate::session::Session;
@@ -75,6 +76,7 @@ impl Sessions {
         &self,
         locker: &Inner,
         lock: &AdvisoryLock,
+        patience: Patience,
     ) -> Result<Arc<Session>, Error> {
         if let Some(session) = release::take_session_for(self.scope, lock.key()) {
             return Ok(session);
@@ -95,7 +97,8 @@ impl Sessions {
         if let Some(open) = current(slot) {
             return Ok(open.session);
         }
-        let session = Session::checkout_for(&locker.pool, lock, self.scope).await?;
+        // A try opens a session only on a connection free now: it waits for nobody.
+        let session = Session::checkout_with(&locker.pool, lock, self.scope, patience).await?;
         // Watch it from the start: its loss must reach every guard on it at once,
         // and end the table's episodes on it.
         when_lost(&session, locker.watch(), locker.forget_keys_on());
