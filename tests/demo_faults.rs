@@ -10,12 +10,11 @@
 //! - workers that cannot start do fail the run.
 
 mod common;
+mod goldleader_run;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::sync::mpsc;
+use goldleader_run::{count, insides, server_now, signal, summary_rows, Run};
 use tokio::time::Instant;
 
 /// The runs take turns: they all use the lock "goldleader", and one run's workers
@@ -28,113 +27,9 @@ const HOLD_MS: &str = "250";
 /// A worker counts as just inside when its entry began at most this long ago.
 const JUST_INSIDE: &str = "50 milliseconds";
 
-/// A goldleader run on the shared test database, its stdout read as it comes.
-struct Run {
-    child: tokio::process::Child,
-    /// The leader's process id: names the run's entries table and connections.
-    id: u32,
-    /// The worker processes, by worker number.
-    pids: Vec<u32>,
-    lines: mpsc::UnboundedReceiver<String>,
-    seen: Vec<String>,
-    stderr: tokio::task::JoinHandle<String>,
-}
-
-impl Run {
-    /// Starts goldleader with `args`; returns once it has started its workers.
-    async fn start(args: &[&str]) -> Run {
-        Run::start_on(pglock::testdb::shared().url(), args).await
-    }
-
-    /// Starts goldleader with `args` on the database at `url`.
-    async fn start_on(url: &str, args: &[&str]) -> Run {
-        let mut child = tokio::process::Command::new(common::example_binary("goldleader"))
-            .args(args)
-            .args(["--hold-ms", HOLD_MS])
-            .env("DATABASE_URL", url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start goldleader");
-        let id = child.id().unwrap();
-        let (tx, lines) = mpsc::unbounded_channel();
-        tokio::spawn(read_lines(child.stdout.take().unwrap(), tx));
-        let stderr = tokio::spawn(read_all(child.stderr.take().unwrap()));
-        let mut run = Run {
-            child,
-            id,
-            pids: Vec::new(),
-            lines,
-            seen: Vec::new(),
-            stderr,
-        };
-        let started = run
-            .line_where(|l| l.contains("workers started (pids ["))
-            .await;
-        let list = started.split_once("pids [").unwrap().1.split(']').next();
-        run.pids = list
-            .unwrap()
-            .split(", ")
-            .map(|pid| pid.parse().unwrap())
-            .collect();
-        run
-    }
-
-    /// Reads stdout until a line satisfies `wanted` (within 30 s); returns it.
-    async fn line_where(&mut self, wanted: impl Fn(&str) -> bool) -> String {
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no such line in time:\n{}", self.seen.join("\n")))
-                .unwrap_or_else(|| panic!("goldleader ended:\n{}", self.seen.join("\n")));
-            self.seen.push(line.clone());
-            if wanted(&line) {
-                return line;
-            }
-        }
-    }
-
-    /// Waits for goldleader to end; its exit status and whole stdout.
-    async fn finish(mut self) -> (Option<i32>, String) {
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .expect("goldleader ends in time")
-            .unwrap();
-        while let Some(line) = self.lines.recv().await {
-            self.seen.push(line);
-        }
-        let stdout = self.seen.join("\n");
-        println!("{stdout}\n{}", self.stderr.await.unwrap());
-        (status.code(), stdout)
-    }
-}
-
-/// The server's clock now (seconds since the epoch).
-async fn server_now(observer: &tokio_postgres::Client) -> f64 {
-    let row = observer
-        .query_one("SELECT extract(epoch FROM clock_timestamp())::float8", &[])
-        .await
-        .unwrap();
-    row.get(0)
-}
-
-async fn read_lines(pipe: impl AsyncRead + Unpin, tx: mpsc::UnboundedSender<String>) {
-    let mut lines = BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let _ = tx.send(line);
-    }
-}
-
-async fn read_all(pipe: impl AsyncRead + Unpin) -> String {
-    let mut lines = BufReader::new(pipe).lines();
-    let mut all = String::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        all += &line;
-        all += "\n";
-    }
-    all
+/// Starts goldleader with `args` and this file's hold time.
+async fn start(args: &[&str]) -> Run {
+    Run::start(&[args, &["--hold-ms", HOLD_MS]].concat()).await
 }
 
 /// The condition, on `pg_locks l` and `pg_stat_activity a`, that `a` is a lock
@@ -202,38 +97,17 @@ async fn each_gets_in_after(
     }
 }
 
-/// The number after `label` in the first line that starts with it: `lost: 5 (...)`.
-fn count(stdout: &str, label: &str) -> u64 {
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix(label))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The summary's `lost` cell of each worker (the fourth cell from the end).
 fn lost_per_worker(stdout: &str) -> Vec<u64> {
-    let table = stdout.split_once(" worker entries").expect("a table").1;
-    table
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .take_while(|cells| cells.first().is_some_and(|c| c.parse::<u32>().is_ok()))
+    let rows = summary_rows(stdout);
+    rows.iter()
         .map(|cells| cells[cells.len() - 4].parse().unwrap())
         .collect()
 }
 
-/// Who the plain progress lines show inside, in order: `worker 2`, `nobody`, ...
-fn insides(stdout: &str) -> Vec<(usize, String)> {
-    let lines = stdout.lines().enumerate();
-    lines
-        .filter(|(_, line)| line.starts_with('[') && line.contains(" s] inside: "))
-        .map(|(n, line)| {
-            let inside = line.split_once("inside: ").unwrap().1;
-            (n, inside.split(" | ").next().unwrap().to_string())
-        })
-        .collect()
+/// A count of the summary that it leaves out when it is 0 (`lost`, `unfinished`).
+fn count_or_0(stdout: &str, label: &str) -> u64 {
+    count(stdout, label).unwrap_or(0)
 }
 
 /// How many times a holder's backend is terminated in a run.
@@ -243,7 +117,7 @@ const KILLS: usize = 4;
 /// run with `args`, then checks that goldleader counted every loss and carried on.
 async fn survives_terminated_holders(args: &[&str]) {
     let _turn = SHARED_DATABASE.lock().await;
-    let run = Run::start(&[&["--workers", "4", "--duration", "10"], args].concat()).await;
+    let run = start(&[&["--workers", "4", "--duration", "10"], args].concat()).await;
     let observer = common::observer().await;
     let mut kills = Vec::new();
     for _ in 0..KILLS {
@@ -257,7 +131,7 @@ async fn survives_terminated_holders(args: &[&str]) {
 
     assert_eq!(code, Some(0), "survived faults are not failures");
     assert!(out.contains("overlaps: 0 "), "no two entries overlapped");
-    let lost = count(&out, "lost: ");
+    let lost = count_or_0(&out, "lost: ");
     assert!(
         lost >= kills.len() as u64,
         "every kill of a worker inside is a lost lock: {lost} lost, {} kills",
@@ -298,7 +172,7 @@ async fn terminated_holders_are_counted_as_lost_and_the_locker_workers_go_on() {
 /// never again inside, and that the others went on.
 async fn kill_worker_1_inside(args: &[&str]) -> (Option<i32>, String) {
     let _turn = SHARED_DATABASE.lock().await;
-    let mut run = Run::start(&[&["--workers", "3", "--duration", "6"], args].concat()).await;
+    let mut run = start(&[&["--workers", "3", "--duration", "6"], args].concat()).await;
     let observer = common::observer().await;
     // Inside: an entry of worker 1 just began and has no end (with the lock, its
     // session also holds the lock: the premise, checked in pg_locks).
@@ -320,11 +194,7 @@ async fn kill_worker_1_inside(args: &[&str]) -> (Option<i32>, String) {
         assert!(Instant::now() < deadline, "worker 1 never got inside");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &run.pids[1].to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    signal(run.pids[1], "KILL");
     let at_kill = server_now(&observer).await;
     each_gets_in_after(&observer, run.id, &[0, 2], at_kill).await;
     run.line_where(|l| l.starts_with("worker 1 gone (")).await;
@@ -356,7 +226,7 @@ async fn kill_worker_1_inside(args: &[&str]) -> (Option<i32>, String) {
         "the summary says how worker 1 went"
     );
     assert!(
-        count(&out, "unfinished: ") >= 1,
+        count_or_0(&out, "unfinished: ") >= 1,
         "the entry worker 1 was in never ended"
     );
     (code, out)
@@ -374,7 +244,7 @@ async fn a_worker_killed_inside_is_gone_and_the_others_go_on_without_overlap() {
 async fn without_the_lock_a_killed_worker_does_not_hide_the_overlaps() {
     let (code, out) = kill_worker_1_inside(&["--mode", "none"]).await;
     assert_eq!(code, Some(1), "overlaps fail the run");
-    assert!(count(&out, "overlaps: ") > 0, "and are found");
+    assert!(count_or_0(&out, "overlaps: ") > 0, "and are found");
 }
 
 /// The test database as a role that may open one connection (the leader's), so
@@ -408,7 +278,11 @@ async fn one_connection_database() -> String {
 async fn workers_that_cannot_start_fail_the_run() {
     let _turn = SHARED_DATABASE.lock().await;
     let url = one_connection_database().await;
-    let run = Run::start_on(&url, &["--workers", "2", "--duration", "3"]).await;
+    let run = Run::start_on(
+        &url,
+        &["--workers", "2", "--duration", "3", "--hold-ms", HOLD_MS],
+    )
+    .await;
     let (code, out) = run.finish().await;
     // goldleader dropped its table, so the role owns nothing left.
     common::observer()
