@@ -3,7 +3,9 @@
 //! - the backend of the worker inside the critical section is terminated 4 times,
 //!   ~1.2 s apart: every loss is counted in the summary, every worker goes on (each gets
 //!   in again after the last kill), the view never shows two workers inside, and the
-//!   run exits 0 with `overlaps: 0`; through a Pool and through a Locker;
+//!   run exits 0 with `overlaps: 0`; through a Pool and through a Locker, and in
+//!   modes `try` and `skip` (there each killed worker gets in again after its kill;
+//!   `--mode lead` has its own test, `tests/demo_lead.rs`);
 //! - a worker process killed while inside is shown as gone and never again as
 //!   inside, the others go on, and the exit status still says whether entries
 //!   overlapped: 0 with the lock, 1 without it (the control);
@@ -113,19 +115,46 @@ fn count_or_0(stdout: &str, label: &str) -> u64 {
 /// How many times a holder's backend is terminated in a run.
 const KILLS: usize = 4;
 
+/// Which workers must get in again after the kills, as the proof they carried on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Again {
+    /// Every worker, after the last kill: the server's queue lets each in in turn
+    /// (`wait`).
+    Everyone,
+    /// Each killed worker, after its own kill: with `try` and `skip` the next holder
+    /// is whoever tries first, so a given worker may wait many rounds for its turn;
+    /// the killed ones are those with a loss to carry on from.
+    TheKilled,
+}
+
 /// Terminates the holder's backend [`KILLS`] times, ~1.2 s apart, while 4 workers
 /// run with `args`, then checks that goldleader counted every loss and carried on.
-async fn survives_terminated_holders(args: &[&str]) {
+async fn survives_terminated_holders(args: &[&str], again: Again) {
     let _turn = SHARED_DATABASE.lock().await;
-    let run = start(&[&["--workers", "4", "--duration", "10"], args].concat()).await;
+    // A longer run where the awaited workers get in only by winning a race of tries.
+    let duration = match again {
+        Again::Everyone => "10",
+        Again::TheKilled => "12",
+    };
+    let run = start(&[&["--workers", "4", "--duration", duration], args].concat()).await;
     let observer = common::observer().await;
     let mut kills = Vec::new();
     for _ in 0..KILLS {
         kills.push(terminate_holder(&observer, run.id).await);
         tokio::time::sleep(Duration::from_millis(1200)).await;
     }
-    let last_kill = kills.last().unwrap().1;
-    each_gets_in_after(&observer, run.id, &[0, 1, 2, 3], last_kill).await;
+    match again {
+        Again::Everyone => {
+            let last_kill = kills.last().unwrap().1;
+            each_gets_in_after(&observer, run.id, &[0, 1, 2, 3], last_kill).await;
+        }
+        Again::TheKilled => {
+            for (session, at) in &kills {
+                let worker = session.rsplit('-').next().unwrap().parse().unwrap();
+                each_gets_in_after(&observer, run.id, &[worker], *at).await;
+            }
+        }
+    }
     let (code, out) = run.finish().await;
     println!("terminated: {kills:?}");
 
@@ -159,12 +188,22 @@ async fn survives_terminated_holders(args: &[&str]) {
 
 #[tokio::test]
 async fn terminated_holders_are_counted_as_lost_and_the_pool_workers_go_on() {
-    survives_terminated_holders(&[]).await;
+    survives_terminated_holders(&[], Again::Everyone).await;
 }
 
 #[tokio::test]
 async fn terminated_holders_are_counted_as_lost_and_the_locker_workers_go_on() {
-    survives_terminated_holders(&["--tasks", "4"]).await;
+    survives_terminated_holders(&["--tasks", "4"], Again::Everyone).await;
+}
+
+#[tokio::test]
+async fn terminated_holders_are_counted_as_lost_and_the_workers_go_on_in_mode_try() {
+    survives_terminated_holders(&["--mode", "try"], Again::TheKilled).await;
+}
+
+#[tokio::test]
+async fn terminated_holders_are_counted_as_lost_and_the_workers_go_on_in_mode_skip() {
+    survives_terminated_holders(&["--mode", "skip"], Again::TheKilled).await;
 }
 
 /// Kills worker 1's process (SIGKILL) while it is inside, with `args`; returns
