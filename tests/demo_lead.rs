@@ -40,8 +40,9 @@ const KILLS: [Kill; 3] = [Kill::Backend, Kill::Process, Kill::Backend];
 /// the live view (a line a second) to show it.
 const APART: Duration = Duration::from_millis(1500);
 
-/// The leader of run `run`, once it is inside in a term later than `after`: the
-/// backend holding the lock, its worker, and the fence of its open entry.
+/// The query for the leader of run `run` while it is inside, in a term whose fence
+/// is greater than `$1`: the backend holding the lock, its worker, and the fence of
+/// its open entry.
 fn leader_inside(run: u32) -> String {
     format!(
         "SELECT l.pid, e.worker, e.fence
