@@ -3,19 +3,20 @@
 //! - the backend of the worker inside the critical section is terminated 4 times,
 //!   ~1.2 s apart: every loss is counted in the summary, every worker goes on (each gets
 //!   in again after the last kill), the view never shows two workers inside, and the
-//!   run exits 0 with `overlaps: 0`; through a Pool and through a Locker;
+//!   run exits 0 with `overlaps: 0`; through a Pool and through a Locker, and in
+//!   modes `try` and `skip` (there each killed worker gets in again after its kill;
+//!   `--mode lead` has its own test, `tests/demo_lead.rs`);
 //! - a worker process killed while inside is shown as gone and never again as
 //!   inside, the others go on, and the exit status still says whether entries
 //!   overlapped: 0 with the lock, 1 without it (the control);
 //! - workers that cannot start do fail the run.
 
 mod common;
+mod goldleader_run;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::sync::mpsc;
+use goldleader_run::{count, insides, server_now, signal, summary_rows, Run};
 use tokio::time::Instant;
 
 /// The runs take turns: they all use the lock "goldleader", and one run's workers
@@ -28,113 +29,9 @@ const HOLD_MS: &str = "250";
 /// A worker counts as just inside when its entry began at most this long ago.
 const JUST_INSIDE: &str = "50 milliseconds";
 
-/// A goldleader run on the shared test database, its stdout read as it comes.
-struct Run {
-    child: tokio::process::Child,
-    /// The leader's process id: names the run's entries table and connections.
-    id: u32,
-    /// The worker processes, by worker number.
-    pids: Vec<u32>,
-    lines: mpsc::UnboundedReceiver<String>,
-    seen: Vec<String>,
-    stderr: tokio::task::JoinHandle<String>,
-}
-
-impl Run {
-    /// Starts goldleader with `args`; returns once it has started its workers.
-    async fn start(args: &[&str]) -> Run {
-        Run::start_on(pglock::testdb::shared().url(), args).await
-    }
-
-    /// Starts goldleader with `args` on the database at `url`.
-    async fn start_on(url: &str, args: &[&str]) -> Run {
-        let mut child = tokio::process::Command::new(common::example_binary("goldleader"))
-            .args(args)
-            .args(["--hold-ms", HOLD_MS])
-            .env("DATABASE_URL", url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start goldleader");
-        let id = child.id().unwrap();
-        let (tx, lines) = mpsc::unbounded_channel();
-        tokio::spawn(read_lines(child.stdout.take().unwrap(), tx));
-        let stderr = tokio::spawn(read_all(child.stderr.take().unwrap()));
-        let mut run = Run {
-            child,
-            id,
-            pids: Vec::new(),
-            lines,
-            seen: Vec::new(),
-            stderr,
-        };
-        let started = run
-            .line_where(|l| l.contains("workers started (pids ["))
-            .await;
-        let list = started.split_once("pids [").unwrap().1.split(']').next();
-        run.pids = list
-            .unwrap()
-            .split(", ")
-            .map(|pid| pid.parse().unwrap())
-            .collect();
-        run
-    }
-
-    /// Reads stdout until a line satisfies `wanted` (within 30 s); returns it.
-    async fn line_where(&mut self, wanted: impl Fn(&str) -> bool) -> String {
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no such line in time:\n{}", self.seen.join("\n")))
-                .unwrap_or_else(|| panic!("goldleader ended:\n{}", self.seen.join("\n")));
-            self.seen.push(line.clone());
-            if wanted(&line) {
-                return line;
-            }
-        }
-    }
-
-    /// Waits for goldleader to end; its exit status and whole stdout.
-    async fn finish(mut self) -> (Option<i32>, String) {
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .expect("goldleader ends in time")
-            .unwrap();
-        while let Some(line) = self.lines.recv().await {
-            self.seen.push(line);
-        }
-        let stdout = self.seen.join("\n");
-        println!("{stdout}\n{}", self.stderr.await.unwrap());
-        (status.code(), stdout)
-    }
-}
-
-/// The server's clock now (seconds since the epoch).
-async fn server_now(observer: &tokio_postgres::Client) -> f64 {
-    let row = observer
-        .query_one("SELECT extract(epoch FROM clock_timestamp())::float8", &[])
-        .await
-        .unwrap();
-    row.get(0)
-}
-
-async fn read_lines(pipe: impl AsyncRead + Unpin, tx: mpsc::UnboundedSender<String>) {
-    let mut lines = BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let _ = tx.send(line);
-    }
-}
-
-async fn read_all(pipe: impl AsyncRead + Unpin) -> String {
-    let mut lines = BufReader::new(pipe).lines();
-    let mut all = String::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        all += &line;
-        all += "\n";
-    }
-    all
+/// Starts goldleader with `args` and this file's hold time.
+async fn start(args: &[&str]) -> Run {
+    Run::start(&[args, &["--hold-ms", HOLD_MS]].concat()).await
 }
 
 /// The condition, on `pg_locks l` and `pg_stat_activity a`, that `a` is a lock
@@ -202,62 +99,68 @@ async fn each_gets_in_after(
     }
 }
 
-/// The number after `label` in the first line that starts with it: `lost: 5 (...)`.
-fn count(stdout: &str, label: &str) -> u64 {
-    stdout
-        .lines()
-        .find_map(|line| line.strip_prefix(label))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The summary's `lost` cell of each worker (the fourth cell from the end).
 fn lost_per_worker(stdout: &str) -> Vec<u64> {
-    let table = stdout.split_once(" worker entries").expect("a table").1;
-    table
-        .lines()
-        .skip(1)
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .take_while(|cells| cells.first().is_some_and(|c| c.parse::<u32>().is_ok()))
+    let rows = summary_rows(stdout);
+    rows.iter()
         .map(|cells| cells[cells.len() - 4].parse().unwrap())
         .collect()
 }
 
-/// Who the plain progress lines show inside, in order: `worker 2`, `nobody`, ...
-fn insides(stdout: &str) -> Vec<(usize, String)> {
-    let lines = stdout.lines().enumerate();
-    lines
-        .filter(|(_, line)| line.starts_with('[') && line.contains(" s] inside: "))
-        .map(|(n, line)| {
-            let inside = line.split_once("inside: ").unwrap().1;
-            (n, inside.split(" | ").next().unwrap().to_string())
-        })
-        .collect()
+/// A count of the summary that it leaves out when it is 0 (`lost`, `unfinished`).
+fn count_or_0(stdout: &str, label: &str) -> u64 {
+    count(stdout, label).unwrap_or(0)
 }
 
 /// How many times a holder's backend is terminated in a run.
 const KILLS: usize = 4;
 
+/// Which workers must get in again after the kills, as the proof they carried on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Again {
+    /// Every worker, after the last kill: the server's queue lets each in in turn
+    /// (`wait`).
+    Everyone,
+    /// Each killed worker, after its own kill: with `try` and `skip` the next holder
+    /// is whoever tries first, so a given worker may wait many rounds for its turn;
+    /// the killed ones are those with a loss to carry on from.
+    TheKilled,
+}
+
 /// Terminates the holder's backend [`KILLS`] times, ~1.2 s apart, while 4 workers
 /// run with `args`, then checks that goldleader counted every loss and carried on.
-async fn survives_terminated_holders(args: &[&str]) {
+async fn survives_terminated_holders(args: &[&str], again: Again) {
     let _turn = SHARED_DATABASE.lock().await;
-    let run = Run::start(&[&["--workers", "4", "--duration", "10"], args].concat()).await;
+    // A longer run where the awaited workers get in only by winning a race of tries.
+    let duration = match again {
+        Again::Everyone => "10",
+        Again::TheKilled => "12",
+    };
+    let run = start(&[&["--workers", "4", "--duration", duration], args].concat()).await;
     let observer = common::observer().await;
     let mut kills = Vec::new();
     for _ in 0..KILLS {
         kills.push(terminate_holder(&observer, run.id).await);
         tokio::time::sleep(Duration::from_millis(1200)).await;
     }
-    let last_kill = kills.last().unwrap().1;
-    each_gets_in_after(&observer, run.id, &[0, 1, 2, 3], last_kill).await;
+    match again {
+        Again::Everyone => {
+            let last_kill = kills.last().unwrap().1;
+            each_gets_in_after(&observer, run.id, &[0, 1, 2, 3], last_kill).await;
+        }
+        Again::TheKilled => {
+            for (session, at) in &kills {
+                let worker = session.rsplit('-').next().unwrap().parse().unwrap();
+                each_gets_in_after(&observer, run.id, &[worker], *at).await;
+            }
+        }
+    }
     let (code, out) = run.finish().await;
     println!("terminated: {kills:?}");
 
     assert_eq!(code, Some(0), "survived faults are not failures");
     assert!(out.contains("overlaps: 0 "), "no two entries overlapped");
-    let lost = count(&out, "lost: ");
+    let lost = count_or_0(&out, "lost: ");
     assert!(
         lost >= kills.len() as u64,
         "every kill of a worker inside is a lost lock: {lost} lost, {} kills",
@@ -285,12 +188,22 @@ async fn survives_terminated_holders(args: &[&str]) {
 
 #[tokio::test]
 async fn terminated_holders_are_counted_as_lost_and_the_pool_workers_go_on() {
-    survives_terminated_holders(&[]).await;
+    survives_terminated_holders(&[], Again::Everyone).await;
 }
 
 #[tokio::test]
 async fn terminated_holders_are_counted_as_lost_and_the_locker_workers_go_on() {
-    survives_terminated_holders(&["--tasks", "4"]).await;
+    survives_terminated_holders(&["--tasks", "4"], Again::Everyone).await;
+}
+
+#[tokio::test]
+async fn terminated_holders_are_counted_as_lost_and_the_workers_go_on_in_mode_try() {
+    survives_terminated_holders(&["--mode", "try"], Again::TheKilled).await;
+}
+
+#[tokio::test]
+async fn terminated_holders_are_counted_as_lost_and_the_workers_go_on_in_mode_skip() {
+    survives_terminated_holders(&["--mode", "skip"], Again::TheKilled).await;
 }
 
 /// Kills worker 1's process (SIGKILL) while it is inside, with `args`; returns
@@ -298,7 +211,7 @@ async fn terminated_holders_are_counted_as_lost_and_the_locker_workers_go_on() {
 /// never again inside, and that the others went on.
 async fn kill_worker_1_inside(args: &[&str]) -> (Option<i32>, String) {
     let _turn = SHARED_DATABASE.lock().await;
-    let mut run = Run::start(&[&["--workers", "3", "--duration", "6"], args].concat()).await;
+    let mut run = start(&[&["--workers", "3", "--duration", "6"], args].concat()).await;
     let observer = common::observer().await;
     // Inside: an entry of worker 1 just began and has no end (with the lock, its
     // session also holds the lock: the premise, checked in pg_locks).
@@ -320,11 +233,7 @@ async fn kill_worker_1_inside(args: &[&str]) -> (Option<i32>, String) {
         assert!(Instant::now() < deadline, "worker 1 never got inside");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &run.pids[1].to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    signal(run.pids[1], "KILL");
     let at_kill = server_now(&observer).await;
     each_gets_in_after(&observer, run.id, &[0, 2], at_kill).await;
     run.line_where(|l| l.starts_with("worker 1 gone (")).await;
@@ -356,7 +265,7 @@ async fn kill_worker_1_inside(args: &[&str]) -> (Option<i32>, String) {
         "the summary says how worker 1 went"
     );
     assert!(
-        count(&out, "unfinished: ") >= 1,
+        count_or_0(&out, "unfinished: ") >= 1,
         "the entry worker 1 was in never ended"
     );
     (code, out)
@@ -374,7 +283,7 @@ async fn a_worker_killed_inside_is_gone_and_the_others_go_on_without_overlap() {
 async fn without_the_lock_a_killed_worker_does_not_hide_the_overlaps() {
     let (code, out) = kill_worker_1_inside(&["--mode", "none"]).await;
     assert_eq!(code, Some(1), "overlaps fail the run");
-    assert!(count(&out, "overlaps: ") > 0, "and are found");
+    assert!(count_or_0(&out, "overlaps: ") > 0, "and are found");
 }
 
 /// The test database as a role that may open one connection (the leader's), so
@@ -408,7 +317,11 @@ async fn one_connection_database() -> String {
 async fn workers_that_cannot_start_fail_the_run() {
     let _turn = SHARED_DATABASE.lock().await;
     let url = one_connection_database().await;
-    let run = Run::start_on(&url, &["--workers", "2", "--duration", "3"]).await;
+    let run = Run::start_on(
+        &url,
+        &["--workers", "2", "--duration", "3", "--hold-ms", HOLD_MS],
+    )
+    .await;
     let (code, out) = run.finish().await;
     // goldleader dropped its table, so the role owns nothing left.
     common::observer()

@@ -4,7 +4,8 @@
 //!   WAL, even with `synchronous_commit = on`) is handed out again after an immediate
 //!   shutdown, so a token must be more than "the current transaction id";
 //! - a fenced lock's token is strictly greater after each of several immediate
-//!   restarts, and after each handover between sessions and processes;
+//!   restarts, after each handover between sessions and processes, and after the
+//!   process holding it is killed (SIGKILL);
 //! - a fenced lock taken inside a transaction left open on its session is refused
 //!   with a named error, and not kept.
 
@@ -228,4 +229,69 @@ async fn a_fenced_lock_inside_an_open_transaction_is_refused_and_not_kept() {
     assert!(rows.is_empty(), "the refused lock is not kept: {rows:?}");
     // The control: outside a transaction the same nested lock gets its token.
     assert!(fenced_inner(&pool, &name).await.is_ok());
+}
+
+/// Runs `examples/leader` for the lock `name` until it leads: the process and its
+/// term's fence.
+async fn a_leader_process(name: &str) -> (tokio::process::Child, u64) {
+    use tokio::io::AsyncBufReadExt;
+    let table = common::unique("crash-terms").replace(':', "_");
+    common::observer()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE \"{table}\" (fence int8 PRIMARY KEY, pid int NOT NULL, \
+             started int8 NOT NULL, ended int8)"
+        ))
+        .await
+        .expect("create the terms table");
+    let mut child = tokio::process::Command::new(common::example_binary("leader"))
+        .args([pglock::testdb::shared().url(), &table, "--lock", name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn examples/leader");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let elected = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(fence) = line.strip_prefix("elected ") {
+                return fence.parse::<u64>().expect("a fence");
+            }
+        }
+        panic!("examples/leader ended before it led");
+    });
+    let fence = elected.await.expect("the leader process leads within 30 s");
+    (child, fence)
+}
+
+#[tokio::test]
+async fn after_a_fenced_holder_process_is_killed_the_next_token_is_greater() {
+    let name = common::unique("fenced-crash");
+    let key = LockKey::from_name(&name);
+    let (mut child, crashed) = a_leader_process(&name).await;
+    let observer = common::observer().await;
+    let held = common::assert_held_by_at_least(&observer, key, 1, "the leader process").await;
+    let pid = child.id().expect("the leader process runs");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "SIGKILL the fenced holder {pid}");
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), None, "killed by a signal: {status}");
+    // Its backend ends once it reads the closed socket, and the lock with it.
+    let left = common::gone_within(&observer, key, std::time::Duration::from_secs(5)).await;
+    assert!(
+        left.is_empty(),
+        "backend {held:?} still holds the lock: {left:?}"
+    );
+    let pool = common::pool(2);
+    let guard = AdvisoryLock::new(name.as_str())
+        .fenced()
+        .try_acquire(&pool)
+        .await
+        .expect("free after the crash");
+    let next = guard.fence().unwrap();
+    println!("token {crashed} before the crash, {next} after");
+    assert!(next > crashed, "{next} after {crashed}");
 }

@@ -1,6 +1,6 @@
 //! `hold_at_least` against a real server:
 //!
-//! - 4 processes (`examples/scheduled_job`) fire the same job in 5 periods, each
+//! - 4 processes (`examples/scheduled_job`) fire the same job in 10 periods, each
 //!   firing late by a random 0–2 s (clocks that disagree): with `skip` and
 //!   `hold_at_least = "3s"` it runs exactly once per period; the control without the
 //!   hold runs it more often;
@@ -67,18 +67,24 @@ async fn fire_fleet(table: &str, firings: u32, flags: &[&str]) -> Vec<i64> {
     rows.iter().map(|row| row.get(0)).collect()
 }
 
+/// The shortest period the schedule allows: the first firing of a period (up to
+/// 2 s late) holds the lock 3 s, so the hold may last until 5 s into the period; a
+/// shorter period could find the previous period's hold still on at every firing.
+const PERIOD_MS: &str = "5000";
+
 #[tokio::test]
 async fn four_processes_with_clocks_2s_apart_run_the_job_once_per_period() {
     let table = runs_table("scheduled").await;
-    let runs = fire_fleet(&table, 5, &[]).await;
+    let runs = fire_fleet(&table, 10, &["--period-ms", PERIOD_MS]).await;
     println!("runs per period: {runs:?}");
-    assert_eq!(runs, vec![1; 5]);
+    assert_eq!(runs, vec![1; 10]);
 }
 
 #[tokio::test]
 async fn control_without_the_hold_the_job_runs_more_than_once_per_period() {
     let table = runs_table("scheduled-unheld").await;
-    let runs = fire_fleet(&table, 3, &["--no-hold"]).await;
+    // No hold to outlast: a period just longer than the clock offsets.
+    let runs = fire_fleet(&table, 3, &["--no-hold", "--period-ms", "2500"]).await;
     println!("runs per period without the hold: {runs:?}");
     assert!(
         runs.iter().sum::<i64>() > 3,

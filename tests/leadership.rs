@@ -8,6 +8,10 @@
 //! - an immediate restart of the server between two terms: the later fence is greater;
 //! - a body returning `Ok` steps down (the lock is free in `pg_locks`) and campaigns
 //!   again; one returning `Err` ends `run` with it, the lock released;
+//! - a stalled server (its backend stopped with SIGSTOP): the body is dropped within
+//!   the keepalive bound + 1 s, and once the backend runs again a follower leads with
+//!   a greater fence;
+//! - elected / lost / stepped down are traced, each with the term's fence;
 //! - the future of `run` is `Send`.
 
 mod common;
@@ -225,6 +229,23 @@ fn leads(pool: deadpool_postgres::Pool, name: &str) -> Leadership<deadpool_postg
     Leadership::new(AdvisoryLock::new(name), pool).campaign_every(Duration::from_millis(400))
 }
 
+/// Whether a session named `application_name` sent a try for an advisory lock and
+/// now sits idle holding no advisory lock: it tried, and the lock was busy.
+async fn tried_and_found_busy(observer: &tokio_postgres::Client, application_name: &str) -> bool {
+    let row = observer
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity a
+             WHERE a.application_name = $1 AND a.state = 'idle'
+               AND a.query LIKE '%pg_try_advisory_lock%'
+               AND NOT EXISTS (SELECT FROM pg_catalog.pg_locks l
+                               WHERE l.pid = a.pid AND l.locktype = 'advisory')",
+            &[&application_name],
+        )
+        .await
+        .unwrap();
+    row.get::<_, i64>(0) > 0
+}
+
 #[tokio::test]
 async fn graceful_shutdown_hands_over_within_one_campaign_interval() {
     let name = common::unique("graceful-leader");
@@ -243,8 +264,10 @@ async fn graceful_shutdown_hands_over_within_one_campaign_interval() {
             .await
     });
     let leading = next(&mut first, "the first instance leads").await;
+    let follower_name = common::unique("graceful-follower");
+    let follower_pool = common::named_pool(4, &follower_name);
     let follower =
-        Leadership::new(AdvisoryLock::new(name.as_str()), common::pool(4)).campaign_every(every);
+        Leadership::new(AdvisoryLock::new(name.as_str()), follower_pool).campaign_every(every);
     let follower = tokio::spawn(async move {
         follower
             .run(std::future::pending(), move |term| {
@@ -259,6 +282,13 @@ async fn graceful_shutdown_hands_over_within_one_campaign_interval() {
         holder(&observer, key).await.is_some(),
         "the leader holds the lock"
     );
+    // The premise: the follower is campaigning, and found the lock busy.
+    let (obs, app) = (&observer, follower_name.as_str());
+    eventually(Duration::from_secs(10), || async move {
+        tried_and_found_busy(obs, app).await.then_some(())
+    })
+    .await
+    .expect("the follower tried for the lock while the leader led");
     assert!(
         second.try_recv().is_err(),
         "no follower term while the leader leads"
@@ -524,4 +554,166 @@ async fn through_lockers_a_follower_takes_over_with_a_greater_fence() {
     let taken_over = next(&mut second, "the follower leads").await;
     assert!(taken_over.fence() > leading.fence());
     follower.abort();
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to the backend `pid` of a cluster of the test's own.
+fn signal(pid: i32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Lets a stopped backend run again when dropped, whatever the test's outcome: a
+/// stopped backend would hold up the cluster's shutdown.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_server_drops_the_body_within_the_keepalive_bound_then_a_follower_leads() {
+    let cluster = Cluster::start().expect("a cluster of our own");
+    let observer = cluster.db().connect().await.unwrap();
+    let name = common::unique("stalled-leader");
+    let key = LockKey::from_name(&name);
+    let keepalive = Duration::from_secs(1);
+    let instance = || {
+        let lock = AdvisoryLock::new(name.as_str()).keepalive(keepalive);
+        Leadership::new(lock, cluster.db().pool(4)).campaign_every(Duration::from_millis(200))
+    };
+    let (started, mut first) = mpsc::unbounded_channel();
+    let (dropped_tx, dropped) = tokio::sync::oneshot::channel();
+    let mut dropped_tx = Some(dropped_tx);
+    let leader = instance();
+    let leader = tokio::spawn(async move {
+        leader
+            .run(std::future::pending(), move |term: Term| {
+                let dropped = Dropped(dropped_tx.take());
+                let _ = started.send(term);
+                async move {
+                    let _dropped = dropped;
+                    std::future::pending::<Result<(), Error>>().await
+                }
+            })
+            .await
+    });
+    let leading = next(&mut first, "the first instance leads").await;
+    let (follower_terms, mut second) = mpsc::unbounded_channel();
+    let follower = instance();
+    let follower = tokio::spawn(async move {
+        follower
+            .run(std::future::pending(), move |term| {
+                let _ = follower_terms.send(term);
+                std::future::pending::<Result<(), Error>>()
+            })
+            .await
+    });
+    let seat = holder(&observer, key)
+        .await
+        .expect("the leader's seat holds the lock in pg_locks");
+
+    signal(seat, "STOP");
+    let resume = Resume(seat);
+    let stopped = std::time::Instant::now();
+    let body_dropped = tokio::time::timeout(keepalive + Duration::from_secs(1), dropped).await;
+    let body_dropped = body_dropped
+        .expect("the body is dropped within the keepalive bound + 1 s")
+        .expect("its end is reported");
+    println!("body dropped {:?} after the stop", body_dropped - stopped);
+    assert!(leading.is_over());
+    // The old leader is done with: only the follower may lead next.
+    leader.abort();
+    assert!(second.try_recv().is_err(), "no follower term while stopped");
+    // Running again, the backend finds its client gone and ends, freeing the lock.
+    drop(resume);
+    let taken_over = next(&mut second, "the follower leads").await;
+    println!("fences {} then {}", leading.fence(), taken_over.fence());
+    assert!(taken_over.fence() > leading.fence());
+    follower.abort();
+}
+
+#[tokio::test]
+async fn elected_lost_and_stepped_down_are_traced_with_the_fence() {
+    let capture = common::capture::Capture::global();
+    let name = common::unique("traced-leader");
+    let key = LockKey::from_name(&name);
+    let observer = common::observer().await;
+    let leadership = leads(common::pool(4), &name);
+    let (terms_tx, mut terms_rx) = mpsc::unbounded_channel::<Term>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut calls = 0;
+    let running = leadership.run(async { stopped.await.unwrap() }, |term: Term| {
+        calls += 1;
+        let (terms_tx, call) = (terms_tx.clone(), calls);
+        async move {
+            let _ = terms_tx.send(term);
+            // The second term returns (steps down); the others lead until ended.
+            if call != 2 {
+                std::future::pending::<()>().await;
+            }
+            Ok::<(), Error>(())
+        }
+    });
+    let script = async {
+        let first = next(&mut terms_rx, "the first term").await; // lost: killed
+        let pid = holder(&observer, key).await.expect("the leader holds it");
+        let terminated: bool = observer
+            .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(terminated);
+        let second = next(&mut terms_rx, "the second term").await; // returns Ok
+        let third = next(&mut terms_rx, "the third term").await; // shut down
+        stop.send(()).unwrap();
+        [first.fence(), second.fence(), third.fence()]
+    };
+    let (outcome, fences) = tokio::join!(running, script);
+    outcome.expect("shutdown returns Ok");
+
+    let ours: Vec<_> = capture
+        .events()
+        .into_iter()
+        .filter(|e| e.field("lock").is_some_and(|l| l.contains(&name)))
+        .filter(|e| e.target.starts_with("pglock_runtime::leadership"))
+        .map(|e| {
+            let message = e.field("message").unwrap_or_default().to_string();
+            let why = e.field("why").map(str::to_string);
+            (e.level, message, e.field("fence").map(str::to_string), why)
+        })
+        .collect();
+    println!("{ours:#?}");
+    let f = fences.map(|f| Some(f.to_string()));
+    let lost = "leadership lost: the lock's session is gone; campaigning again";
+    let expected = vec![
+        (tracing::Level::INFO, "elected leader", &f[0], None),
+        (tracing::Level::WARN, lost, &f[0], None),
+        (tracing::Level::INFO, "elected leader", &f[1], None),
+        (
+            tracing::Level::INFO,
+            "stepped down",
+            &f[1],
+            Some("the body returned"),
+        ),
+        (tracing::Level::INFO, "elected leader", &f[2], None),
+        (
+            tracing::Level::INFO,
+            "stepped down",
+            &f[2],
+            Some("shutdown"),
+        ),
+    ];
+    let expected: Vec<_> = expected
+        .into_iter()
+        .map(|(level, message, fence, why)| {
+            let why = why.map(str::to_string);
+            (level, message.to_string(), fence.clone(), why)
+        })
+        .collect();
+    assert_eq!(ours, expected);
 }

@@ -5,6 +5,7 @@
 //! cargo bench --bench locks                      # full run (groups, capacity, scaling, fleet)
 //! cargo bench --bench locks -- --quick           # shorter run: few short rounds (also PGLOCK_BENCH_QUICK=1)
 //! cargo bench --bench locks -- contended         # only the named groups or sections
+//! cargo bench --bench locks -- fence             # what a fencing token adds, Pool and Locker
 //! cargo bench --bench locks -- capacity          # only the capacity section (5,000 locks on one session)
 //! cargo bench --bench locks -- scaling           # only the scaling section (writes benches/scaling.svg)
 //! cargo bench --bench locks -- fleet             # only the fleet: 12 processes through a Pool, then a Locker
@@ -54,7 +55,7 @@ use plans::{Mode, Plans};
 use report::{Report, Verdict};
 
 const HELP: &str = "usage: cargo bench --bench locks -- [--quick] [--statements] [--solo] [--current-thread] [--svg PATH] [GROUP | GROUP/SCENARIO | SECTION ...]\n\
-groups: uncontended wait_uncontended contended contended16 distinct_keys nested\n\
+groups: uncontended wait_uncontended contended contended16 distinct_keys nested fence\n\
 sections: capacity scaling fleet";
 
 /// The command line.

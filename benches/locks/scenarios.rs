@@ -242,6 +242,36 @@ pub fn groups() -> Vec<Group> {
             throughput!(nested_detected),
             Target::AtLeast(0.95),
         ),
+        Group::latency(
+            "fence",
+            "one task, one key, nobody else; try, with and without a fencing token (`fenced()`)",
+        )
+        .baseline(
+            "raw",
+            "pool.get + prepared `pg_try_advisory_lock($1)`, then `pg_advisory_unlock($1)`, each awaited (2 round trips)",
+            latency!(raw_try_fence_group),
+        )
+        .limit("select1", SELECT1, latency!(select1))
+        .info(
+            "pool",
+            "`try_acquire(&pool)` + `release()`, no token",
+            latency!(pool_plain),
+        )
+        .info(
+            "pool_fenced",
+            "`fenced().try_acquire(&pool)` + `release()`: the token's statement after the grant (one more round trip, a WAL record and its flush)",
+            latency!(pool_fenced),
+        )
+        .info(
+            "locker",
+            "`try_acquire(&locker)` + `release()`, no token",
+            latency!(locker_plain),
+        )
+        .info(
+            "locker_fenced",
+            "`fenced().try_acquire(&locker)` + `release()`",
+            latency!(locker_fenced),
+        ),
     ]
 }
 
@@ -416,6 +446,51 @@ async fn locker_try_drop(ctx: Ctx, calls: usize) {
     for _ in 0..calls {
         drop(lock.try_acquire(&ctx.locker).await.unwrap());
     }
+}
+
+async fn raw_try_fence_group(ctx: Ctx, calls: usize) {
+    let key = ctx.key("fence/raw");
+    for _ in 0..calls {
+        raw_call(&ctx.pool, TRY, key).await;
+    }
+}
+
+/// `calls` tries of `lock` from the pool, each released (and its token checked).
+async fn pool_tries(ctx: Ctx, lock: AdvisoryLock, calls: usize) {
+    for _ in 0..calls {
+        let guard = lock.try_acquire(&ctx.pool).await.unwrap();
+        assert_eq!(guard.fence().is_some(), lock.is_fenced());
+        guard.release().await.unwrap();
+    }
+}
+
+/// `calls` tries of `lock` through the Locker, each released (and its token checked).
+async fn locker_tries(ctx: Ctx, lock: AdvisoryLock, calls: usize) {
+    for _ in 0..calls {
+        let guard = lock.try_acquire(&ctx.locker).await.unwrap();
+        assert_eq!(guard.fence().is_some(), lock.is_fenced());
+        guard.release().await.unwrap();
+    }
+}
+
+async fn pool_plain(ctx: Ctx, calls: usize) {
+    let lock = AdvisoryLock::new(ctx.name("fence/pool"));
+    pool_tries(ctx, lock, calls).await;
+}
+
+async fn pool_fenced(ctx: Ctx, calls: usize) {
+    let lock = AdvisoryLock::new(ctx.name("fence/pool_fenced")).fenced();
+    pool_tries(ctx, lock, calls).await;
+}
+
+async fn locker_plain(ctx: Ctx, calls: usize) {
+    let lock = AdvisoryLock::new(ctx.name("fence/locker"));
+    locker_tries(ctx, lock, calls).await;
+}
+
+async fn locker_fenced(ctx: Ctx, calls: usize) {
+    let lock = AdvisoryLock::new(ctx.name("fence/locker_fenced")).fenced();
+    locker_tries(ctx, lock, calls).await;
 }
 
 async fn locker_wait_drop(ctx: Ctx, calls: usize) {
