@@ -10,10 +10,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::AppError;
+use common::backend::{assert_running, pid_of, running};
 use deadpool_postgres::{Manager, Pool};
 use pglock::testdb::Cluster;
-use pglock::{advisory_locked, AdvisoryLock, LockKey, LockMode, Locker};
+use pglock::{AdvisoryLock, LockKey, LockMode, Locker};
 use tokio_postgres::NoTls;
 
 /// Functions that claim every lock is granted and every unlock released, in both
@@ -181,38 +181,6 @@ async fn a_locker_never_gets_a_second_holder_and_really_unlocks() {
 }
 
 /// The backend pid of the session behind `client`.
-async fn pid_of(client: &tokio_postgres::Client) -> i32 {
-    client
-        .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
-
-/// What backend `pid` runs now, if it is running a statement (read with the
-/// default search_path).
-async fn running(observer: &tokio_postgres::Client, pid: i32) -> Option<String> {
-    observer
-        .query_opt(
-            "SELECT query FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
-            &[&pid],
-        )
-        .await
-        .unwrap()
-        .map(|row| row.get(0))
-}
-
-/// Polls until backend `pid` is seen running `query`; fails the test otherwise.
-async fn assert_running(observer: &tokio_postgres::Client, pid: i32, query: &str) {
-    for _ in 0..500 {
-        if running(observer, pid).await.as_deref() == Some(query) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("backend {pid} was never seen running {query}");
-}
-
 const SLEEP: &str = "SELECT pg_catalog.pg_sleep(3)";
 
 /// The session check before reuse compares `pg_stat_activity` text: under the
@@ -243,37 +211,6 @@ async fn a_try_is_not_queued_behind_a_dropped_bodys_statement() {
     );
 }
 
-#[advisory_locked(key = "{name}", wait)]
-async fn nested_wait(pool: &Pool, name: &str) -> Result<(), AppError> {
-    Ok(())
-}
-
-const BODY_QUERY: &str = "SELECT pg_catalog.pg_sleep(1)";
-
-/// Holds `outer` and runs its own query beside a nested wait for `inner` (held
-/// elsewhere, its statement already prepared on the session, so sent behind the
-/// query) that is dropped while the query runs.
-#[advisory_locked(key = "{outer}", pool = pool, guard = conn)]
-async fn body_beside_a_dropped_nested_wait(
-    pool: &Pool,
-    outer: &str,
-    inner: &str,
-    observer: &tokio_postgres::Client,
-) -> Result<(), AppError> {
-    let pid = pid_of(conn).await;
-    let statement = conn.prepare(BODY_QUERY).await?;
-    let own_query = conn.query(&statement, &[]);
-    let nested = async {
-        tokio::select! {
-            _ = nested_wait(pool, inner) => panic!("the nested wait ended though {inner} is held"),
-            () = assert_running(observer, pid, BODY_QUERY) => {}
-        }
-    };
-    let (answer, ()) = tokio::join!(own_query, nested);
-    answer?;
-    Ok(())
-}
-
 /// The cancel of a dropped nested wait checks, in the same statement, that the
 /// backend runs that wait: under the hostile `=` the check passed for any text and
 /// the cancel hit the body's own query.
@@ -281,30 +218,15 @@ async fn body_beside_a_dropped_nested_wait(
 async fn a_dropped_nested_wait_does_not_cancel_the_bodys_own_query() {
     let (cluster, pool, observer) = hostile_cluster_of(1).await;
     let (outer, inner) = ("search-path:outer", "search-path:inner");
-    // Prepares the nested wait's statement on the pool's only session.
-    nested_wait(&pool, inner).await.unwrap();
-    let inner_key = AdvisoryLock::new(inner).key();
-    let LockKey::BigInt(raw) = inner_key else {
+    let LockKey::BigInt(raw) = AdvisoryLock::new(inner).key() else {
         unreachable!("a name hashes to a bigint key")
     };
-    let _holder = foreign_holding(&cluster, raw).await;
-
-    let result = body_beside_a_dropped_nested_wait(&pool, outer, inner, &observer).await;
-    assert!(
-        result.is_ok(),
-        "the body's own query was cancelled: {result:?}"
-    );
-    let no_waiter = |rows: Vec<common::LockRow>| {
-        if rows.iter().all(|row| row.granted) {
-            Ok(())
-        } else {
-            Err(rows)
-        }
-    };
-    let left =
-        common::pg_locks::poll(&observer, inner_key, Duration::from_secs(10), no_waiter).await;
-    assert!(
-        left.is_ok(),
-        "the dropped nested wait left a waiter: {left:?}"
-    );
+    let hold_inner = foreign_holding(&cluster, raw);
+    common::nested_cancel::assert_a_dropped_nested_wait_spares_the_body(
+        &pool,
+        &observer,
+        (outer, inner),
+        hold_inner,
+    )
+    .await;
 }

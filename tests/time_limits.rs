@@ -10,45 +10,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{gone_within, observer, pool, unique, AppError, Foreign};
+use common::backend::{assert_running, pid_of, running};
+use common::{gone_within, observer, pool, unique, Foreign};
 use deadpool_postgres::Pool;
-use pglock::{advisory_locked, AdvisoryLock, Error, LockGuard};
+use pglock::{AdvisoryLock, Error, LockGuard};
 use tokio_postgres::Client as Observer;
 
 const SLEEP: &str = "SELECT pg_catalog.pg_sleep(3)";
 
 /// The backend pid of the session behind `client`.
-async fn pid_of(client: &tokio_postgres::Client) -> i32 {
-    client
-        .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
-
-/// What backend `pid` runs now, if it is running a statement.
-async fn running(observer: &Observer, pid: i32) -> Option<String> {
-    observer
-        .query_opt(
-            "SELECT query FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
-            &[&pid],
-        )
-        .await
-        .unwrap()
-        .map(|row| row.get(0))
-}
-
-/// Polls until backend `pid` is seen running `query`; fails the test otherwise.
-async fn assert_running(observer: &Observer, pid: i32, query: &str) {
-    for _ in 0..500 {
-        if running(observer, pid).await.as_deref() == Some(query) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("backend {pid} was never seen running {query}");
-}
-
 /// Takes `lock` from `pool`, starts a long statement on the guard's session and drops
 /// that body while the statement runs: the guard's unlock is then queued behind it.
 /// Returns the busy session's pid.
@@ -130,93 +100,20 @@ where
     (answer, observer, lock)
 }
 
-#[advisory_locked(key = "{name}", wait)]
-async fn nested_wait(pool: &Pool, name: &str) -> Result<(), AppError> {
-    Ok(())
-}
-
-const BODY_QUERY: &str = "SELECT pg_catalog.pg_sleep(1)";
-
-/// Holds `outer` and, on its session, runs its own query beside a nested wait for
-/// `inner` (held elsewhere) that is dropped while the query runs. The nested wait is
-/// then already sent, queued on the session behind the query (its statement was
-/// prepared on this session before), so dropping it sends a cancel while the
-/// body's query is what the backend runs. Returns the body's answer, and whether
-/// the nested wait was then seen waiting in `pg_locks` (so it reached the server).
-#[advisory_locked(key = "{outer}", pool = pool, guard = conn)]
-async fn body_beside_a_dropped_nested_wait(
-    pool: &Pool,
-    outer: &str,
-    inner: &str,
-    observer: &Observer,
-) -> Result<bool, AppError> {
-    let pid = pid_of(conn).await;
-    // Prepared first, so that the query goes out at its first poll, ahead of the
-    // nested wait's statement on the same session.
-    let statement = conn.prepare(BODY_QUERY).await?;
-    let own_query = conn.query(&statement, &[]);
-    let nested = async {
-        tokio::select! {
-            _ = nested_wait(pool, inner) => panic!("the nested wait ended though {inner} is held"),
-            () = assert_running(observer, pid, BODY_QUERY) => {}
-        }
-    };
-    let (answer, ()) = tokio::join!(own_query, nested);
-    answer?;
-    let inner_key = AdvisoryLock::new(inner).key();
-    Ok(seen_waiting(observer, inner_key, pid).await)
-}
-
-/// Whether backend `pid` is seen waiting for `key` before that wait ends: read as
-/// fast as the observer answers, since a cancel is due at any moment.
-async fn seen_waiting(observer: &Observer, key: pglock::LockKey, pid: i32) -> bool {
-    for _ in 0..2000 {
-        let rows = common::lock_rows(observer, key).await;
-        if rows.iter().any(|row| row.pid == pid && !row.granted) {
-            return true;
-        }
-        tokio::task::yield_now().await;
-    }
-    false
-}
-
 #[tokio::test]
 async fn a_dropped_nested_wait_does_not_cancel_the_bodys_own_query() {
-    // One connection: the warm-up below and the body run on the same session.
+    // One connection: the warm-up and the body run on the same session.
     let pool = pool(1);
     let observer = observer().await;
     let (outer, inner) = (unique("limits:outer"), unique("limits:inner"));
-    let inner_key = AdvisoryLock::new(&inner).key();
-    // The nested wait's statement is prepared on the session now, so in the body the
-    // wait is sent at its first poll instead of being dropped while a prepare queues.
-    nested_wait(&pool, &inner).await.unwrap();
-    let holder = Foreign::holding(inner_key).await;
-
-    let result = body_beside_a_dropped_nested_wait(&pool, &outer, &inner, &observer).await;
-    let seen = match result {
-        Ok(seen) => seen,
-        Err(e) => panic!("the body's own query was cancelled: {e:?}"),
-    };
-    assert!(
-        seen,
-        "the nested wait never reached the server: nothing was cancelled"
-    );
-
-    // The nested wait reached the server after the body's query; it is cancelled there.
-    let no_waiter = |rows: Vec<common::LockRow>| {
-        if rows.iter().all(|row| row.granted) {
-            Ok(())
-        } else {
-            Err(rows)
-        }
-    };
-    let left =
-        common::pg_locks::poll(&observer, inner_key, Duration::from_secs(10), no_waiter).await;
-    assert!(
-        left.is_ok(),
-        "the dropped nested wait left a waiter: {left:?}"
-    );
-    drop(holder);
+    let hold_inner = Foreign::holding(AdvisoryLock::new(&inner).key());
+    common::nested_cancel::assert_a_dropped_nested_wait_spares_the_body(
+        &pool,
+        &observer,
+        (&outer, &inner),
+        hold_inner,
+    )
+    .await;
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to backend `pid`, as the server's own host would.

@@ -1,16 +1,19 @@
 //! What the live tests share, one helper for each job: connections to the test
-//! database (`server`), `pg_locks` as the judge of who holds or waits for what
-//! (`pg_locks`), a session outside the library that holds keys (`foreign`), the error
-//! type of annotated fns (`app_error`), how their bodies end (`exit`), example
-//! binaries (`examples`), and a tracing
+//! database (`server`), one backend's pid and statement (`backend`), `pg_locks` as
+//! the judge of who holds or waits for what (`pg_locks`), a session outside the
+//! library that holds keys (`foreign`), the error type of annotated fns
+//! (`app_error`), how their bodies end (`exit`), a nested wait dropped beside its
+//! body's own query (`nested_cancel`), example binaries (`examples`), and a tracing
 //! subscriber that keeps events (`capture`).
 #![allow(dead_code, unused_imports)] // each test binary uses a different part
 
 pub mod app_error;
+pub mod backend;
 pub mod capture;
 pub mod examples;
 pub mod exit;
 pub mod foreign;
+pub mod nested_cancel;
 pub mod pg_locks;
 pub mod server;
 
