@@ -16,6 +16,8 @@
 
 mod common;
 
+use common::backend::Stopped;
+
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -556,25 +558,6 @@ async fn through_lockers_a_follower_takes_over_with_a_greater_fence() {
     follower.abort();
 }
 
-/// Sends `signal` (`STOP`, `CONT`) to the backend `pid` of a cluster of the test's own.
-fn signal(pid: i32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
-}
-
-/// Lets a stopped backend run again when dropped, whatever the test's outcome: a
-/// stopped backend would hold up the cluster's shutdown.
-struct Resume(i32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        signal(self.0, "CONT");
-    }
-}
-
 #[tokio::test]
 async fn a_stalled_server_drops_the_body_within_the_keepalive_bound_then_a_follower_leads() {
     let cluster = Cluster::start().expect("a cluster of our own");
@@ -617,8 +600,7 @@ async fn a_stalled_server_drops_the_body_within_the_keepalive_bound_then_a_follo
         .await
         .expect("the leader's seat holds the lock in pg_locks");
 
-    signal(seat, "STOP");
-    let resume = Resume(seat);
+    let resume = Stopped::backend(seat);
     let stopped = std::time::Instant::now();
     let body_dropped = tokio::time::timeout(keepalive + Duration::from_secs(1), dropped).await;
     let body_dropped = body_dropped

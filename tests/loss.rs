@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::backend::signal;
+
 use std::time::Duration;
 
 use pglock::testdb::Cluster;
@@ -19,14 +21,6 @@ async fn backend_pid(guard: &LockGuard) -> i32 {
         .await
         .unwrap()
         .get(0)
-}
-
-fn signal(pid: i32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 #[tokio::test]

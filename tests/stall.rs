@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::backend::signal;
+
 use std::time::Duration;
 
 use pglock::testdb::Cluster;
@@ -16,14 +18,6 @@ const KEEPALIVE: Duration = Duration::from_secs(1);
 const STALL: Duration = Duration::from_secs(2);
 /// Stalls per test, each starting at another phase of the keepalive's cycle.
 const ROUNDS: u64 = 6;
-
-fn signal(pid: i32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
-}
 
 fn locker(cluster: &Cluster) -> Locker {
     Locker::builder(cluster.db().pool(4))

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::backend::{assert_running, pid_of, running};
+use common::backend::{assert_running, pid_of, running, Stopped};
 use common::{gone_within, observer, pool, unique, Foreign};
 use deadpool_postgres::Pool;
 use pglock::{AdvisoryLock, Error, LockGuard};
@@ -114,32 +114,6 @@ async fn a_dropped_nested_wait_does_not_cancel_the_bodys_own_query() {
         hold_inner,
     )
     .await;
-}
-
-/// Sends `signal` (`STOP`, `CONT`) to backend `pid`, as the server's own host would.
-fn signal(pid: i32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
-}
-
-/// A backend stopped with `SIGSTOP` until this is dropped (a failed assertion
-/// included): a stopped backend would keep the test's cluster from shutting down.
-struct Stopped(i32);
-
-impl Stopped {
-    fn backend(pid: i32) -> Stopped {
-        signal(pid, "STOP");
-        Stopped(pid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        signal(self.0, "CONT");
-    }
 }
 
 /// Only a hang takes this long; the tests assert what the server shows, not a speed.

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::backend::signal;
+
 use std::time::Duration;
 
 use pglock::testdb::{Cluster, Tls};
@@ -46,14 +48,6 @@ async fn sole_holder(observer: &Client, key: LockKey, what: &str) -> i32 {
     let held = common::assert_held_by_at_least(observer, key, 1, what).await;
     assert_eq!(held.len(), 1, "{what}: one holder of {key}: {held:?}");
     held[0]
-}
-
-fn signal(pid: i32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 #[tokio::test]

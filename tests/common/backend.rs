@@ -36,3 +36,30 @@ pub async fn assert_running(observer: &Client, pid: i32, query: &str) {
     }
     panic!("backend {pid} was never seen running {query}");
 }
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`) to backend `pid`, as the server's own host
+/// would.
+pub fn signal(pid: i32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// A backend stopped with `SIGSTOP` until this is dropped (a failed assertion
+/// included): a stopped backend would keep the test's cluster from shutting down.
+pub struct Stopped(pub i32);
+
+impl Stopped {
+    pub fn backend(pid: i32) -> Stopped {
+        signal(pid, "STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
