@@ -215,7 +215,7 @@ mod live {
     use std::time::Duration;
 
     use super::Error;
-    use crate::AdvisoryLock;
+    use crate::lock::AdvisoryLock;
 
     /// The error the server sends for a statement that raises `code`.
     async fn raised(code: &str) -> tokio_postgres::Error {
@@ -287,8 +287,8 @@ mod live {
 
     fn key_of(lock: &AdvisoryLock) -> i64 {
         match lock.key() {
-            crate::LockKey::BigInt(key) => key,
-            crate::LockKey::Pair(..) => unreachable!("a name hashes to a bigint key"),
+            crate::key::LockKey::BigInt(key) => key,
+            crate::key::LockKey::Pair(..) => unreachable!("a name hashes to a bigint key"),
         }
     }
 }
