@@ -98,7 +98,10 @@ impl Sessions {
             return Ok(open.session);
         }
         // A try opens a session only on a connection free now: it waits for nobody.
-        let session = Session::checkout_with(&locker.pool, lock, self.scope, patience).await?;
+        // Boxed: a rare path, kept out of every acquisition's future (nested bodies'
+        // futures live on one stack).
+        let checkout = Session::checkout_with(&locker.pool, lock, self.scope, patience);
+        let session = Box::pin(checkout).await?;
         // Watch it from the start: its loss must reach every guard on it at once,
         // and end the table's episodes on it.
         when_lost(&session, locker.watch(), locker.forget_keys_on());
