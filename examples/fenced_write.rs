@@ -36,11 +36,11 @@ async fn fenced_write(pool: &Pool, table: &str, fence: u64, amount: i64) -> Resu
     Ok(rows == 1)
 }
 
-/// Starts an instance campaigning for `name`; its terms arrive on the channel.
-fn instance(name: &str, pool: Pool) -> mpsc::UnboundedReceiver<Term> {
+/// Starts an instance campaigning for `name` every `every` (the first campaign at
+/// once); its terms arrive on the channel.
+fn instance(name: &str, pool: Pool, every: Duration) -> mpsc::UnboundedReceiver<Term> {
     let (terms, elected) = mpsc::unbounded_channel();
-    let leadership =
-        Leadership::new(AdvisoryLock::new(name), pool).campaign_every(Duration::from_millis(200));
+    let leadership = Leadership::new(AdvisoryLock::new(name), pool).campaign_every(every);
     tokio::spawn(async move {
         leadership
             .run(std::future::pending(), move |term| {
@@ -71,7 +71,9 @@ async fn main() -> Result<(), AppError> {
         ))
         .await?;
 
-    let mut a = instance(&name, db.pool(3));
+    // A campaigns again only a minute after losing, so that B, campaigning every
+    // 200 ms, is the one that takes over: the story needs a stale A.
+    let mut a = instance(&name, db.pool(3), Duration::from_secs(60));
     let a_term = elected(&mut a).await?;
     println!("A leads with fence {}", a_term.fence());
     // A hands a write to a task that ignores `term.lost()`: it will run late.
@@ -83,7 +85,7 @@ async fn main() -> Result<(), AppError> {
             fenced_write(&pool, &table, fence, 100).await
         })
     };
-    let mut b = instance(&name, db.pool(3));
+    let mut b = instance(&name, db.pool(3), Duration::from_millis(200));
 
     // A's session dies (here an operator terminates it; in life a network cut).
     let holder = holders(&pool, name.as_str())
