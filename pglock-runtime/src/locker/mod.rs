@@ -288,6 +288,19 @@ impl Locker {
     }
 }
 
+/// How long a reader's try waits for a connection to ask about writers on. Each
+/// such question holds its connection for one round trip, so a short wait rides out
+/// a burst of readers; a pool that stays exhausted is answered as one
+/// ([`Error::Pool`], `Timeout(Wait)`), as a try from a `Pool` is.
+const PROBE_CHECKOUT: Duration = Duration::from_millis(250);
+
+fn no_free_connection(lock: &AdvisoryLock) -> Error {
+    Error::Pool {
+        lock: lock.id().clone(),
+        source: deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait),
+    }
+}
+
 impl Inner {
     /// How the Locker's sessions are watched: only our own short statements run on
     /// them, so a late keepalive ping is a loss.
@@ -407,12 +420,17 @@ impl Inner {
     /// behind a waiting exclusive one, but grants it again at once to a session that
     /// holds the key already; so the question is asked on a connection of its own,
     /// fresh from the pool (which holds no lock), and the shared lock it may be
-    /// granted is given back at once. A try takes that connection only if one is
-    /// free now.
+    /// granted is given back at once. A try waits for that connection at most
+    /// [`PROBE_CHECKOUT`].
     async fn writer_queued(&self, lock: &AdvisoryLock, patience: Patience) -> Result<bool, Error> {
-        let scope = self.sessions.scope();
-        let checkout = Session::checkout_with(&self.pool, lock, scope, patience);
-        let probe = patience.bound(lock, checkout).await?;
+        let checkout = Session::checkout_for(&self.pool, lock, self.sessions.scope());
+        let probe = if patience.waits() {
+            patience.bound(lock, checkout).await?
+        } else {
+            tokio::time::timeout(PROBE_CHECKOUT, checkout)
+                .await
+                .map_err(|_elapsed| no_free_connection(lock))??
+        };
         let granted = patience.bound(lock, probe.try_lock(lock)).await?;
         if granted {
             if let Err(error) = probe.unlock(lock).await {
