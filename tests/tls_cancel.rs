@@ -6,22 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_waiting, gone_within};
+use common::{assert_waiting, gone_within, tls_observer};
 use pglock::testdb::{Cluster, Tls};
 use pglock::{AdvisoryLock, Locker};
-
-/// A connection of the test's own to the TLS-only cluster, to read `pg_locks`.
-async fn tls_observer(cluster: &Cluster) -> tokio_postgres::Client {
-    let db = cluster.db();
-    let (client, connection) = db
-        .tls_config()
-        .unwrap()
-        .connect(db.tls_connector().unwrap())
-        .await
-        .expect("observer over TLS");
-    tokio::spawn(connection);
-    client
-}
 
 /// Drops `wait` once the server shows it queued for `lock`, then checks that
 /// nothing but `holder_pid` is left on the key.

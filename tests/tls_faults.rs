@@ -8,6 +8,7 @@
 mod common;
 
 use common::backend::signal;
+use common::tls_observer;
 
 use std::time::Duration;
 
@@ -20,19 +21,6 @@ const SECOND: Duration = Duration::from_secs(1);
 
 fn tls_only_cluster() -> Cluster {
     Cluster::builder().tls(Tls::Required).start().unwrap()
-}
-
-/// A connection of the test's own to the TLS-only cluster, to read `pg_locks`.
-async fn tls_observer(cluster: &Cluster) -> Client {
-    let db = cluster.db();
-    let (client, connection) = db
-        .tls_config()
-        .unwrap()
-        .connect(db.tls_connector().unwrap())
-        .await
-        .expect("observer over TLS");
-    tokio::spawn(connection);
-    client
 }
 
 async fn backend_pid(guard: &LockGuard) -> i32 {

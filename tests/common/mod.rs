@@ -26,4 +26,4 @@ pub use pg_locks::{
     backend_gone_within, columns, gone_within, holders, lock_rows, locks_of, waiter_within,
     LockRow,
 };
-pub use server::{named_pool, observer, pool, unique};
+pub use server::{named_pool, observer, pool, tls_observer, unique};

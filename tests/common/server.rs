@@ -28,6 +28,20 @@ pub async fn observer() -> tokio_postgres::Client {
     client
 }
 
+/// A connection of the test's own to a cluster that requires TLS (its own
+/// certificate authority), for watching the server from outside the library.
+pub async fn tls_observer(cluster: &pglock::testdb::Cluster) -> tokio_postgres::Client {
+    let db = cluster.db();
+    let (client, connection) = db
+        .tls_config()
+        .unwrap()
+        .connect(db.tls_connector().unwrap())
+        .await
+        .expect("observer over TLS");
+    tokio::spawn(connection);
+    client
+}
+
 /// A lock name no other test uses, so tests can run side by side on one database.
 pub fn unique(name: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
