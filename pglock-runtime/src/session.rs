@@ -7,6 +7,7 @@
 //! same round trip as that statement. Until it is read the lock stays counted, so a
 //! session dropped with its unlock unread is closed, never pooled.
 
+mod pids;
 mod queued;
 mod retire;
 
@@ -175,6 +176,10 @@ impl Session {
     }
 
     fn around(client: Object, pool: &Pool, scope: Scope) -> Arc<Session> {
+        let pid = OnceLock::new();
+        if let Some(known) = pids::remembered(&client) {
+            let _first = pid.set(known);
+        }
         Arc::new(Session {
             client: Some(Arc::new(client)),
             pool: pool.clone(),
@@ -184,7 +189,7 @@ impl Session {
             close_when_done: AtomicBool::new(false),
             reserved: Default::default(),
             loss: LossWatch::default(),
-            pid: OnceLock::new(),
+            pid,
             pid_known: Notify::new(),
             queued: Mutex::new(None),
             lent: AtomicBool::new(false),
@@ -503,9 +508,9 @@ impl Session {
         Ok(row.get(0))
     }
 
-    /// Learns this session's backend pid, once: the first call sends
-    /// [`sql::BACKEND_PID`] at its first poll, so a statement polled right after it
-    /// travels in the same round trip. A failure leaves the pid unknown (a wait on
+    /// Learns this session's backend pid, once per connection (see [`pids`]): the
+    /// first call sends [`sql::BACKEND_PID`] at its first poll, so a statement polled
+    /// right after it travels in the same round trip. A failure leaves the pid unknown (a wait on
     /// this session then cannot be cancelled, and its session is closed instead).
     pub(crate) async fn learn_pid(&self) {
         if self.pid.get().is_some() {
@@ -520,6 +525,7 @@ impl Session {
         });
         if let Some(pid) = pid {
             let _first = self.pid.set(pid);
+            pids::remember(self.client(), pid);
             self.pid_known.notify_waiters();
         }
     }
