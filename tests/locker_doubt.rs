@@ -215,9 +215,10 @@ impl ProcGate {
     }
 }
 
-/// What a lock session's statements contain: the batch of tries and unlocks, and
-/// the statement that ends a retired session's own backend.
-const BATCH_STATEMENT: &str = "pg_catalog.pg_advisory_unlock(r.k)";
+/// What a lock session's statements contain: an unlock and a try (alone, or in a
+/// batch of them), and the statement that ends a retired session's own backend.
+const UNLOCK_STATEMENT: &str = "pg_catalog.pg_advisory_unlock(";
+const TRY_STATEMENT: &str = "pg_catalog.pg_try_advisory_lock(";
 const ENDING_STATEMENT: &str = "pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid())";
 
 /// After a lock session `pid` was retired: its backend leaves the server, nothing is
@@ -267,7 +268,7 @@ async fn a_background_unlock_cancelled_on_the_server_retires_its_lock_session() 
     // The unlock goes out in the background and waits at the gate, inside its
     // statement, where the cancel is sure to land.
     drop(dropped_guard);
-    gate.holds_back(pid, BATCH_STATEMENT).await;
+    gate.holds_back(pid, UNLOCK_STATEMENT).await;
     let cancelled: bool = gate
         .client
         .query_one("SELECT pg_catalog.pg_cancel_backend($1)", &[&pid])
@@ -317,7 +318,7 @@ async fn a_try_cut_by_statement_timeout_retires_its_lock_session() {
         async move { tried.try_acquire(&locker).await.map(drop) }
     });
     // The premise: the try is held inside the server, where the timeout cuts it.
-    gate.holds_back(pid, BATCH_STATEMENT).await;
+    gate.holds_back(pid, TRY_STATEMENT).await;
     let error = try_at_the_gate
         .await
         .unwrap()

@@ -68,6 +68,20 @@ const WAIT_XACT: [&str; 4] = texts!("pg_advisory_xact_lock");
 /// comment naming the lock and its call site, so `pg_stat_activity.query` shows who
 /// waits on what; the comment is built from sanitised text, never from raw input.
 pub(crate) fn statement(op: Op, lock: &AdvisoryLock) -> Cow<'static, str> {
+    let text = bare_statement(op, lock);
+    if op == Op::Unlock {
+        return Cow::Borrowed(text);
+    }
+    match Comment::of(lock) {
+        Some(comment) => Cow::Owned(format!("{text} {comment}")),
+        None => Cow::Borrowed(text),
+    }
+}
+
+/// The statement text for `op` on `lock`, without the lock's comment: one of a few
+/// fixed texts, for a session that takes many locks (a Locker's lock session, whose
+/// pings name none of them) and so would otherwise prepare one text per lock name.
+pub(crate) fn bare_statement(op: Op, lock: &AdvisoryLock) -> &'static str {
     let texts = match op {
         Op::Try => &TRY,
         Op::Wait => &WAIT,
@@ -82,14 +96,7 @@ pub(crate) fn statement(op: Op, lock: &AdvisoryLock) -> Cow<'static, str> {
         (LockMode::Shared, LockKey::BigInt(_)) => 2,
         (LockMode::Shared, LockKey::Pair(..)) => 3,
     };
-    let text = texts[index];
-    if op == Op::Unlock {
-        return Cow::Borrowed(text);
-    }
-    match Comment::of(lock) {
-        Some(comment) => Cow::Owned(format!("{text} {comment}")),
-        None => Cow::Borrowed(text),
-    }
+    texts[index]
 }
 
 /// The comment a lock statement carries, `/* pglock: ... */`: the lock's name (when
