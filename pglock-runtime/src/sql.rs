@@ -27,6 +27,12 @@ pub(crate) enum Op {
     WaitLimited,
     /// `pg_advisory_unlock`: returns whether it was held.
     Unlock,
+    /// `pg_advisory_unlock`, then at once `pg_try_advisory_lock` of the same key, in
+    /// one statement: returns whether it was granted again, `NULL` when it was not
+    /// held. The unlock grants the lock to a waiter in the server's queue before the
+    /// try runs, so the try gets it back only when nobody else waited: a Locker gives
+    /// its key back to other processes for the price of one round trip, not two.
+    Relock,
     /// `pg_try_advisory_xact_lock`.
     TryXact,
     /// `pg_advisory_xact_lock`.
@@ -61,6 +67,12 @@ const WAIT_LIMITED: [&str; 4] = [
     "SELECT pg_catalog.pg_advisory_lock_shared($1::pg_catalog.int4, $2::pg_catalog.int4) FROM (SELECT pg_catalog.set_config('lock_timeout', $3, true)) AS lock_timeout",
 ];
 const UNLOCK: [&str; 4] = texts!("pg_advisory_unlock");
+const RELOCK: [&str; 4] = [
+    "SELECT CASE WHEN pg_catalog.pg_advisory_unlock($1::pg_catalog.int8) THEN pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8) END",
+    "SELECT CASE WHEN pg_catalog.pg_advisory_unlock($1::pg_catalog.int4, $2::pg_catalog.int4) THEN pg_catalog.pg_try_advisory_lock($1::pg_catalog.int4, $2::pg_catalog.int4) END",
+    "SELECT CASE WHEN pg_catalog.pg_advisory_unlock_shared($1::pg_catalog.int8) THEN pg_catalog.pg_try_advisory_lock_shared($1::pg_catalog.int8) END",
+    "SELECT CASE WHEN pg_catalog.pg_advisory_unlock_shared($1::pg_catalog.int4, $2::pg_catalog.int4) THEN pg_catalog.pg_try_advisory_lock_shared($1::pg_catalog.int4, $2::pg_catalog.int4) END",
+];
 const TRY_XACT: [&str; 4] = texts!("pg_try_advisory_xact_lock");
 const WAIT_XACT: [&str; 4] = texts!("pg_advisory_xact_lock");
 
@@ -69,7 +81,7 @@ const WAIT_XACT: [&str; 4] = texts!("pg_advisory_xact_lock");
 /// waits on what; the comment is built from sanitised text, never from raw input.
 pub(crate) fn statement(op: Op, lock: &AdvisoryLock) -> Cow<'static, str> {
     let text = bare_statement(op, lock);
-    if op == Op::Unlock {
+    if matches!(op, Op::Unlock | Op::Relock) {
         return Cow::Borrowed(text);
     }
     match Comment::of(lock) {
@@ -87,6 +99,7 @@ pub(crate) fn bare_statement(op: Op, lock: &AdvisoryLock) -> &'static str {
         Op::Wait => &WAIT,
         Op::WaitLimited => &WAIT_LIMITED,
         Op::Unlock => &UNLOCK,
+        Op::Relock => &RELOCK,
         Op::TryXact => &TRY_XACT,
         Op::WaitXact => &WAIT_XACT,
     };
@@ -172,6 +185,10 @@ pub(crate) const BATCH: &str = "SELECT r.n, CASE \
      WHEN r.op OPERATOR(pg_catalog.=) 5 THEN pg_catalog.pg_advisory_unlock(r.a, r.b) \
      WHEN r.op OPERATOR(pg_catalog.=) 6 THEN pg_catalog.pg_advisory_unlock_shared(r.k) \
      WHEN r.op OPERATOR(pg_catalog.=) 7 THEN pg_catalog.pg_advisory_unlock_shared(r.a, r.b) \
+     WHEN r.op OPERATOR(pg_catalog.=) 8 THEN CASE WHEN pg_catalog.pg_advisory_unlock(r.k) THEN pg_catalog.pg_try_advisory_lock(r.k) END \
+     WHEN r.op OPERATOR(pg_catalog.=) 9 THEN CASE WHEN pg_catalog.pg_advisory_unlock(r.a, r.b) THEN pg_catalog.pg_try_advisory_lock(r.a, r.b) END \
+     WHEN r.op OPERATOR(pg_catalog.=) 10 THEN CASE WHEN pg_catalog.pg_advisory_unlock_shared(r.k) THEN pg_catalog.pg_try_advisory_lock_shared(r.k) END \
+     WHEN r.op OPERATOR(pg_catalog.=) 11 THEN CASE WHEN pg_catalog.pg_advisory_unlock_shared(r.a, r.b) THEN pg_catalog.pg_try_advisory_lock_shared(r.a, r.b) END \
      END \
      FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int2[]), pg_catalog.unnest($2::pg_catalog.int8[]), \
        pg_catalog.unnest($3::pg_catalog.int4[]), pg_catalog.unnest($4::pg_catalog.int4[])) \
@@ -189,6 +206,7 @@ pub(crate) const BATCH_TYPES: [Type; 4] = [
 pub(crate) fn batch_op(op: Op, lock: &AdvisoryLock) -> i16 {
     let unlock = match op {
         Op::Unlock => 4,
+        Op::Relock => 8,
         _ => 0,
     };
     let shared = match lock.mode() {
@@ -422,6 +440,7 @@ mod tests {
             ("WAIT", &WAIT),
             ("WAIT_LIMITED", &WAIT_LIMITED),
             ("UNLOCK", &UNLOCK),
+            ("RELOCK", &RELOCK),
             ("TRY_XACT", &TRY_XACT),
             ("WAIT_XACT", &WAIT_XACT),
         ]
@@ -439,6 +458,7 @@ mod tests {
             Op::Wait,
             Op::WaitLimited,
             Op::Unlock,
+            Op::Relock,
             Op::TryXact,
             Op::WaitXact,
         ] {
@@ -496,6 +516,8 @@ mod tests {
         assert_eq!(code(Op::Try, AdvisoryLock::new((1, 2))), 1);
         assert_eq!(code(Op::Try, AdvisoryLock::new(7_i64).shared()), 2);
         assert_eq!(code(Op::Unlock, AdvisoryLock::new((1, 2)).shared()), 7);
+        assert_eq!(code(Op::Relock, AdvisoryLock::new(7_i64)), 8);
+        assert_eq!(code(Op::Relock, AdvisoryLock::new((1, 2)).shared()), 11);
         for (n, function) in [
             "pg_try_advisory_lock(r.k)",
             "pg_try_advisory_lock(r.a, r.b)",

@@ -67,8 +67,20 @@ impl Batcher {
     /// `pg_try_advisory_lock`, in the next batch. A caller that gives up before
     /// reading the answer leaves nothing held: a lock granted to nobody is unlocked.
     pub(super) async fn try_lock(&self, lock: &AdvisoryLock) -> Answer {
+        self.awaited(Op::Try, lock).await
+    }
+
+    /// `pg_advisory_unlock` then `pg_try_advisory_lock` of the same key, in one
+    /// request of the next batch ([`Op::Relock`]): whether it was granted again;
+    /// [`Error::LockLost`] when the session did not hold it. A caller that gives up
+    /// leaves nothing held, as with a try.
+    pub(super) async fn relock(&self, lock: &AdvisoryLock) -> Answer {
+        self.awaited(Op::Relock, lock).await
+    }
+
+    async fn awaited(&self, op: Op, lock: &AdvisoryLock) -> Answer {
         let mut awaited = AwaitedTry {
-            answer: self.send(Op::Try, lock),
+            answer: self.send(op, lock),
             batcher: self,
             lock,
         };
@@ -107,7 +119,7 @@ impl Batcher {
     }
 }
 
-/// A try's answer while its caller waits for it. The caller may give up at any
+/// A try's (or relock's) answer while its caller waits for it. The caller may give up at any
 /// moment, even after the batch task handed the answer over: a grant still to come
 /// then finds nobody to tell (and the batch task unlocks it), and one that came
 /// already is unlocked here; closing the channel first makes it exactly one of
@@ -194,9 +206,9 @@ impl Driver {
             }
         };
         let mut unknown = Vec::new();
-        for (request, answer) in batch.into_iter().zip(answers) {
-            match answer {
-                Some(granted) => self.settle(request, Ok(granted)),
+        for (request, row) in batch.into_iter().zip(answers) {
+            match row.and_then(|value| answer_of(&request, value)) {
+                Some(answer) => self.settle(request, answer),
                 None => unknown.push(request),
             }
         }
@@ -238,6 +250,17 @@ impl Driver {
         let answer = match (request.op, unlocked) {
             (_, Err(error)) => Err(error),
             (Op::Unlock, Ok(_held_still)) => Ok(true),
+            (Op::Relock, Ok(_held_still)) => {
+                // Unlocked now, whatever the batch did: only the try is left.
+                self.session.discount_possible_hold();
+                self.session.count_possible_hold();
+                let again = Request {
+                    op: Op::Try,
+                    lock: request.lock.clone(),
+                    tell: oneshot::channel().0,
+                };
+                self.ask_alone(&again).await
+            }
             (_, Ok(_granted_by_the_batch)) => self.ask_alone(&request).await,
         };
         self.settle(request, answer);
@@ -246,8 +269,13 @@ impl Driver {
     /// Sends `request` as a batch of its own.
     async fn ask_alone(&self, request: &Request) -> Answer {
         match run_batch(&self.session, std::slice::from_ref(request)).await {
-            Ok(answers) => match answers.first().copied().flatten() {
-                Some(answer) => Ok(answer),
+            Ok(answers) => match answers
+                .first()
+                .copied()
+                .flatten()
+                .and_then(|value| answer_of(request, value))
+            {
+                Some(answer) => answer,
                 None => {
                     // An answer without the request's row: what it did is unknown.
                     self.session.retire();
@@ -262,7 +290,9 @@ impl Driver {
     /// possible holds right.
     fn settle(&mut self, request: Request, answer: Answer) {
         match (&answer, request.op) {
-            (Ok(false), Op::Try) | (Ok(true), Op::Unlock) => self.session.discount_possible_hold(),
+            (Ok(false), Op::Try | Op::Relock) | (Ok(true), Op::Unlock) => {
+                self.session.discount_possible_hold()
+            }
             // The server refused the try: nothing was granted.
             (Err(error), Op::Try) if !error.leaves_doubt() => self.session.discount_possible_hold(),
             (Err(error), _) if error.leaves_doubt() => self.session.retire(),
@@ -282,7 +312,7 @@ impl Driver {
             return;
         };
         match (op, unheard) {
-            (Op::Try, Ok(true)) => {
+            (Op::Try | Op::Relock, Ok(true)) => {
                 *lock_unpoisoned(&self.unlocking)
                     .entry(lock.key())
                     .or_default() += 1;
@@ -314,12 +344,25 @@ impl Driver {
     }
 }
 
-/// Sends `batch` as one statement: each request's answer, `None` where the server's
+/// What the server's row says of one request: its boolean, or `NULL`.
+type Value = Option<bool>;
+
+/// The answer a request's row gives: `NULL` is a relock of a key the session did not
+/// hold (lost), and from any other request an answer that says nothing.
+fn answer_of(request: &Request, value: Value) -> Option<Answer> {
+    match (value, request.op) {
+        (Some(answer), _) => Some(Ok(answer)),
+        (None, Op::Relock) => Some(lost(&request.lock)),
+        (None, _) => None,
+    }
+}
+
+/// Sends `batch` as one statement: each request's row, `None` where the server's
 /// rows did not give one.
 async fn run_batch(
     session: &Session,
     batch: &[Request],
-) -> Result<Vec<Option<bool>>, tokio_postgres::Error> {
+) -> Result<Vec<Option<Value>>, tokio_postgres::Error> {
     if let [request] = batch {
         return Ok(vec![Some(run_single(session, request).await?)]);
     }
@@ -343,7 +386,7 @@ async fn run_batch(
     let rows = rows?;
     let mut answers = vec![None; batch.len()];
     for row in rows {
-        let (Ok(n), Ok(answer)) = (row.try_get::<_, i64>(0), row.try_get::<_, bool>(1)) else {
+        let (Ok(n), Ok(answer)) = (row.try_get::<_, i64>(0), row.try_get::<_, Value>(1)) else {
             continue;
         };
         if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| answers.get_mut(i)) {
@@ -356,7 +399,7 @@ async fn run_batch(
 /// Sends a request that came alone as the plain statement, not as a batch of
 /// one: the server runs it without unpacking arrays, and the client sends one
 /// integer or two instead of four arrays. Uncontended Lockers mostly send these.
-async fn run_single(session: &Session, request: &Request) -> Result<bool, tokio_postgres::Error> {
+async fn run_single(session: &Session, request: &Request) -> Result<Value, tokio_postgres::Error> {
     let text = sql::bare_statement(request.op, &request.lock);
     let statement = session.client().prepare_cached(text).await?;
     let key = request.lock.key();

@@ -13,6 +13,7 @@ use crate::mutex::lock_unpoisoned;
 use crate::session::Session;
 use crate::trace::{self, Holding};
 
+use super::relock;
 use super::table::{Episode, Release};
 use super::Inner;
 
@@ -49,7 +50,7 @@ impl Held {
 }
 
 /// A guard dropped while holding its lock: the key goes to the next waiter, or its
-/// unlock is queued now and finished in the background.
+/// unlock (or relock) is queued now and finished in the background.
 fn let_go_dropped(held: Held) {
     let mut held = match hold::remaining(&held.lock, held.since) {
         Some(left) if !held.session.is_lost() => match hold::after(left, held, let_go_dropped) {
@@ -60,9 +61,8 @@ fn let_go_dropped(held: Held) {
     };
     held.holding
         .end(&held.lock, held.since, held.session.is_lost());
-    if let Release::Unlock(session, lock) = held.let_go() {
-        held.locker.sessions.unlock_in_background(session, lock);
-    }
+    let table = Arc::downgrade(&held.locker.table);
+    relock::finish_in_background(held.let_go(), table, held.locker.sessions.clone());
 }
 
 impl LockerGuard {
@@ -131,6 +131,10 @@ impl LockerGuard {
                     session.retire_if_in_doubt(error);
                 }
                 unlocked
+            }
+            Release::Relock(relock) => {
+                let table = Arc::downgrade(&held.locker.table);
+                relock::ask_again(relock, &table, &held.locker.sessions).await
             }
         }
     }

@@ -12,6 +12,7 @@
 mod batch;
 pub(crate) mod deadlock;
 mod guard;
+mod relock;
 mod sessions;
 mod table;
 
@@ -86,8 +87,11 @@ pub const DEFAULT_HANDOFF_WINDOW: Duration = Duration::from_millis(10);
 ///   without a server round trip, at most [`DEFAULT_HANDOFF_LIMIT`] times in a row
 ///   and only within [`DEFAULT_HANDOFF_WINDOW`] (10 ms) of the server granting it
 ///   (see [`LockerBuilder::handoff_limit`], [`LockerBuilder::handoff_window`]); then
-///   it is unlocked in the server, where waiters of other processes come first, and
-///   this process queues behind them.
+///   it goes back to the server, where waiters of other processes come first, and
+///   this process queues behind them. On a lock session one statement unlocks it and
+///   tries it again at once, on the waiting tasks' behalf: the unlock grants it to a
+///   waiter in the server's queue first, so the try gets it back only when nobody
+///   else waited.
 /// - **Readers.** A key held shared admits another shared request of the process
 ///   after one question to the server, asked on a connection of its own: is an
 ///   exclusive request of another process queued? If not, the request joins the

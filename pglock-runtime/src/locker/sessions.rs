@@ -152,6 +152,30 @@ impl Sessions {
         granted
     }
 
+    /// Whether `session` is one of the open lock sessions (not a wait's connection).
+    pub(super) fn is_lock_session(&self, session: &Arc<Session>) -> bool {
+        self.slot_of(session).is_some()
+    }
+
+    /// Gives `lock`'s key back to the server and asks for it again at once, in one
+    /// request on `session`'s batches ([`Op::Relock`](crate::sql::Op::Relock)):
+    /// whether it was granted back. `None` when `session` is not a lock session.
+    pub(super) async fn relock(
+        &self,
+        session: &Arc<Session>,
+        lock: &AdvisoryLock,
+    ) -> Option<Result<bool, Error>> {
+        let (slot, batcher) = self.slot_of(session)?;
+        let answer = batcher.relock(lock).await;
+        if !matches!(answer, Ok(true)) {
+            // Saturating, as for an unlock.
+            let _saturated = slot
+                .held
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+        Some(answer)
+    }
+
     /// Unlocks `lock` on `session`, waiting for the server's answer;
     /// [`Error::LockLost`] if the session did not hold it.
     pub(super) async fn unlock(

@@ -91,6 +91,29 @@ pub(super) enum Release {
     Kept,
     /// Unlock it on this session (the table no longer refers to it).
     Unlock(Arc<Session>, AdvisoryLock),
+    /// Give it back to the server's queue and ask for it again at once, for the
+    /// tasks of this process still waiting (see [`super::relock`]).
+    Relock(Relock),
+}
+
+/// What became of a key its relock got back.
+pub(super) enum Regranted {
+    /// Held by the first waiter now.
+    HandedOver,
+    /// No waiter wants it in its mode any more: unlock it.
+    Unwanted,
+    /// The episode ended meanwhile (its session was lost): unlock it.
+    Ended,
+}
+
+/// A key to give back to the server and ask for again, in one statement on the lock
+/// session holding it, on behalf of this process's waiters: the handoff limit or
+/// window ran out while they waited. The ticket is the asking turn; dropped unused
+/// (its task gave up), it passes the turn to the next waiter.
+pub(super) struct Relock {
+    pub(super) ticket: Ticket,
+    pub(super) session: Arc<Session>,
+    pub(super) lock: AdvisoryLock,
 }
 
 /// A turn handed to a task: to hold the key, or to ask the server for it. Dropped
@@ -148,13 +171,10 @@ fn pass_unused_turn_on(turn: Turn) {
     let mut table = lock_unpoisoned(&table);
     match &turn.kind {
         TicketKind::Hold(_) => {
-            if let Release::Unlock(session, lock) =
-                table.release(turn.key, turn.episode, &turn.table)
-            {
-                let sessions = table.sessions.clone();
-                drop(table);
-                sessions.unlock_in_background(session, lock);
-            }
+            let release = table.release(turn.key, turn.episode, &turn.table);
+            let sessions = table.sessions.clone();
+            drop(table);
+            super::relock::finish_in_background(release, turn.table.clone(), sessions);
         }
         TicketKind::Ask => table.asked_in_vain(turn.key, turn.episode, &turn.table),
     }
@@ -349,7 +369,8 @@ impl Table {
     /// A holder of `episode` lets go. The key goes to the next waiter of the process
     /// without asking the server, unless the handoff limit or window is reached
     /// (then the key goes back to the server's queue, where other processes' waiters
-    /// come first) or the next waiter wants another mode.
+    /// come first: on a lock session in one statement that also asks for it again,
+    /// [`Release::Relock`]) or the next waiter wants another mode.
     pub(super) fn release(
         &mut self,
         key: LockKey,
@@ -376,10 +397,14 @@ impl Table {
         };
         let lost = session.is_lost();
         let may_hand_off = entry.handoffs < handoff.limit && entry.since.elapsed() < handoff.window;
-        if !lost && may_hand_off && next.lock.mode() == entry.mode {
-            entry.handoffs += 1;
-            if self.hand_to_next(key, &session, me) {
-                return Release::Kept;
+        if !lost && next.lock.mode() == entry.mode {
+            if may_hand_off {
+                entry.handoffs += 1;
+                if self.hand_to_next(key, &session, me) {
+                    return Release::Kept;
+                }
+            } else if self.sessions.is_lock_session(&session) {
+                return self.relock(key, session, held, me);
             }
         }
         // Back to the server: unlock, and let the next waiter queue there behind
@@ -387,6 +412,55 @@ impl Table {
         // waiter left, the key is forgotten.
         self.pass_ask_on(key, me);
         Release::Unlock(session, held)
+    }
+
+    /// The handoff limit or window ran out with waiters left, on a lock session: a new
+    /// episode starts with nobody holding it, and the releaser asks the server again
+    /// for the waiters (new arrivals queue behind them meanwhile). One statement
+    /// gives the key back, so a waiter of another process gets it first, and takes
+    /// it again when nobody else waited.
+    fn relock(
+        &mut self,
+        key: LockKey,
+        session: Arc<Session>,
+        lock: AdvisoryLock,
+        me: &Weak<Mutex<Table>>,
+    ) -> Release {
+        let episode = self.episode();
+        let entry = self.keys.get_mut(&key).expect("the entry released");
+        entry.episode = episode;
+        entry.holders = 0;
+        entry.session = None;
+        entry.handoffs = 0;
+        // Its answer comes at once, as a try's does.
+        entry.asker = Patience::Try;
+        let ticket = Ticket::new(me, key, episode, TicketKind::Ask);
+        Release::Relock(Relock {
+            ticket,
+            session,
+            lock,
+        })
+    }
+
+    /// The relock of `episode` got the key back on `session`: it goes to the first
+    /// waiter, whatever the handoff limit (the server was asked just now).
+    pub(super) fn regranted(
+        &mut self,
+        key: LockKey,
+        episode: Episode,
+        session: &Arc<Session>,
+        me: &Weak<Mutex<Table>>,
+    ) -> Regranted {
+        let Some(entry) = self.keys.get_mut(&key).filter(|e| e.episode == episode) else {
+            return Regranted::Ended;
+        };
+        entry.session = Some(session.clone());
+        entry.since = Instant::now();
+        if self.hand_to_next(key, session, me) {
+            return Regranted::HandedOver;
+        }
+        self.pass_ask_on(key, me);
+        Regranted::Unwanted
     }
 
     /// Hands the held server lock to the first live waiter (and, when shared, to
