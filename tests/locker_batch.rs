@@ -269,3 +269,59 @@ async fn in_a_batch_past_the_lock_table_each_caller_gets_its_own_answer() {
     drop((held, granted));
     advisory_held_becomes(&observer, 0).await;
 }
+
+/// Sixteen tasks on one lock session, each dropping its guard and trying its key
+/// again at once: each queues an unlock and a try of one key back to back. A
+/// batch holds one request per key, so the try waits for the next batch; the
+/// other keys' requests still go together, and the server runs a few statements
+/// per round of the sixteen, not one per call (as when a batch was cut at the
+/// first repeated key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_retaking_their_keys_at_once_still_share_statements() {
+    let cluster = pglock::testdb::Cluster::builder()
+        .setting("shared_preload_libraries", "pg_stat_statements")
+        .start()
+        .expect("a cluster with pg_stat_statements (PostgreSQL's contrib extension)");
+    let observer = cluster.db().connect().await.expect("observer");
+    observer
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .expect("the extension");
+    let locker = Locker::builder(cluster.db().pool(4)).sessions(1).build();
+    // Warm: the lock session open and its statements prepared.
+    drop(
+        AdvisoryLock::new(LockKey::Pair(8, 0))
+            .try_acquire(&locker)
+            .await
+            .unwrap(),
+    );
+    advisory_held_becomes(&observer, 0).await;
+    observer
+        .execute("SELECT pg_stat_statements_reset()", &[])
+        .await
+        .unwrap();
+    const TASKS: i32 = 16;
+    const ROUNDS: i64 = 200;
+    let tasks: Vec<_> = (1..=TASKS)
+        .map(|k| {
+            let locker = locker.clone();
+            tokio::spawn(async move {
+                let lock = AdvisoryLock::new(LockKey::Pair(8, k));
+                for _ in 0..ROUNDS {
+                    drop(lock.try_acquire(&locker).await.expect("a key of its own"));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("the task ran");
+    }
+    advisory_held_becomes(&observer, 0).await;
+    let requests = 2 * TASKS as i64 * ROUNDS;
+    let statements = calls(&observer, "advisory").await;
+    println!("{requests} requests in {statements} statements");
+    assert!(
+        statements <= requests / 4,
+        "{requests} requests went in {statements} statements"
+    );
+}

@@ -150,8 +150,8 @@ fn lost(lock: &AdvisoryLock) -> Answer {
 struct Driver {
     session: Arc<Session>,
     requests: mpsc::UnboundedReceiver<Request>,
-    /// Requests to send before any new one: one kept out of the last batch (its key
-    /// was in it already), and unlocks of locks granted to callers that gave up.
+    /// Requests to send before any new one: those kept out of the last batch (their
+    /// key was in it already), and unlocks of locks granted to callers that gave up.
     backlog: VecDeque<Request>,
     unlocking: Arc<Mutex<HashMap<LockKey, usize>>>,
 }
@@ -163,7 +163,12 @@ impl Driver {
         }
     }
 
-    /// The requests waiting now, in order, up to the first repeated key.
+    /// The requests waiting now, one per key: a request for a key already in the
+    /// batch waits for the next one, and so does every later request for that key
+    /// (each key's requests stay in order; different keys' need no order). A task
+    /// that drops a guard and tries the key again at once queues an unlock and a
+    /// try of one key back to back; cutting the batch there would send one request
+    /// per statement.
     async fn next_batch(&mut self) -> Option<Vec<Request>> {
         let first = match self.backlog.pop_front() {
             Some(request) => request,
@@ -171,7 +176,9 @@ impl Driver {
         };
         let mut keys = HashSet::from([first.lock.key()]);
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let mut deferred = VecDeque::new();
+        let mut deferred_keys = HashSet::new();
+        while batch.len() < MAX_BATCH && deferred.len() < MAX_BATCH {
             let next = match self.backlog.pop_front() {
                 Some(request) => request,
                 None => match self.requests.try_recv() {
@@ -179,12 +186,16 @@ impl Driver {
                     Err(_empty) => break,
                 },
             };
-            if !keys.insert(next.lock.key()) {
-                self.backlog.push_front(next);
-                break;
+            let key = next.lock.key();
+            if deferred_keys.contains(&key) || !keys.insert(key) {
+                deferred_keys.insert(key);
+                deferred.push_back(next);
+                continue;
             }
             batch.push(next);
         }
+        deferred.append(&mut self.backlog);
+        self.backlog = deferred;
         Some(batch)
     }
 
