@@ -5,7 +5,9 @@
 //! search_path cannot put another `pg_advisory_lock` (or `=`) in front of the server's.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::panic::Location;
+use std::sync::Mutex;
 
 #[cfg(any(test, feature = "testdb"))]
 pub(crate) mod lint;
@@ -14,6 +16,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use crate::key::LockKey;
 use crate::lock::{AdvisoryLock, CallSite, LockMode};
+use crate::mutex::lock_unpoisoned;
 
 /// What a statement does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,9 +88,43 @@ pub(crate) fn statement(op: Op, lock: &AdvisoryLock) -> Cow<'static, str> {
         return Cow::Borrowed(text);
     }
     match Comment::of(lock) {
-        Some(comment) => Cow::Owned(format!("{text} {comment}")),
+        Some(comment) => with_comment(text, comment),
         None => Cow::Borrowed(text),
     }
+}
+
+/// Most texts with a comment kept for the life of the process (see [`with_comment`]).
+const MAX_COMMENTED_TEXTS: usize = 4096;
+
+/// `text` with `comment`, formatted once per text, name and call site and kept, so
+/// a lock statement is borrowed on every call rather than formatted (and hashed
+/// anew) each time. Names and sites are fixed at compile time, so a program has as
+/// many as it has lock call sites; past [`MAX_COMMENTED_TEXTS`] (a program leaking
+/// names it makes at run time as `&'static str`) texts are formatted per call.
+fn with_comment(text: &'static str, comment: Comment) -> Cow<'static, str> {
+    type Address = (usize, usize);
+    type Texts = HashMap<(Address, Option<Address>, usize), &'static str>;
+    static TEXTS: Mutex<Option<Texts>> = Mutex::new(None);
+    let name = comment
+        .name
+        .map(|name| (name.as_ptr() as usize, name.len()));
+    let key = (
+        (text.as_ptr() as usize, text.len()),
+        name,
+        comment.place.address(),
+    );
+    let mut texts = lock_unpoisoned(&TEXTS);
+    let texts = texts.get_or_insert_with(HashMap::new);
+    if let Some(known) = texts.get(&key) {
+        return Cow::Borrowed(known);
+    }
+    let formatted = format!("{text} {comment}");
+    if texts.len() >= MAX_COMMENTED_TEXTS {
+        return Cow::Owned(formatted);
+    }
+    let kept: &'static str = Box::leak(formatted.into_boxed_str());
+    texts.insert(key, kept);
+    Cow::Borrowed(kept)
 }
 
 /// The statement text for `op` on `lock`, without the lock's comment: one of a few
@@ -128,6 +165,16 @@ pub(crate) struct Comment {
 enum Place {
     Site(&'static CallSite),
     Caller(&'static Location<'static>),
+}
+
+impl Place {
+    /// Where the site is described: its address tells it from every other.
+    fn address(self) -> usize {
+        match self {
+            Place::Site(site) => site as *const CallSite as usize,
+            Place::Caller(caller) => caller as *const Location<'static> as usize,
+        }
+    }
 }
 
 impl Comment {
@@ -598,6 +645,30 @@ mod tests {
             assert!(text.ends_with(&format!(" {comment}")), "{text}");
         }
         assert!(Comment::of(&AdvisoryLock::new(1_i64)).is_none());
+    }
+
+    #[test]
+    fn a_commented_text_is_formatted_once_per_site_and_kept() {
+        static HERE: CallSite = CallSite {
+            function: "keep",
+            file: "src/k.rs",
+            line: 1,
+        };
+        static THERE: CallSite = CallSite {
+            function: "keep",
+            file: "src/k.rs",
+            line: 2,
+        };
+        let here = AdvisoryLock::from_static("kept", LockKey::BigInt(1)).at(&HERE);
+        let (first, again) = (statement(Op::Try, &here), statement(Op::Try, &here));
+        let (Cow::Borrowed(first), Cow::Borrowed(again)) = (first, again) else {
+            panic!("kept texts are borrowed");
+        };
+        assert_eq!(first.as_ptr(), again.as_ptr(), "formatted once");
+        assert_eq!(first, format!("{} {}", TRY[0], Comment::of(&here).unwrap()));
+        let there = AdvisoryLock::from_static("kept", LockKey::BigInt(1)).at(&THERE);
+        assert!(statement(Op::Try, &there).ends_with("src/k.rs:2 */"));
+        assert!(statement(Op::Wait, &here).starts_with(WAIT[0]));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! Whenever the server's answer leaves it in doubt whether the lock was granted, the
 //! session's own rows in `pg_locks` decide: checked, never guessed.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,12 +82,12 @@ async fn wait_in_queue(
         Op::Wait
     };
     let limited = timeout.is_some();
-    let mut text = statement_text(lock, limited);
+    let mut text = sql::statement(op, lock);
     let statement = match note {
         None => WaitStatement::Cached(session.lock_statement(op, lock).await?),
         Some(note) => {
-            text = format!("{text} {note}");
-            WaitStatement::Noted(text.clone())
+            text = Cow::Owned(format!("{text} {note}"));
+            WaitStatement::Noted(text.to_string())
         }
     };
     let wait = send(session.clone(), lock.clone(), statement, timeout, text);
@@ -139,7 +140,7 @@ fn send(
     lock: AdvisoryLock,
     statement: WaitStatement,
     timeout: Option<String>,
-    text: String,
+    text: Cow<'static, str>,
 ) -> InFlight<u64> {
     session.count_possible_hold();
     let on = session.clone();
@@ -202,17 +203,12 @@ async fn execute(
     }
 }
 
-fn statement_text(lock: &AdvisoryLock, limited: bool) -> String {
-    let op = if limited { Op::WaitLimited } else { Op::Wait };
-    sql::statement(op, lock).into_owned()
-}
-
 /// Cancels a wait nobody waits for any more, and gives back a lock it got anyway.
 async fn cancel_abandoned(
     session: Arc<Session>,
     lock: AdvisoryLock,
     mut reply: Reply<u64>,
-    text: String,
+    text: Cow<'static, str>,
 ) {
     tokio::select! {
         answer = &mut reply => return give_back(&session, &lock, answer).await,

@@ -31,7 +31,7 @@ impl QueuedUnlock {
     /// prepared with the lock, so the first poll finds it in the connection's cache
     /// and puts the request on the connection.
     pub(crate) fn send(client: Arc<Object>, lock: &AdvisoryLock) -> Self {
-        let text = sql::statement(Op::Unlock, lock).into_owned();
+        let text = sql::statement(Op::Unlock, lock);
         let key = lock.key();
         let reply: Reply = Box::pin(async move {
             let statement = client.prepare_cached(&text).await?;
