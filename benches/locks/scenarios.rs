@@ -190,7 +190,19 @@ pub fn groups() -> Vec<Group> {
             "16 tasks: `acquire(&locker)` + drop",
             throughput!(locker_contended16_drop),
             Target::AtLeast(10.0),
-        ),
+        )
+        .info(
+            "locker_undetected",
+            "as `locker`, on a Locker built with `deadlock_detection(false)` (issue 14: what checking for deadlocks costs, read in the same rounds)",
+            throughput!(locker_contended16_undetected),
+        )
+        .info(
+            "locker_drop_undetected",
+            "as `locker_drop`, on the Locker without deadlock detection",
+            throughput!(locker_contended16_drop_undetected),
+        )
+        .versus("locker", "locker_undetected", Target::AtLeast(0.95))
+        .versus("locker_drop", "locker_drop_undetected", Target::AtLeast(0.95)),
         Group::throughput("distinct_keys", "16 tasks, 16 keys (one each), try; locked calls per second")
             .baseline(
                 "raw",
@@ -639,6 +651,10 @@ fn locker_one(ctx: &Ctx) -> &Locker {
     &ctx.locker_one
 }
 
+fn locker_undetected(ctx: &Ctx) -> &Locker {
+    &ctx.locker_undetected
+}
+
 async fn runtime_contended(ctx: Ctx, deadline: Instant, name: &str, release: bool) -> u64 {
     source_contended(ctx, deadline, CONTENDERS, name, pool, release).await
 }
@@ -700,6 +716,30 @@ async fn locker_contended16_drop(ctx: Ctx, deadline: Instant) -> u64 {
         CONTENDERS16,
         "contended16/locker_drop",
         locker,
+        false,
+    )
+    .await
+}
+
+async fn locker_contended16_undetected(ctx: Ctx, deadline: Instant) -> u64 {
+    source_contended(
+        ctx,
+        deadline,
+        CONTENDERS16,
+        "contended16/locker_undetected",
+        locker_undetected,
+        true,
+    )
+    .await
+}
+
+async fn locker_contended16_drop_undetected(ctx: Ctx, deadline: Instant) -> u64 {
+    source_contended(
+        ctx,
+        deadline,
+        CONTENDERS16,
+        "contended16/locker_drop_undetected",
+        locker_undetected,
         false,
     )
     .await
