@@ -27,6 +27,11 @@ pub struct Env {
     pub locker_undetected: Locker,
     /// A Locker on `pool` with one lock session (`distinct_keys`).
     pub locker_one: Locker,
+    /// Two Lockers with one lock session each, alike but for what they hold
+    /// (`held`): `held_none` nothing but the 16 tasks' keys, `held_many` 5,000 more
+    /// for the whole group (taken by its setup).
+    pub held_none: Locker,
+    pub held_many: Locker,
     /// Two Lockers on `pool`, as two processes would have (`nested`): with deadlock
     /// detection (the default), and without.
     pub pair: [Locker; 2],
@@ -55,6 +60,8 @@ impl Env {
             locker: locker(None, true),
             locker_undetected: locker(None, false),
             locker_one: locker(Some(1), true),
+            held_none: locker(Some(1), true),
+            held_many: locker(Some(1), true),
             pair: [0, 1].map(|_| locker(None, true)),
             pair_undetected: [0, 1].map(|_| locker(None, false)),
             pool,

@@ -14,7 +14,9 @@
 //! medians (what the targets are stated in), and the p10..p90 of the per-round ratios
 //! (how much a single round's comparison could be trusted). A target may also be
 //! stated between two members that differ in one thing (`versus`: detection on
-//! against off).
+//! against off), and a group may have a **setup** whose state every member runs
+//! against (5,000 locks held), taken once before the first round and given back
+//! after the last, outside every timed batch.
 //!
 //! Two shapes of workload:
 //! - latency: a batch runs `n` calls one after another in one task; the value of a
@@ -33,6 +35,16 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 type LatencyFn = dyn Fn(Ctx, usize) -> BoxFuture<()> + Send + Sync;
 type ThroughputFn = dyn Fn(Ctx, Instant) -> BoxFuture<u64> + Send + Sync;
+type SetupFn = dyn Fn(Ctx) -> BoxFuture<Teardown> + Send + Sync;
+
+/// What a group's setup leaves to do once its rounds are over (give back what the
+/// setup took, and check it is given back).
+pub type Teardown = BoxFuture<()>;
+
+/// A group's setup: run once before its first round, untimed; its [`Teardown`] is
+/// awaited after the last round.
+#[derive(Clone)]
+pub struct Setup(pub Arc<SetupFn>);
 
 /// What a member runs.
 #[derive(Clone)]
@@ -61,7 +73,14 @@ macro_rules! throughput {
     };
 }
 
-pub(crate) use {latency, throughput};
+/// A group's [`Setup`] from an `async fn(Ctx) -> Teardown`.
+macro_rules! setup {
+    ($f:path) => {
+        $crate::harness::Setup(::std::sync::Arc::new(|ctx| ::std::boxed::Box::pin($f(ctx))))
+    };
+}
+
+pub(crate) use {latency, setup, throughput};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
@@ -132,6 +151,8 @@ pub struct Group {
     /// Targets stated as ratios to a member other than the baseline or the limit:
     /// `(member, reference, target)`, judged as the baseline's are.
     pub versus: Vec<(&'static str, &'static str, Target)>,
+    /// State every member runs against (locks held for the whole group, say).
+    pub setup: Option<Setup>,
 }
 
 impl Group {
@@ -145,6 +166,7 @@ impl Group {
             limit: None,
             limit_targets: Vec::new(),
             versus: Vec::new(),
+            setup: None,
         }
     }
 
@@ -240,6 +262,13 @@ impl Group {
             );
         }
         self.versus.push((id, reference, target));
+        self
+    }
+
+    /// Runs `setup` once before the first round; its teardown after the last.
+    pub fn setup(mut self, setup: Setup) -> Group {
+        assert!(self.setup.is_none(), "{}: one setup", self.name);
+        self.setup = Some(setup);
         self
     }
 
