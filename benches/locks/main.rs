@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Run by `cargo test --benches` (without cargo's `--bench` flag) it does one tiny
-//! round of every group, capacity and scaling (no chart, no fleet unless named) and
+//! round (after one warm-up) of every group, capacity and scaling (no chart, no fleet unless named) and
 //! judges nothing: a check that the scenarios still run.
 //!
 //! The database is `pglock::testdb::shared()`: `DATABASE_URL` if set, else a
