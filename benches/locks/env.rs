@@ -22,10 +22,18 @@ pub struct Env {
     /// A Locker on `pool` with the default options (2 lock sessions), as a service
     /// would have one.
     pub locker: Locker,
+    /// The same, built with `deadlock_detection(false)` (`contended16`: what
+    /// detection costs, beside `locker` in the same rounds).
+    pub locker_undetected: Locker,
     /// A Locker on `pool` with one lock session (`distinct_keys`).
     pub locker_one: Locker,
+    /// Two Lockers with one lock session each, alike but for what they hold
+    /// (`held`): `held_none` nothing but the 16 tasks' keys, `held_many` 5,000 more
+    /// for the whole group (taken by its setup).
+    pub held_none: Locker,
+    pub held_many: Locker,
     /// Two Lockers on `pool`, as two processes would have (`nested`): with deadlock
-    /// detection as configured, and without.
+    /// detection (the default), and without.
     pub pair: [Locker; 2],
     pub pair_undetected: [Locker; 2],
     prefix: String,
@@ -39,27 +47,23 @@ impl Env {
             .await
             .expect("sqlx pool on the test database");
         let pool = db.pool(48);
-        // `PGLOCK_BENCH_DEADLOCK_DETECTION=0`: the Lockers without deadlock
-        // detection, to measure what detection costs.
-        let detection = std::env::var("PGLOCK_BENCH_DEADLOCK_DETECTION").map_or(true, |v| v != "0");
+        // `None`: the default number of lock sessions.
+        let locker = |sessions: Option<usize>, detection: bool| {
+            let builder = Locker::builder(pool.clone()).deadlock_detection(detection);
+            match sessions {
+                Some(n) => builder.sessions(n),
+                None => builder,
+            }
+            .build()
+        };
         Env {
-            locker: Locker::builder(pool.clone())
-                .deadlock_detection(detection)
-                .build(),
-            locker_one: Locker::builder(pool.clone())
-                .sessions(1)
-                .deadlock_detection(detection)
-                .build(),
-            pair: [0, 1].map(|_| {
-                Locker::builder(pool.clone())
-                    .deadlock_detection(detection)
-                    .build()
-            }),
-            pair_undetected: [0, 1].map(|_| {
-                Locker::builder(pool.clone())
-                    .deadlock_detection(false)
-                    .build()
-            }),
+            locker: locker(None, true),
+            locker_undetected: locker(None, false),
+            locker_one: locker(Some(1), true),
+            held_none: locker(Some(1), true),
+            held_many: locker(Some(1), true),
+            pair: [0, 1].map(|_| locker(None, true)),
+            pair_undetected: [0, 1].map(|_| locker(None, false)),
             pool,
             sqlx,
             prefix: format!("pglock-bench:{}:", std::process::id()),

@@ -12,7 +12,11 @@
 //! physical floor of a locked call, reported beside the baseline. The report gives
 //! medians over batches, their p10..p90, and ratios to the baseline: the ratio of the
 //! medians (what the targets are stated in), and the p10..p90 of the per-round ratios
-//! (how much a single round's comparison could be trusted).
+//! (how much a single round's comparison could be trusted). A target may also be
+//! stated between two members that differ in one thing (`versus`: detection on
+//! against off), and a group may have a **setup** whose state every member runs
+//! against (5,000 locks held), taken once before the first round and given back
+//! after the last, outside every timed batch.
 //!
 //! Two shapes of workload:
 //! - latency: a batch runs `n` calls one after another in one task; the value of a
@@ -31,6 +35,16 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 type LatencyFn = dyn Fn(Ctx, usize) -> BoxFuture<()> + Send + Sync;
 type ThroughputFn = dyn Fn(Ctx, Instant) -> BoxFuture<u64> + Send + Sync;
+type SetupFn = dyn Fn(Ctx) -> BoxFuture<Teardown> + Send + Sync;
+
+/// What a group's setup leaves to do once its rounds are over (give back what the
+/// setup took, and check it is given back).
+pub type Teardown = BoxFuture<()>;
+
+/// A group's setup: run once before its first round, untimed; its [`Teardown`] is
+/// awaited after the last round.
+#[derive(Clone)]
+pub struct Setup(pub Arc<SetupFn>);
 
 /// What a member runs.
 #[derive(Clone)]
@@ -59,7 +73,14 @@ macro_rules! throughput {
     };
 }
 
-pub(crate) use {latency, throughput};
+/// A group's [`Setup`] from an `async fn(Ctx) -> Teardown`.
+macro_rules! setup {
+    ($f:path) => {
+        $crate::harness::Setup(::std::sync::Arc::new(|ctx| ::std::boxed::Box::pin($f(ctx))))
+    };
+}
+
+pub(crate) use {latency, setup, throughput};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
@@ -127,6 +148,11 @@ pub struct Group {
     pub limit: Option<&'static str>,
     /// Targets stated as ratios to the limit: `(member, target)`.
     pub limit_targets: Vec<(&'static str, Target)>,
+    /// Targets stated as ratios to a member other than the baseline or the limit:
+    /// `(member, reference, target)`, judged as the baseline's are.
+    pub versus: Vec<(&'static str, &'static str, Target)>,
+    /// State every member runs against (locks held for the whole group, say).
+    pub setup: Option<Setup>,
 }
 
 impl Group {
@@ -139,6 +165,8 @@ impl Group {
             checks: Vec::new(),
             limit: None,
             limit_targets: Vec::new(),
+            versus: Vec::new(),
+            setup: None,
         }
     }
 
@@ -222,17 +250,42 @@ impl Group {
         self
     }
 
+    /// `id`'s ratio to `reference` (both members, in the same rounds) must meet
+    /// `target`: a comparison of two scenarios that differ in one thing, measured
+    /// interleaved rather than against the baseline.
+    pub fn versus(mut self, id: &'static str, reference: &'static str, target: Target) -> Group {
+        for m in [id, reference] {
+            assert!(
+                self.members.iter().any(|x| x.id == m),
+                "{}/{m}: the member first",
+                self.name
+            );
+        }
+        self.versus.push((id, reference, target));
+        self
+    }
+
+    /// Runs `setup` once before the first round; its teardown after the last.
+    pub fn setup(mut self, setup: Setup) -> Group {
+        assert!(self.setup.is_none(), "{}: one setup", self.name);
+        self.setup = Some(setup);
+        self
+    }
+
     /// The baseline and the member `id` only (for a closer look at one scenario),
-    /// with the limit if there is one; `solo`: the member alone (for a profiler: it
-    /// then shows as the baseline).
+    /// with the limit and the references of its `versus` targets if there are any;
+    /// `solo`: the member alone (for a profiler: it then shows as the baseline).
     pub fn only(mut self, id: &str, solo: bool) -> Option<Group> {
         if !self.members.iter().any(|m| m.id == id) {
             return None;
         }
         let baseline = if solo { id } else { self.members[0].id };
         let limit = if solo { None } else { self.limit };
-        self.members
-            .retain(|m| m.id == baseline || m.id == id || Some(m.id) == limit);
+        self.versus.retain(|(m, _, _)| !solo && *m == id);
+        let references: Vec<&str> = self.versus.iter().map(|(_, r, _)| *r).collect();
+        self.members.retain(|m| {
+            m.id == baseline || m.id == id || Some(m.id) == limit || references.contains(&m.id)
+        });
         if self
             .limit
             .is_some_and(|l| !self.members.iter().any(|m| m.id == l))

@@ -6,6 +6,7 @@
 //! cargo bench --bench locks -- --quick           # shorter run: few short rounds (also PGLOCK_BENCH_QUICK=1)
 //! cargo bench --bench locks -- contended         # only the named groups or sections
 //! cargo bench --bench locks -- fence             # what a fencing token adds, Pool and Locker
+//! cargo bench --bench locks -- held              # 16 tasks with and without 5,000 other locks held
 //! cargo bench --bench locks -- capacity          # only the capacity section (5,000 locks on one session)
 //! cargo bench --bench locks -- scaling           # only the scaling section (writes benches/scaling.svg)
 //! cargo bench --bench locks -- fleet             # only the fleet: 12 processes through a Pool, then a Locker
@@ -17,15 +18,16 @@
 //! ```
 //!
 //! Run by `cargo test --benches` (without cargo's `--bench` flag) it does one tiny
-//! round of every group, capacity and scaling (no chart, no fleet unless named) and
+//! round (after one warm-up) of every group, capacity and scaling (no chart, no fleet unless named) and
 //! judges nothing: a check that the scenarios still run.
 //!
 //! The database is `pglock::testdb::shared()`: `DATABASE_URL` if set, else a
 //! throwaway cluster started for the run. Layout, each module importing only those
 //! listed before it: `env.rs` (the pools, Lockers and lock names the workloads
 //! share), `stats.rs` (quantiles), `harness.rs` (what a group is: members,
-//! baseline, limit, targets), `report.rs` (ratios, verdicts, tables), `run.rs`
-//! (rounds and batches), `scenarios.rs` (the table of scenarios and their code),
+//! baseline, limit, targets, setup), `held.rs` (the locks the `held` group keeps
+//! held), `report.rs` (ratios, verdicts, tables), `run.rs` (rounds and batches),
+//! `scenarios.rs` (the table of scenarios and their code),
 //! `capacity.rs` (thousands of locks held at once: times, server memory),
 //! `scaling.rs` (cost per call against locks held and tasks), `chart.rs` (its SVG),
 //! `fleet.rs` (a dozen processes, Pool beside Locker), `profile.rs`
@@ -37,6 +39,7 @@ mod chart;
 mod env;
 mod fleet;
 mod harness;
+mod held;
 mod machine;
 mod plans;
 mod profile;
@@ -55,7 +58,7 @@ use plans::{Mode, Plans};
 use report::{Report, Verdict};
 
 const HELP: &str = "usage: cargo bench --bench locks -- [--quick] [--statements] [--solo] [--current-thread] [--svg PATH] [GROUP | GROUP/SCENARIO | SECTION ...]\n\
-groups: uncontended wait_uncontended contended contended16 distinct_keys nested fence\n\
+groups: uncontended wait_uncontended contended contended16 distinct_keys held nested fence\n\
 sections: capacity scaling fleet";
 
 /// The command line.

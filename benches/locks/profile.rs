@@ -95,6 +95,10 @@ pub fn run(runtime: &tokio::runtime::Runtime, groups: Vec<Group>) -> String {
         let ctx: Ctx = Arc::new(Env::connect(cluster.db()).await);
         let marker = cluster.db().connect().await.expect("marker connection");
         for group in groups {
+            let teardown = match &group.setup {
+                Some(setup) => Some((setup.0)(ctx.clone()).await),
+                None => None,
+            };
             for member in &group.members {
                 let workload = &member.workload;
                 crate::run::batch(&ctx, workload, &plan).await; // warm-up: connections, caches
@@ -139,6 +143,9 @@ pub fn run(runtime: &tokio::runtime::Runtime, groups: Vec<Group>) -> String {
                     per(c.simple),
                     texts.join("<br>")
                 );
+            }
+            if let Some(teardown) = teardown {
+                teardown.await;
             }
         }
     });

@@ -108,7 +108,7 @@ impl Report {
         self.row(self.group.limit?)
     }
 
-    /// Every target of `row`: to the baseline, then to the limit.
+    /// Every target of `row`: to the baseline, to the limit, then to other members.
     fn bounds<'a>(&'a self, row: &'a Measured) -> Vec<Bound<'a>> {
         let mut out = Vec::new();
         if row.values.is_empty() || std::ptr::eq(row, self.baseline()) {
@@ -136,6 +136,20 @@ impl Report {
                 });
             }
         }
+        for (_, reference, target) in self
+            .group
+            .versus
+            .iter()
+            .filter(|(id, _, _)| *id == row.member.id)
+        {
+            if let Some(reference) = self.row(reference) {
+                out.push(Bound {
+                    row,
+                    reference,
+                    target: *target,
+                });
+            }
+        }
         out
     }
 
@@ -148,6 +162,24 @@ impl Report {
             .collect();
         out.extend(self.check_verdicts());
         out
+    }
+
+    /// The verdicts of the group's targets on a member other than the baseline.
+    fn versus_verdicts(&self) -> Vec<Verdict> {
+        self.group
+            .versus
+            .iter()
+            .filter_map(|(id, reference, target)| {
+                Some(
+                    Bound {
+                        row: self.row(id)?,
+                        reference: self.row(reference)?,
+                        target: *target,
+                    }
+                    .verdict(self.group.name),
+                )
+            })
+            .collect()
     }
 
     /// The group's "`faster` is at least `factor`× faster than `slower`" checks.
@@ -196,6 +228,24 @@ impl Report {
                 let _ = writeln!(
                     s,
                     "- {}: **{:.2}×** (per-round median {:.2}×; target {}){}",
+                    v.what,
+                    v.ratio,
+                    v.paired,
+                    v.target,
+                    match (self.plan.judge, v.met) {
+                        (false, _) => "",
+                        (true, true) => ": met",
+                        (true, false) => ": **MISSED**",
+                    }
+                );
+            }
+        }
+        if !g.versus.is_empty() {
+            let _ = writeln!(s);
+            for v in self.versus_verdicts() {
+                let _ = writeln!(
+                    s,
+                    "- {}: **{:.3}** (per-round median {:.3}; target {}){}",
                     v.what,
                     v.ratio,
                     v.paired,

@@ -1,5 +1,5 @@
-//! Running a group: its rounds, each one batch of every member in rotating order,
-//! and the process CPU clock read around every batch.
+//! Running a group: its setup, its rounds (each one batch of every member in rotating
+//! order), its teardown, and the process CPU clock read around every batch.
 
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,10 @@ pub async fn run_group(ctx: &Ctx, group: Group, plan: Plan) -> Report {
     let mut values = vec![Vec::with_capacity(rounds); group.members.len()];
     let mut calls = vec![0u64; group.members.len()];
     let mut cpu = vec![0f64; group.members.len()];
+    let teardown = match &group.setup {
+        Some(setup) => Some((setup.0)(ctx.clone()).await),
+        None => None,
+    };
     for round in 0..plan.warmup + rounds {
         // Rotate the order so no member always runs right after the same neighbour.
         for k in 0..measured.len() {
@@ -89,6 +93,9 @@ pub async fn run_group(ctx: &Ctx, group: Group, plan: Plan) -> Report {
                 Shape::Throughput => b.calls as f64 / b.secs,
             });
         }
+    }
+    if let Some(teardown) = teardown {
+        teardown.await;
     }
     let rows = group
         .members

@@ -22,7 +22,8 @@ use pglock::{advisory_locked, AdvisoryLock, Locker};
 use sqlx::postgres::{PgAdvisoryLock, PgAdvisoryLockKey};
 
 use crate::env::Ctx;
-use crate::harness::{latency, throughput, Group, Target};
+use crate::harness::{latency, setup, throughput, Group, Target};
+use crate::held;
 
 /// The limit of the latency groups: what one pooled round trip costs here.
 const SELECT1: &str =
@@ -190,7 +191,19 @@ pub fn groups() -> Vec<Group> {
             "16 tasks: `acquire(&locker)` + drop",
             throughput!(locker_contended16_drop),
             Target::AtLeast(10.0),
-        ),
+        )
+        .info(
+            "locker_undetected",
+            "as `locker`, on a Locker built with `deadlock_detection(false)` (issue 14: what checking for deadlocks costs, read in the same rounds)",
+            throughput!(locker_contended16_undetected),
+        )
+        .info(
+            "locker_drop_undetected",
+            "as `locker_drop`, on the Locker without deadlock detection",
+            throughput!(locker_contended16_drop_undetected),
+        )
+        .versus("locker", "locker_undetected", Target::AtLeast(0.95))
+        .versus("locker_drop", "locker_drop_undetected", Target::AtLeast(0.95)),
         Group::throughput("distinct_keys", "16 tasks, 16 keys (one each), try; locked calls per second")
             .baseline(
                 "raw",
@@ -227,6 +240,33 @@ pub fn groups() -> Vec<Group> {
                 throughput!(locker_distinct_drop),
                 Target::AtLeast(3.0),
             ),
+        Group::throughput(
+            "held",
+            "16 tasks, 16 keys (one each), try, through a Locker with one lock session, with and without 5,000 other locks held on it; locked calls per second",
+        )
+        .baseline(
+            "none_held",
+            "16 tasks: `try_acquire(&locker)` + `release()`; the Locker (`sessions(1)`) holds nothing else",
+            throughput!(held_none_release),
+        )
+        .scenario(
+            "held5000",
+            "the same on a Locker alike (`sessions(1)`) through which 5,000 other locks stay held, on the one session that serves the 16 tasks (taken before the rounds, checked in `pg_locks` and `keys_in_use()`)",
+            throughput!(held_many_release),
+            Target::AtLeast(0.5),
+        )
+        .info(
+            "none_held_drop",
+            "16 tasks: `try_acquire(&locker)` + drop (unlock queued), the Locker holding nothing else",
+            throughput!(held_none_drop),
+        )
+        .info(
+            "held5000_drop",
+            "the same drop, with the 5,000 other locks held",
+            throughput!(held_many_drop),
+        )
+        .versus("held5000_drop", "none_held_drop", Target::AtLeast(0.5))
+        .setup(setup!(held::hold)),
         Group::throughput(
             "nested",
             "two Lockers (two processes' worth), 8 tasks each: a body holding a key of its own waits inside for one shared key; locked calls per second",
@@ -639,6 +679,18 @@ fn locker_one(ctx: &Ctx) -> &Locker {
     &ctx.locker_one
 }
 
+fn locker_undetected(ctx: &Ctx) -> &Locker {
+    &ctx.locker_undetected
+}
+
+fn held_none(ctx: &Ctx) -> &Locker {
+    &ctx.held_none
+}
+
+fn held_many(ctx: &Ctx) -> &Locker {
+    &ctx.held_many
+}
+
 async fn runtime_contended(ctx: Ctx, deadline: Instant, name: &str, release: bool) -> u64 {
     source_contended(ctx, deadline, CONTENDERS, name, pool, release).await
 }
@@ -700,6 +752,30 @@ async fn locker_contended16_drop(ctx: Ctx, deadline: Instant) -> u64 {
         CONTENDERS16,
         "contended16/locker_drop",
         locker,
+        false,
+    )
+    .await
+}
+
+async fn locker_contended16_undetected(ctx: Ctx, deadline: Instant) -> u64 {
+    source_contended(
+        ctx,
+        deadline,
+        CONTENDERS16,
+        "contended16/locker_undetected",
+        locker_undetected,
+        true,
+    )
+    .await
+}
+
+async fn locker_contended16_drop_undetected(ctx: Ctx, deadline: Instant) -> u64 {
+    source_contended(
+        ctx,
+        deadline,
+        CONTENDERS16,
+        "contended16/locker_drop_undetected",
+        locker_undetected,
         false,
     )
     .await
@@ -793,6 +869,22 @@ async fn locker_distinct_drop(ctx: Ctx, deadline: Instant) -> u64 {
         false,
     )
     .await
+}
+
+async fn held_none_release(ctx: Ctx, deadline: Instant) -> u64 {
+    source_distinct(ctx, deadline, "held/none_held", held_none, true).await
+}
+
+async fn held_many_release(ctx: Ctx, deadline: Instant) -> u64 {
+    source_distinct(ctx, deadline, "held/held5000", held_many, true).await
+}
+
+async fn held_none_drop(ctx: Ctx, deadline: Instant) -> u64 {
+    source_distinct(ctx, deadline, "held/none_held_drop", held_none, false).await
+}
+
+async fn held_many_drop(ctx: Ctx, deadline: Instant) -> u64 {
+    source_distinct(ctx, deadline, "held/held5000_drop", held_many, false).await
 }
 
 const NESTED_PER_LOCKER: usize = 8;
