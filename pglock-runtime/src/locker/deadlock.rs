@@ -175,6 +175,11 @@ impl Deadlocks {
             return Vec::new();
         };
         let holds = held.holds();
+        if holds.is_empty() {
+            // Outside every annotated body: nothing to look up, and no lock taken on
+            // the graph every waiting task of the Locker shares.
+            return Vec::new();
+        }
         let g = lock_unpoisoned(graph);
         holds
             .into_iter()
