@@ -328,7 +328,10 @@ impl Driver {
                     .entry(lock.key())
                     .or_default() += 1;
                 let (tell, _nobody) = oneshot::channel();
-                self.backlog.push_back(Request {
+                // First: every request for this key in the backlog (deferred from
+                // this batch) came after the one granted here, and must find the
+                // key unlocked, as the table assumed when it let them be sent.
+                self.backlog.push_front(Request {
                     op: Op::Unlock,
                     lock,
                     tell,

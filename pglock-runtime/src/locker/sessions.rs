@@ -166,12 +166,14 @@ impl Sessions {
         lock: &AdvisoryLock,
     ) -> Option<Result<bool, Error>> {
         let (slot, batcher) = self.slot_of(session)?;
+        // Counted as an unlock now and a try when granted, as a try is: a relock
+        // whose caller gives up is unlocked by the batch task, which counts nothing.
+        let _saturated = slot
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         let answer = batcher.relock(lock).await;
-        if !matches!(answer, Ok(true)) {
-            // Saturating, as for an unlock.
-            let _saturated = slot
-                .held
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if let Ok(true) = answer {
+            slot.held.fetch_add(1, Ordering::AcqRel);
         }
         Some(answer)
     }
