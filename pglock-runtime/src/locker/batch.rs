@@ -209,7 +209,10 @@ impl Driver {
             Ok(answers) => answers,
             Err(error) => {
                 let error = Error::from_db(batch[0].lock.id(), error);
-                if batch.len() == 1 || error.leaves_doubt() {
+                // A lone relock that failed may have done its unlock and not its
+                // try: it is read back as a batch's requests are.
+                let alone_and_plain = batch.len() == 1 && batch[0].op != Op::Relock;
+                if alone_and_plain || error.leaves_doubt() {
                     return self.failed(batch, error);
                 }
                 tracing::debug!(%error, requests = batch.len(), "a batch failed; sending its requests alone");
@@ -305,7 +308,11 @@ impl Driver {
                 self.session.discount_possible_hold()
             }
             // The server refused the try: nothing was granted.
-            (Err(error), Op::Try) if !error.leaves_doubt() => self.session.discount_possible_hold(),
+            // The server refused the try (of a relock, after its unlock was read back:
+            // see `send_alone`): nothing was granted.
+            (Err(error), Op::Try | Op::Relock) if !error.leaves_doubt() => {
+                self.session.discount_possible_hold()
+            }
             (Err(error), _) if error.leaves_doubt() => self.session.retire(),
             _ => {}
         }

@@ -65,10 +65,18 @@ pub(super) async fn ask_again(
         Ok(true) => {}
         // Given to another process's waiter: the next waiter of ours asks anew.
         Ok(false) => return Ok(()),
-        Err(error) => {
+        // Not held: the lock was lost, as an unlock would say.
+        Err(error) if error.is_lost() => return Err(error),
+        Err(error) if error.leaves_doubt() => {
+            // The session is retired, which frees every lock on it.
             session.retire_if_in_doubt(&error);
-            tracing::warn!(lock = %lock.id(), %error, "giving a key back to the server failed; the next waiter asks anew");
             return Err(error);
+        }
+        Err(error) => {
+            // The unlock was done (the batch task reads a failed relock back) and
+            // the try failed (a full lock table, say): the key was given back.
+            tracing::warn!(lock = %lock.id(), %error, "asking again for a key given back failed; the next waiter asks anew");
+            return Ok(());
         }
     }
     let episode = ticket.episode();
