@@ -538,7 +538,7 @@ async fn hammer_shared_and_exclusive_limit_0() {
             let mut entries = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 let r = xorshift(&mut rng);
-                let writer = r % 3 == 0;
+                let writer = r.is_multiple_of(3);
                 let lock = if writer {
                     base.clone()
                 } else {
@@ -557,7 +557,7 @@ async fn hammer_shared_and_exclusive_limit_0() {
                 entries += 1;
                 tokio::task::yield_now().await;
                 leave(writer);
-                if r % 2 == 0 {
+                if r.is_multiple_of(2) {
                     let _ =
                         tokio::time::timeout(Duration::from_micros(r % 300), guard.release()).await;
                 } else {
