@@ -205,3 +205,66 @@ async fn waits_in_the_server_reuse_their_connection_and_spawn_no_task_each() {
         "{parked} tasks spawned over {WAITS} waits"
     );
 }
+
+/// The pid of the one backend other than `holder` holding or waiting for `key`.
+async fn pid_on(observer: &tokio_postgres::Client, key: LockKey, holder: i32) -> i32 {
+    let rows = common::lock_rows(observer, key).await;
+    let ours: Vec<i32> = rows
+        .iter()
+        .map(|r| r.pid)
+        .filter(|&p| p != holder)
+        .collect();
+    assert_eq!(ours.len(), 1, "one backend of ours on {key}: {rows:?}");
+    ours[0]
+}
+
+/// Without waiting for the unlock's reply (the parked connection then is not
+/// taken), the second wait goes on a connection checked out anew: another pid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_right_after_a_release_waits_on_the_connection_just_let_go() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let (cluster, observer) = counting_cluster().await;
+    let first = Holder::new(&cluster, (13, 1)).await;
+    let second = Holder::new(&cluster, (13, 2)).await;
+    let locker = Locker::new(cluster.db().pool(8));
+    first.hold(&observer).await;
+    second.hold(&observer).await;
+    let (k1, k2) = (LockKey::Pair(13, 1), LockKey::Pair(13, 2));
+    // A try finds the second key busy: its wait below goes straight to the queue.
+    let tried = pglock::AdvisoryLock::new(k2).try_acquire(&locker).await;
+    assert!(
+        matches!(tried, Err(pglock::Error::Busy { .. })),
+        "{tried:?}"
+    );
+
+    let locker_in = locker.clone();
+    let waiting = tokio::spawn(async move {
+        pglock::AdvisoryLock::new(k1)
+            .acquire_timeout(&locker_in, PATIENCE)
+            .await
+    });
+    assert!(waiter_within(&observer, k1, PATIENCE).await.is_some());
+    first.free().await;
+    let guard = waiting
+        .await
+        .unwrap()
+        .expect("granted once the holder lets go");
+    let held_on = pid_on(&observer, k1, first.pid).await;
+    // Let go, and at once wait for another key: its unlock's reply is still on
+    // its way when the wait looks for a connection.
+    drop(guard);
+    let locker_in = locker.clone();
+    let waiting = tokio::spawn(async move {
+        pglock::AdvisoryLock::new(k2)
+            .acquire_timeout(&locker_in, PATIENCE)
+            .await
+    });
+    assert!(waiter_within(&observer, k2, PATIENCE).await.is_some());
+    let waits_on = pid_on(&observer, k2, second.pid).await;
+    assert_eq!(
+        waits_on, held_on,
+        "the wait for {k2} went on the connection {k1} was let go on"
+    );
+    second.free().await;
+    drop(waiting.await.unwrap().expect("granted"));
+}

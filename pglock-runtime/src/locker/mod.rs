@@ -94,10 +94,13 @@ pub const DEFAULT_HANDOFF_WINDOW: Duration = Duration::from_millis(10);
 ///   go (dropped), its unlock is sent at once and the connection is parked, its
 ///   reply unread, for this Locker's next wait in the server (or next request for
 ///   that key), which reads the reply with its own statement: no task per unlock,
-///   no checkout and no new loss watch per wait. A parked connection nobody takes
-///   is finished by a reaper (one task per Locker while any is parked: its reply
-///   read, then back to the pool) within about 40 ms (two rounds of 20 ms). The lock
-///   is free in the server once the unlock runs, which it does when sent.
+///   no checkout and no new loss watch per wait. A wait for another key takes it
+///   only once that reply is in (a request for the unlocked key must find its
+///   unlock there until then), waiting for it at most 20 ms before it checks a
+///   connection out instead. A parked connection nobody takes is finished by a
+///   reaper (one task per Locker while any is parked: its reply read, then back to
+///   the pool) within about 40 ms (two rounds of 20 ms). The lock is free in the
+///   server once the unlock runs, which it does when sent.
 /// - **Fairness.** A released key goes to the next waiting task of the process
 ///   without a server round trip, at most [`DEFAULT_HANDOFF_LIMIT`] times in a row
 ///   and only within [`DEFAULT_HANDOFF_WINDOW`] (10 ms) of the server granting it
@@ -313,6 +316,13 @@ impl Locker {
 /// ([`Error::Pool`], `Timeout(Wait)`), as a try from a `Pool` is.
 const PROBE_CHECKOUT: Duration = Duration::from_millis(250);
 
+/// How long a wait in the server waits for the reply of the unlock queued on a
+/// parked connection before taking it (until then, a request for that unlock's key
+/// must still find it there, so it cannot be taken for another key). The reply is
+/// one round trip away; a backend slower than this is left parked, and the wait
+/// takes a connection from the pool instead.
+const SETTLE_WITHIN: Duration = Duration::from_millis(20);
+
 fn no_free_connection(lock: &AdvisoryLock) -> Error {
     Error::Pool {
         lock: lock.id().clone(),
@@ -489,12 +499,12 @@ impl Inner {
                 return Err(error);
             }
         }
+        self.hot.found_busy(lock.key());
         if !patience.waits() {
             return Err(Error::Busy {
                 lock: lock.id().clone(),
             });
         }
-        self.hot.found_busy(lock.key());
         let waiting = self.waiting_session(lock, patience, Some(session)).await?;
         self.wait_in_server(held, lock, ticket, patience, waiting)
             .await
@@ -503,7 +513,10 @@ impl Inner {
     /// A connection of its own to wait for `lock` in the server's queue on: the one
     /// the try just went on if it was such a connection already (a parked one, whose
     /// unlock of this key it read), else one parked by an earlier wait's holder
-    /// (see [`release::park_alone`]), else a new one from the pool.
+    /// (see [`release::park_alone`]): with an unlock of this key queued, or one
+    /// answered, or, once its unlock is answered within [`SETTLE_WITHIN`], any
+    /// (typically the one this very task let go a moment ago, its reply still on
+    /// its way); else a new one from the pool.
     async fn waiting_session(
         &self,
         lock: &AdvisoryLock,
@@ -513,6 +526,10 @@ impl Inner {
         let tried = tried.filter(|s| s.is_reusable() && !self.sessions.is_lock_session(s));
         let scope = self.sessions.scope();
         if let Some(session) = tried.or_else(|| release::take_parked_for(scope, lock)) {
+            return Ok(session);
+        }
+        let settled = release::take_settled_pool_session(scope, lock, SETTLE_WITHIN);
+        if let Some(session) = patience.bound(lock, async { Ok(settled.await) }).await? {
             return Ok(session);
         }
         let checkout = Session::checkout_for(&self.pool, lock, scope);
