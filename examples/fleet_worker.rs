@@ -165,6 +165,9 @@ async fn main() -> Result<(), AppError> {
         total.entries += tally.entries;
         total.timeouts += tally.timeouts;
     }
+    // On stderr, for whoever measures the work per entry (the last stdout line is
+    // the result the fleet's harness parses).
+    eprintln!("spawned_tasks={}", pglock::__private::spawned_tasks());
     println!("done entries={} timeouts={}", total.entries, total.timeouts);
     Ok(())
 }

@@ -7,8 +7,11 @@
 //!   next acquisition from that pool takes it and reads that reply together with its
 //!   own lock statement, both answered in one round trip. No task, no extra
 //!   statement. A parked session nobody takes soon is finished by the pool's reaper.
-//! - **A task**, in every other case (a session still shared, a Locker's session,
-//!   no runtime to park on): it awaits the reply, then lets the session go.
+//! - **A Locker's next wait in the server**: a connection a Locker waited on, let go
+//!   by the one lock it held, is parked the same way in that Locker's scope, for its
+//!   next wait (see [`park_alone`]).
+//! - **A task**, in every other case (a session still shared, a Locker's lock
+//!   session, no runtime to park on): it awaits the reply, then lets the session go.
 //!
 //! Either way a failed unlock is logged, and the session, still counting the lock,
 //! is closed instead of going back to the pool. And until the server has run that
@@ -135,6 +138,39 @@ pub(crate) fn unlock_dropped(reserved: Reserved, lock: AdvisoryLock) {
     session.queue_unlock(&lock);
     drop(reserved);
     parked::park(session, lock.key());
+}
+
+/// A Locker's connection of its own (one it waited in the server on) let go by
+/// the only lock it held: the unlock is sent now and the session parked in the
+/// Locker's scope, for that Locker's next wait in the server (see
+/// [`take_parked_for`]), which reads the reply together with its own statement.
+/// No task, and the next wait needs no checkout. `Err` gives the session back when
+/// it cannot be parked (parking off, a second lock counted on it, no runtime).
+pub(crate) fn park_alone(session: Arc<Session>, lock: &AdvisoryLock) -> Result<(), Arc<Session>> {
+    let parkable = parking()
+        && matches!(session.scope(), Scope::Locker(_))
+        && session.counts_one_lock()
+        && session.is_reusable()
+        && !session.was_lent()
+        && tokio::runtime::Handle::try_current().is_ok();
+    if !parkable {
+        return Err(session);
+    }
+    session.queue_unlock(lock);
+    parked::park(session, lock.key());
+    Ok(())
+}
+
+/// The parked session of `scope` with an unlock of `key` queued, if any: a request
+/// for that key must run after that unlock, on that session.
+pub(crate) fn take_parked_with_key(scope: Scope, key: LockKey) -> Option<Arc<Session>> {
+    parked::take_with_key(scope, key)
+}
+
+/// A parked session of `scope` to wait for `lock` on: one with an unlock of its key
+/// queued, else one whose unlock was answered (so no lock of ours is left on it).
+pub(crate) fn take_parked_for(scope: Scope, lock: &AdvisoryLock) -> Option<Arc<Session>> {
+    parked::take_with_key(scope, lock.key()).or_else(|| parked::take_answered(scope, lock))
 }
 
 /// Whether parking is on.

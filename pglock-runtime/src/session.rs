@@ -72,7 +72,9 @@ pub(crate) struct Session {
     watched: OnceLock<Duration>,
     /// The comment of the one lock a session opened to wait for it holds (a Locker's
     /// wait in the server's queue), for the pings of a session with nothing reserved.
-    alone: OnceLock<Option<sql::Comment>>,
+    /// The latest such lock: a Locker reuses its waiting connections (parked between
+    /// waits), each time for one lock alone.
+    alone: Mutex<Option<sql::Comment>>,
 }
 
 /// One key reserved on a session, with the comment of its lock's statements, which
@@ -194,7 +196,7 @@ impl Session {
             queued: Mutex::new(None),
             lent: AtomicBool::new(false),
             watched: OnceLock::new(),
-            alone: OnceLock::new(),
+            alone: Mutex::new(None),
         })
     }
 
@@ -566,7 +568,7 @@ impl Session {
     /// This session was opened to wait for `lock` alone, and holds it now: its pings
     /// name it (see [`Session::ping_text`]).
     pub(crate) fn holds_alone(&self, lock: &AdvisoryLock) {
-        let _first = self.alone.set(sql::Comment::of(lock));
+        *lock_unpoisoned(&self.alone) = sql::Comment::of(lock);
     }
 
     /// The keepalive ping: the comment of the lock statement of the key reserved
@@ -578,7 +580,7 @@ impl Session {
     fn ping_text(&self) -> String {
         let reserved = self.reserved();
         let comment = reserved.iter().rev().find_map(|r| r.comment);
-        let comment = comment.or_else(|| self.alone.get().copied().flatten());
+        let comment = comment.or_else(|| *lock_unpoisoned(&self.alone));
         comment.map(|c| c.to_string()).unwrap_or_default()
     }
 

@@ -12,6 +12,7 @@
 mod batch;
 pub(crate) mod deadlock;
 mod guard;
+mod hot;
 mod relock;
 mod sessions;
 mod table;
@@ -29,11 +30,13 @@ use crate::lock::DEFAULT_KEEPALIVE;
 use crate::loss::Watch;
 use crate::mutex::lock_unpoisoned;
 use crate::patience::Patience;
+use crate::release;
 use crate::session::Session;
 use crate::source::LockSource;
 
 use deadlock::Deadlocks;
 pub use guard::LockerGuard;
+use hot::HotKeys;
 use sessions::Sessions;
 use table::{Admission, Handoff, Table, Ticket};
 
@@ -83,6 +86,22 @@ pub const DEFAULT_HANDOFF_WINDOW: Duration = Duration::from_millis(10);
 ///   served. When the server has the key elsewhere, one of them (at most one per key)
 ///   waits in the server's queue on a connection of its own; the lock then lives on
 ///   that connection until the process gives it back.
+/// - **Hot keys.** A key a try found held elsewhere is remembered for 1 s: a wait for
+///   it within that time skips the try (which would most likely be `Busy` again,
+///   one batch round trip wasted) and goes straight to the server's queue, where a
+///   free key is granted in the same one round trip. A try (no wait) always tries. A
+///   key that cooled down is tried again, on a lock session, after that second.
+/// - **Waiting connections are kept.** When a key held on such a connection is let
+///   go (dropped), its unlock is sent at once and the connection is parked, its
+///   reply unread, for this Locker's next wait in the server (or next request for
+///   that key), which reads the reply with its own statement: no task per unlock,
+///   no checkout and no new loss watch per wait. A wait for another key takes it
+///   only once that reply is in (a request for the unlocked key must find its
+///   unlock there until then), waiting for it at most 20 ms before it checks a
+///   connection out instead. A parked connection nobody takes is finished by a
+///   reaper (one task per Locker while any is parked: its reply read, then back to
+///   the pool) within about 40 ms (two rounds of 20 ms). The lock is free in the
+///   server once the unlock runs, which it does when sent.
 /// - **Fairness.** A released key goes to the next waiting task of the process
 ///   without a server round trip, at most [`DEFAULT_HANDOFF_LIMIT`] times in a row
 ///   and only within [`DEFAULT_HANDOFF_WINDOW`] (10 ms) of the server granting it
@@ -100,7 +119,8 @@ pub const DEFAULT_HANDOFF_WINDOW: Duration = Duration::from_millis(10);
 ///   have queued within any window.
 /// - **Connections.** At most the lock sessions, plus one connection per key this
 ///   process waits for in the server (or holds after such a wait), plus one for a
-///   moment per reader that asks whether a writer is queued.
+///   moment per reader that asks whether a writer is queued, plus, for at most
+///   about 40 ms after such a key was let go, its parked connection.
 /// - **Loss.** When a lock session dies every guard on it reports lost, its keys are
 ///   forgotten, and the next acquisition opens a new session. A session left in
 ///   doubt about what it holds (a try or an unlock answered with a cancel, say) is
@@ -204,6 +224,7 @@ impl LockerBuilder {
                     pool: self.pool,
                     keepalive: self.keepalive,
                     deadlocks: Deadlocks::new(self.deadlock_detection),
+                    hot: HotKeys::default(),
                 }
             }),
         }
@@ -216,6 +237,7 @@ pub(crate) struct Inner {
     table: Arc<Mutex<Table>>,
     keepalive: Duration,
     deadlocks: Deadlocks,
+    hot: HotKeys,
 }
 
 impl Locker {
@@ -297,6 +319,13 @@ impl Locker {
 /// a burst of readers; a pool that stays exhausted is answered as one
 /// ([`Error::Pool`], `Timeout(Wait)`), as a try from a `Pool` is.
 const PROBE_CHECKOUT: Duration = Duration::from_millis(250);
+
+/// How long a wait in the server waits for the reply of the unlock queued on a
+/// parked connection before taking it (until then, a request for that unlock's key
+/// must still find it there, so it cannot be taken for another key). The reply is
+/// one round trip away; a backend slower than this is left parked, and the wait
+/// takes a connection from the pool instead.
+const SETTLE_WITHIN: Duration = Duration::from_millis(20);
 
 fn no_free_connection(lock: &AdvisoryLock) -> Error {
     Error::Pool {
@@ -455,6 +484,14 @@ impl Inner {
         ticket: Ticket,
         patience: Patience,
     ) -> Result<LockerGuard, Error> {
+        if patience.waits() && self.hot.is_hot(lock.key()) {
+            // Found busy moments ago: a try would most likely be answered `Busy`
+            // again, and the wait grants a free key in the same one round trip.
+            let waiting = self.waiting_session(lock, patience, None).await?;
+            return self
+                .wait_in_server(held, lock, ticket, patience, waiting)
+                .await;
+        }
         let session = patience
             .bound(lock, self.sessions.for_key(self, lock, patience))
             .await?;
@@ -466,14 +503,52 @@ impl Inner {
                 return Err(error);
             }
         }
+        self.hot.found_busy(lock.key());
         if !patience.waits() {
             return Err(Error::Busy {
                 lock: lock.id().clone(),
             });
         }
-        // Busy elsewhere: wait in the server's queue, on a connection of its own.
-        let checkout = Session::checkout_for(&self.pool, lock, self.sessions.scope());
-        let waiting = patience.bound(lock, checkout).await?;
+        let waiting = self.waiting_session(lock, patience, Some(session)).await?;
+        self.wait_in_server(held, lock, ticket, patience, waiting)
+            .await
+    }
+
+    /// A connection of its own to wait for `lock` in the server's queue on: the one
+    /// the try just went on if it was such a connection already (a parked one, whose
+    /// unlock of this key it read), else one parked by an earlier wait's holder
+    /// (see [`release::park_alone`]): with an unlock of this key queued, or one
+    /// answered, or, once its unlock is answered within [`SETTLE_WITHIN`], any
+    /// (typically the one this very task let go a moment ago, its reply still on
+    /// its way); else a new one from the pool.
+    async fn waiting_session(
+        &self,
+        lock: &AdvisoryLock,
+        patience: Patience,
+        tried: Option<Arc<Session>>,
+    ) -> Result<Arc<Session>, Error> {
+        let tried = tried.filter(|s| s.is_reusable() && !self.sessions.is_lock_session(s));
+        let scope = self.sessions.scope();
+        if let Some(session) = tried.or_else(|| release::take_parked_for(scope, lock)) {
+            return Ok(session);
+        }
+        let settled = release::take_settled_pool_session(scope, lock, SETTLE_WITHIN);
+        if let Some(session) = patience.bound(lock, async { Ok(settled.await) }).await? {
+            return Ok(session);
+        }
+        let checkout = Session::checkout_for(&self.pool, lock, scope);
+        patience.bound(lock, checkout).await
+    }
+
+    /// Waits for `lock` in the server's queue on `waiting`, where the key then lives.
+    async fn wait_in_server(
+        self: &Arc<Self>,
+        held: &Held,
+        lock: &AdvisoryLock,
+        ticket: Ticket,
+        patience: Patience,
+        waiting: Arc<Session>,
+    ) -> Result<LockerGuard, Error> {
         self.deadlocks
             .wait_in_server(&self.pool, held, &waiting, lock, patience)
             .await?;

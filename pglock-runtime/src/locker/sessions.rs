@@ -78,7 +78,9 @@ impl Sessions {
         lock: &AdvisoryLock,
         patience: Patience,
     ) -> Result<Arc<Session>, Error> {
-        if let Some(session) = release::take_session_for(self.scope, lock.key()) {
+        let queued_here = release::take_parked_with_key(self.scope, lock.key())
+            .or_else(|| release::take_session_for(self.scope, lock.key()));
+        if let Some(session) = queued_here {
             return Ok(session);
         }
         let unlocking = self
@@ -136,6 +138,12 @@ impl Sessions {
         })
     }
 
+    /// Whether `session` is one of the open lock sessions (not a connection of its
+    /// own, opened for a wait).
+    pub(super) fn is_lock_session(&self, session: &Arc<Session>) -> bool {
+        self.slot_of(session).is_some()
+    }
+
     /// `pg_try_advisory_lock` on `session`: in its next batch, for a lock session.
     pub(super) async fn try_lock(
         &self,
@@ -150,11 +158,6 @@ impl Sessions {
             slot.held.fetch_add(1, Ordering::AcqRel);
         }
         granted
-    }
-
-    /// Whether `session` is one of the open lock sessions (not a wait's connection).
-    pub(super) fn is_lock_session(&self, session: &Arc<Session>) -> bool {
-        self.slot_of(session).is_some()
     }
 
     /// Gives `lock`'s key back to the server and asks for it again at once, in one
@@ -204,7 +207,13 @@ impl Sessions {
         match self.unlocking(&session) {
             // The answer is the batch task's to log when it fails.
             Some(batcher) => drop(batcher.unlock(&lock)),
-            None => release::unlock_in_background(session, lock),
+            // A connection of its own, which held this one lock: parked for the
+            // next wait in the server, which reads the unlock's reply.
+            None => {
+                if let Err(session) = release::park_alone(session, &lock) {
+                    release::unlock_in_background(session, lock);
+                }
+            }
         }
     }
 
