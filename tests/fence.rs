@@ -34,14 +34,11 @@ async fn naive_xid(client: &tokio_postgres::Client) -> u64 {
 }
 
 async fn connect(cluster: &Cluster) -> tokio_postgres::Client {
-    let (client, connection) = cluster
+    cluster
         .db()
-        .config()
-        .connect(tokio_postgres::NoTls)
+        .connect()
         .await
-        .expect("connect to the cluster");
-    tokio::spawn(connection);
-    client
+        .expect("connect to the cluster")
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::counted::{self, calls};
 use common::{named_pool, unique};
 use pglock::{AdvisoryLock, LockKey, Locker, LockerGuard};
 
@@ -107,18 +108,6 @@ async fn a_new_lock_goes_on_the_session_holding_fewest() {
     held_becomes(&observer, &application, 0).await;
 }
 
-/// Calls of statements whose text contains `text`, as `pg_stat_statements` counts them.
-async fn calls(client: &tokio_postgres::Client, text: &str) -> i64 {
-    client
-        .query_one(
-            "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_statements WHERE strpos(query, $1) > 0",
-            &[&text],
-        )
-        .await
-        .expect("pg_stat_statements")
-        .get(0)
-}
-
 /// Advisory locks granted to anyone.
 async fn advisory_held(client: &tokio_postgres::Client) -> i64 {
     client
@@ -170,20 +159,10 @@ const BATCH_TEXT: &str = "pg_catalog.unnest($1::pg_catalog.int2[])";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_locks_taken_together_go_in_few_statements() {
-    let cluster = pglock::testdb::Cluster::builder()
-        .setting("shared_preload_libraries", "pg_stat_statements")
-        .start()
-        .expect("a cluster with pg_stat_statements (PostgreSQL's contrib extension)");
-    let observer = cluster.db().connect().await.expect("observer");
-    observer
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .await
-        .expect("the extension");
+    let cluster = counted::start();
+    let observer = counted::observer(&cluster).await;
     // The counter counts single statements one by one (the control of the count).
-    observer
-        .execute("SELECT pg_stat_statements_reset()", &[])
-        .await
-        .unwrap();
+    counted::reset(&observer).await;
     for key in 0..100_i64 {
         observer
             .execute("SELECT pg_advisory_unlock($1::int8) /* control */", &[&key])
@@ -193,10 +172,7 @@ async fn five_thousand_locks_taken_together_go_in_few_statements() {
     assert_eq!(calls(&observer, "/* control */").await, 100);
 
     let locker = Locker::new(cluster.db().pool(4));
-    observer
-        .execute("SELECT pg_stat_statements_reset()", &[])
-        .await
-        .unwrap();
+    counted::reset(&observer).await;
     let keys = || (0..5_000).map(|k| LockKey::Pair(7, k));
     let guards: Vec<LockerGuard> = take_concurrently(&locker, keys())
         .await
@@ -278,15 +254,8 @@ async fn in_a_batch_past_the_lock_table_each_caller_gets_its_own_answer() {
 /// first repeated key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_retaking_their_keys_at_once_still_share_statements() {
-    let cluster = pglock::testdb::Cluster::builder()
-        .setting("shared_preload_libraries", "pg_stat_statements")
-        .start()
-        .expect("a cluster with pg_stat_statements (PostgreSQL's contrib extension)");
-    let observer = cluster.db().connect().await.expect("observer");
-    observer
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .await
-        .expect("the extension");
+    let cluster = counted::start();
+    let observer = counted::observer(&cluster).await;
     let locker = Locker::builder(cluster.db().pool(4)).sessions(1).build();
     // Warm: the lock session open and its statements prepared.
     drop(
@@ -296,10 +265,7 @@ async fn tasks_retaking_their_keys_at_once_still_share_statements() {
             .unwrap(),
     );
     advisory_held_becomes(&observer, 0).await;
-    observer
-        .execute("SELECT pg_stat_statements_reset()", &[])
-        .await
-        .unwrap();
+    counted::reset(&observer).await;
     const TASKS: i32 = 16;
     const ROUNDS: i64 = 200;
     let tasks: Vec<_> = (1..=TASKS)

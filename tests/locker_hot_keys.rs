@@ -19,27 +19,13 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 /// A throwaway cluster whose statements `pg_stat_statements` counts.
 async fn counting_cluster() -> (Cluster, tokio_postgres::Client) {
-    let cluster = Cluster::builder()
-        .setting("shared_preload_libraries", "pg_stat_statements")
-        .start()
-        .expect("a cluster with pg_stat_statements (PostgreSQL's contrib extension)");
-    let observer = connect(&cluster).await;
-    observer
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .await
-        .expect("the extension");
+    let cluster = common::counted::start();
+    let observer = common::counted::observer(&cluster).await;
     (cluster, observer)
 }
 
 async fn connect(cluster: &Cluster) -> tokio_postgres::Client {
-    let (client, connection) = cluster
-        .db()
-        .config()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("a plain connection");
-    tokio::spawn(connection);
-    client
+    cluster.db().connect().await.expect("a plain connection")
 }
 
 /// Calls of statements whose text contains `text` and not `/* holder */`.

@@ -15,7 +15,6 @@ mod common;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
 use std::task::{Context, Waker};
 
 use common::pg_locks::PATIENCE;
@@ -24,15 +23,8 @@ use pglock::testdb::Cluster;
 use pglock::{AdvisoryLock, LockKey, Locker, LockerGuard};
 use tokio::task::JoinHandle;
 
-/// A cluster of this file's own, counting every statement it runs.
 fn counted_cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        Cluster::builder()
-            .setting("shared_preload_libraries", "pg_stat_statements")
-            .start()
-            .expect("a cluster with pg_stat_statements")
-    })
+    common::counted::shared()
 }
 
 /// The tests of this file reset and read the server's statement counts: one at a
@@ -40,12 +32,7 @@ fn counted_cluster() -> &'static Cluster {
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn observer() -> tokio_postgres::Client {
-    let client = counted_cluster().db().connect().await.unwrap();
-    client
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .await
-        .unwrap();
-    client
+    common::counted::observer(counted_cluster()).await
 }
 
 /// A Locker on one lock session that never hands a key on inside the process.
@@ -106,10 +93,7 @@ async fn a_key_given_back_with_nobody_else_waiting_is_taken_again_in_one_stateme
         panic!("one lock session holds the key");
     };
     let next = queued(&lock, &locker);
-    observer
-        .batch_execute("SELECT pg_stat_statements_reset()")
-        .await
-        .unwrap();
+    common::counted::reset(&observer).await;
 
     first.release().await.unwrap();
     let next = tokio::time::timeout(PATIENCE, next)

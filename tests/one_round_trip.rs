@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::capture::Capture;
@@ -29,24 +28,12 @@ const SECOND: Duration = Duration::from_secs(1);
 /// of this file run one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A cluster of this file's own, counting every statement it runs.
 fn counted_cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        Cluster::builder()
-            .setting("shared_preload_libraries", "pg_stat_statements")
-            .start()
-            .expect("a cluster with pg_stat_statements")
-    })
+    common::counted::shared()
 }
 
 async fn counting_observer() -> tokio_postgres::Client {
-    let client = counted_cluster().db().connect().await.unwrap();
-    client
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .await
-        .unwrap();
-    client
+    common::counted::observer(counted_cluster()).await
 }
 
 #[advisory_locked(key = "one-trip:{id}", pool = pool)]
@@ -98,10 +85,7 @@ async fn cost_of(calls: u64, wait: bool, key_of: fn(u64) -> u64) -> Cost {
     for i in 0..8 {
         call(i).await.unwrap();
     }
-    observer
-        .batch_execute("SELECT pg_stat_statements_reset()")
-        .await
-        .unwrap();
+    common::counted::reset(&observer).await;
     let metrics = Handle::current().metrics();
     let alive_at_start = metrics.num_alive_tasks();
     let spawned_before = pglock::__private::spawned_tasks();
@@ -346,10 +330,7 @@ async fn a_connection_taken_from_the_pool_again_is_not_asked_its_pid_again() {
     let observer = counting_observer().await;
     let pool = counted_cluster().db().pool(1);
     let lock = AdvisoryLock::new(unique("pid-once"));
-    observer
-        .batch_execute("SELECT pg_stat_statements_reset()")
-        .await
-        .unwrap();
+    common::counted::reset(&observer).await;
     for _ in 0..3 {
         lock.try_acquire(&pool)
             .await
