@@ -219,7 +219,11 @@ impl LockerBuilder {
                     window: self.handoff_window,
                 };
                 Inner {
-                    table: Arc::new(Mutex::new(Table::new(handoff, sessions.clone()))),
+                    table: Arc::new(Mutex::new(Table::new(
+                        handoff,
+                        sessions.clone(),
+                        relock::finish_in_background,
+                    ))),
                     sessions,
                     pool: self.pool,
                     keepalive: self.keepalive,

@@ -28,11 +28,17 @@ pub(super) struct Table {
     handoff: Handoff,
     /// Where the table's unlocks go: the lock sessions count what they hold.
     sessions: Arc<Sessions>,
+    /// What a release the table decides on its own (a ticket dropped unused) does
+    /// about the server lock: given by the Locker, which owns the relock.
+    finish: Finish,
     /// Runs once, as a handoff begins: lets a test close a waiter's turn at the
     /// worst moment.
     #[cfg(test)]
     before_handoff: Option<Box<dyn FnOnce() + Send>>,
 }
+
+/// Carries out a [`Release`] in the background: an unlock, or a relock.
+pub(super) type Finish = fn(Release, Weak<Mutex<Table>>, Arc<Sessions>);
 
 /// How long the process may keep a key for its own tasks before giving it back to
 /// the server's queue: at most `limit` handoffs, and no handoff once `window` has
@@ -172,21 +178,22 @@ fn pass_unused_turn_on(turn: Turn) {
     match &turn.kind {
         TicketKind::Hold(_) => {
             let release = table.release(turn.key, turn.episode, &turn.table);
-            let sessions = table.sessions.clone();
+            let (sessions, finish) = (table.sessions.clone(), table.finish);
             drop(table);
-            super::relock::finish_in_background(release, turn.table.clone(), sessions);
+            finish(release, turn.table.clone(), sessions);
         }
         TicketKind::Ask => table.asked_in_vain(turn.key, turn.episode, &turn.table),
     }
 }
 
 impl Table {
-    pub(super) fn new(handoff: Handoff, sessions: Arc<Sessions>) -> Self {
+    pub(super) fn new(handoff: Handoff, sessions: Arc<Sessions>, finish: Finish) -> Self {
         Table {
             keys: HashMap::new(),
             next_episode: 1,
             handoff,
             sessions,
+            finish,
             #[cfg(test)]
             before_handoff: None,
         }
