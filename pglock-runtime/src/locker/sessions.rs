@@ -171,9 +171,7 @@ impl Sessions {
         let (slot, batcher) = self.slot_of(session)?;
         // Counted as an unlock now and a try when granted, as a try is: a relock
         // whose caller gives up is unlocked by the batch task, which counts nothing.
-        let _saturated = slot
-            .held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        slot.count_one_fewer();
         let answer = batcher.relock(lock).await;
         if let Ok(true) = answer {
             slot.held.fetch_add(1, Ordering::AcqRel);
@@ -220,11 +218,18 @@ impl Sessions {
     /// Counts one lock fewer on `session`'s slot; its batches, for a lock session.
     fn unlocking(&self, session: &Arc<Session>) -> Option<Batcher> {
         let (slot, batcher) = self.slot_of(session)?;
-        // Saturating: a slot's session replaced meanwhile started again from 0.
-        let _saturated = slot
+        slot.count_one_fewer();
+        Some(batcher)
+    }
+}
+
+impl Slot {
+    /// One lock fewer on this slot's session. Saturating: a slot whose session was
+    /// replaced meanwhile started again from 0.
+    fn count_one_fewer(&self) {
+        let _saturated = self
             .held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        Some(batcher)
     }
 }
 
