@@ -248,10 +248,11 @@ async fn in_a_batch_past_the_lock_table_each_caller_gets_its_own_answer() {
 
 /// Sixteen tasks on one lock session, each dropping its guard and trying its key
 /// again at once: each queues an unlock and a try of one key back to back. A
-/// batch holds one request per key, so the try waits for the next batch; the
-/// other keys' requests still go together, and the server runs a few statements
-/// per round of the sixteen, not one per call (as when a batch was cut at the
-/// first repeated key).
+/// batch has one row per key (an unlock and the try right after it share one, as
+/// a relock: `locker_relock.rs`), and any other request for a key already in the
+/// batch waits for the next one; the other keys' requests still go together, and
+/// the server runs a few statements per round of the sixteen, not one per call
+/// (as when a batch was cut at the first repeated key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_retaking_their_keys_at_once_still_share_statements() {
     let cluster = counted::start();

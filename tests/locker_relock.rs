@@ -175,3 +175,93 @@ async fn a_key_given_back_goes_first_to_a_waiter_of_another_process() {
     next.release().await.unwrap();
     assert_released_within_1s(&observer, lock.key(), "after the last holder").await;
 }
+
+const RELOCK_TEXT: &str = "CASE WHEN pg_catalog.pg_advisory_unlock(";
+
+/// A task that drops its guard and takes the key again at once queues an unlock
+/// and a try of one key back to back. They go as one request: the relock
+/// statement. On a current-thread runtime both are queued before the lock
+/// session's batch task runs, every round. Fails on the code before: each round
+/// was an unlock, then a try in the next batch (two statements).
+#[tokio::test]
+async fn a_task_retaking_its_key_at_once_gives_it_back_and_takes_it_again_in_one_statement() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let observer = observer().await;
+    let locker = Locker::builder(counted_cluster().db().pool(2))
+        .sessions(1)
+        .build();
+    let lock = AdvisoryLock::new(unique("relock:retaken"));
+    let mut guard = lock.try_acquire(&locker).await.unwrap();
+    let [session] = holders(&observer, lock.key()).await[..] else {
+        panic!("one lock session holds the key");
+    };
+    common::counted::reset(&observer).await;
+    const ROUNDS: i64 = 50;
+    for _ in 0..ROUNDS {
+        drop(guard);
+        guard = lock
+            .try_acquire(&locker)
+            .await
+            .expect("nobody else wants it: taken again");
+    }
+    assert_eq!(holders(&observer, lock.key()).await, [session]);
+    let statements = lock_statements(&observer).await;
+    assert!(
+        matches!(&statements[..], [(text, ROUNDS)] if text.contains(RELOCK_TEXT)),
+        "one statement per round: {statements:#?}"
+    );
+    guard.release().await.unwrap();
+    assert_released_within_1s(&observer, lock.key(), "after the last round").await;
+}
+
+/// The same, while another process waits for the key in the server's queue: the
+/// unlock runs first and grants it the key, so the try that came with it finds the
+/// key busy, as it would have after the unlock alone.
+#[tokio::test]
+async fn a_key_retaken_at_once_goes_first_to_a_waiter_of_another_process() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let observer = observer().await;
+    let locker = Locker::builder(counted_cluster().db().pool(2))
+        .sessions(1)
+        .build();
+    let lock = AdvisoryLock::new(unique("relock:retaken-elsewhere"));
+    let guard = lock.try_acquire(&locker).await.unwrap();
+    let elsewhere = std::sync::Arc::new(counted_cluster().db().connect().await.unwrap());
+    let key = key_of(&lock);
+    let waiting_elsewhere = tokio::spawn({
+        let elsewhere = elsewhere.clone();
+        async move {
+            elsewhere
+                .query_one("SELECT pg_backend_pid() FROM pg_advisory_lock($1)", &[&key])
+                .await
+                .map(|row| row.get::<_, i32>(0))
+        }
+    });
+    assert_waiting(&observer, lock.key(), "the other process").await;
+    common::counted::reset(&observer).await;
+
+    drop(guard);
+    let again = lock.try_acquire(&locker).await;
+    assert!(
+        matches!(again, Err(pglock::Error::Busy { .. })),
+        "the other process's waiter went first: {again:?}"
+    );
+    let elsewhere_pid = tokio::time::timeout(PATIENCE, waiting_elsewhere)
+        .await
+        .expect("the other process gets the key")
+        .unwrap()
+        .unwrap();
+    assert_eq!(holders(&observer, lock.key()).await, [elsewhere_pid]);
+    let mut statements = lock_statements(&observer).await;
+    // The library's statements: the other process's names no schema.
+    statements.retain(|(text, _)| text.contains("pg_catalog."));
+    assert!(
+        matches!(&statements[..], [(text, 1)] if text.contains(RELOCK_TEXT)),
+        "the unlock and the try went as one statement: {statements:#?}"
+    );
+    elsewhere
+        .execute("SELECT pg_advisory_unlock($1)", &[&key])
+        .await
+        .unwrap();
+    assert_released_within_1s(&observer, lock.key(), "after the other process").await;
+}

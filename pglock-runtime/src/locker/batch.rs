@@ -5,11 +5,13 @@
 //! once for all its requests.
 //!
 //! One task per lock session sends the batches, one at a time and in arrival order;
-//! what arrives while a batch is in flight makes the next one. A batch never holds
-//! two requests for one key, so what a failed batch did for each request can be
-//! read in `pg_locks` afterwards: the requests it may have left undone are then sent
-//! alone, and each caller gets its own answer.
+//! what arrives while a batch is in flight makes the next one. A batch has one row
+//! per key (an unlock and the try right after it of its key share one: see
+//! [`super::request`]), so what a failed batch did for each request can be read
+//! back afterwards: the requests it may have left undone are then sent alone, and
+//! each caller gets its own answer.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +24,8 @@ use crate::mutex::lock_unpoisoned;
 use crate::session::Session;
 use crate::spawn::spawn_or_drop;
 use crate::sql::{self, BatchParams, Op};
+
+use super::request::Request;
 
 /// The server's answer to one request: whether the try was granted, or whether the
 /// unlocked key was held.
@@ -40,12 +44,6 @@ pub(super) struct Batcher {
     /// must go to this session, behind the unlock, or it would find the key busy
     /// with our own lock.
     unlocking: Arc<Mutex<HashMap<LockKey, usize>>>,
-}
-
-struct Request {
-    op: Op,
-    lock: AdvisoryLock,
-    tell: oneshot::Sender<Answer>,
 }
 
 impl Batcher {
@@ -105,11 +103,7 @@ impl Batcher {
 
     fn send(&self, op: Op, lock: &AdvisoryLock) -> oneshot::Receiver<Answer> {
         let (tell, answer) = oneshot::channel();
-        let request = Request {
-            op,
-            lock: lock.clone(),
-            tell,
-        };
+        let request = Request::new(op, lock.clone(), tell);
         if let Err(refused) = self.queue.send(request) {
             let request = refused.0;
             // Nobody listens when the caller dropped the answer already.
@@ -163,18 +157,19 @@ impl Driver {
         }
     }
 
-    /// The requests waiting now, one per key: a request for a key already in the
-    /// batch waits for the next one, and so does every later request for that key
-    /// (each key's requests stay in order; different keys' need no order). A task
-    /// that drops a guard and tries the key again at once queues an unlock and a
-    /// try of one key back to back; cutting the batch there would send one request
-    /// per statement.
+    /// The requests waiting now, one row per key: an unlock takes in the try of its
+    /// key right after it (fused); any other request for a key already in the batch
+    /// waits for the next one, and so does every later request for that key (each
+    /// key's requests stay in order; different keys' need no order). A task that
+    /// drops a guard and tries the key again at once queues an unlock and a try of
+    /// one key back to back; cutting the batch there would send one request per
+    /// statement.
     async fn next_batch(&mut self) -> Option<Vec<Request>> {
         let first = match self.backlog.pop_front() {
             Some(request) => request,
             None => self.requests.recv().await?,
         };
-        let mut keys = HashSet::from([first.lock.key()]);
+        let mut rows = HashMap::from([(first.lock.key(), 0)]);
         let mut batch = vec![first];
         let mut deferred = VecDeque::new();
         let mut deferred_keys = HashSet::new();
@@ -187,12 +182,19 @@ impl Driver {
                 },
             };
             let key = next.lock.key();
-            if deferred_keys.contains(&key) || !keys.insert(key) {
+            let refused = match rows.entry(key) {
+                _ if deferred_keys.contains(&key) => Some(next),
+                Entry::Vacant(row) => {
+                    row.insert(batch.len());
+                    batch.push(next);
+                    None
+                }
+                Entry::Occupied(row) => batch[*row.get()].fuse(next).err(),
+            };
+            if let Some(next) = refused {
                 deferred_keys.insert(key);
                 deferred.push_back(next);
-                continue;
             }
-            batch.push(next);
         }
         deferred.append(&mut self.backlog);
         self.backlog = deferred;
@@ -221,13 +223,33 @@ impl Driver {
         };
         let mut unknown = Vec::new();
         for (request, row) in batch.into_iter().zip(answers) {
+            if request.is_fused() && row == Some(None) {
+                self.unlocked_nothing(request);
+                continue;
+            }
             match row.and_then(|value| answer_of(&request, value)) {
                 Some(answer) => self.settle(request, answer),
                 None => unknown.push(request),
             }
         }
         for request in unknown {
-            self.send_alone(request).await;
+            let (first, then_try) = request.unfuse();
+            self.send_alone(first).await;
+            if let Some(then_try) = then_try {
+                // Counted as a try sent, which the fused request was not.
+                self.session.count_possible_hold();
+                self.send_alone(then_try).await;
+            }
+        }
+    }
+
+    /// A fused unlock and try whose unlock found the key not held: the try did not
+    /// run, and goes first in the next batch.
+    fn unlocked_nothing(&mut self, fused: Request) {
+        let (unlock, then_try) = fused.unfuse();
+        self.settle(unlock, Ok(false));
+        if let Some(then_try) = then_try {
+            self.backlog.push_front(then_try);
         }
     }
 
@@ -236,7 +258,10 @@ impl Driver {
     /// is retired, which frees every lock on it, and the other requests are answered
     /// lost.
     fn failed(&mut self, batch: Vec<Request>, error: Error) {
-        let mut requests = batch.into_iter();
+        let mut requests = batch.into_iter().flat_map(|request| {
+            let (first, then_try) = request.unfuse();
+            std::iter::once(first).chain(then_try)
+        });
         if let Some(first) = requests.next() {
             self.settle(first, Err(error));
         }
@@ -251,15 +276,11 @@ impl Driver {
     /// batch is read back without `pg_locks`, which a full lock table would refuse
     /// to read: an unlock tells. Before the batch this session held an unlocked key
     /// once and a tried key not at all (the table asks for a key on one session at a
-    /// time, and a batch has one request per key); so an unlock answered "not held"
-    /// was done by the batch, and a try is undone, if the batch granted it, and
-    /// asked again.
+    /// time, and a batch has one row per key; a fused unlock and try is sent here as
+    /// its unlock, then its try); so an unlock answered "not held" was done by the
+    /// batch, and a try is undone, if the batch granted it, and asked again.
     async fn send_alone(&mut self, request: Request) {
-        let unlock = Request {
-            op: Op::Unlock,
-            lock: request.lock.clone(),
-            tell: oneshot::channel().0,
-        };
+        let unlock = Request::new(Op::Unlock, request.lock.clone(), oneshot::channel().0);
         let unlocked = self.ask_alone(&unlock).await;
         let answer = match (request.op, unlocked) {
             (_, Err(error)) => Err(error),
@@ -268,11 +289,7 @@ impl Driver {
                 // Unlocked now, whatever the batch did: only the try is left.
                 self.session.discount_possible_hold();
                 self.session.count_possible_hold();
-                let again = Request {
-                    op: Op::Try,
-                    lock: request.lock.clone(),
-                    tell: oneshot::channel().0,
-                };
+                let again = Request::new(Op::Try, request.lock.clone(), oneshot::channel().0);
                 self.ask_alone(&again).await
             }
             (_, Ok(_granted_by_the_batch)) => self.ask_alone(&request).await,
@@ -301,13 +318,13 @@ impl Driver {
     }
 
     /// Hands `answer` to the request's caller, keeping the session's count of
-    /// possible holds right.
+    /// possible holds right. A fused unlock and try is counted as the relock it
+    /// was sent as: the key was held before it, and is held after it if granted.
     fn settle(&mut self, request: Request, answer: Answer) {
         match (&answer, request.op) {
             (Ok(false), Op::Try | Op::Relock) | (Ok(true), Op::Unlock) => {
                 self.session.discount_possible_hold()
             }
-            // The server refused the try: nothing was granted.
             // The server refused the try (of a relock, after its unlock was read back:
             // see `send_alone`): nothing was granted.
             (Err(error), Op::Try | Op::Relock) if !error.leaves_doubt() => {
@@ -316,13 +333,23 @@ impl Driver {
             (Err(error), _) if error.leaves_doubt() => self.session.retire(),
             _ => {}
         }
-        self.tell(request, answer);
+        let (first, then_try) = request.unfuse();
+        match then_try {
+            // The row ran: the unlock was done (a key not held answers `NULL`,
+            // see `unlocked_nothing`), and the try answered.
+            Some(then_try) => {
+                self.tell(first, Ok(true));
+                self.tell(then_try, answer);
+            }
+            None => self.tell(first, answer),
+        }
     }
 
     /// Hands `answer` to the request's caller. A lock granted to a caller that gave
     /// up is unlocked.
     fn tell(&mut self, request: Request, answer: Answer) {
-        let Request { op, lock, tell } = request;
+        debug_assert!(!request.is_fused(), "told apart");
+        let Request { op, lock, tell, .. } = request;
         if op == Op::Unlock {
             self.unlocked(lock.key());
         }
@@ -334,15 +361,11 @@ impl Driver {
                 *lock_unpoisoned(&self.unlocking)
                     .entry(lock.key())
                     .or_default() += 1;
-                let (tell, _nobody) = oneshot::channel();
                 // First: every request for this key in the backlog (deferred from
                 // this batch) came after the one granted here, and must find the
                 // key unlocked, as the table assumed when it let them be sent.
-                self.backlog.push_front(Request {
-                    op: Op::Unlock,
-                    lock,
-                    tell,
-                });
+                let unlock = Request::new(Op::Unlock, lock, oneshot::channel().0);
+                self.backlog.push_front(unlock);
             }
             (Op::Unlock, Ok(false)) => {
                 tracing::warn!(lock = %lock.id(), "unlocked a lock the session did not hold");

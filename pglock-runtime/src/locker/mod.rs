@@ -14,6 +14,7 @@ pub(crate) mod deadlock;
 mod guard;
 mod hot;
 mod relock;
+mod request;
 mod sessions;
 mod table;
 
