@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::counted::{self, calls};
 use common::{named_pool, unique};
+use futures_util::future::join_all;
 use pglock::{AdvisoryLock, LockKey, Locker, LockerGuard};
 
 /// The advisory locks held by the backends of `application`, as key → pid.
@@ -291,4 +292,64 @@ async fn tasks_retaking_their_keys_at_once_still_share_statements() {
         statements <= requests / 4,
         "{requests} requests went in {statements} statements"
     );
+}
+
+/// Keys dropped and taken again at once go in a batch as fused rows (an unlock and
+/// a try of one key, the relock code in the batch's `$1`, read in the server log);
+/// when that batch fails in its middle (the lock table fills), each fused row is read
+/// back as its unlock, then its try, and every caller still gets its own answer. On
+/// a current-thread runtime everything is queued before the batch task runs, so
+/// the rows go in one batch.
+#[tokio::test]
+async fn fused_rows_in_a_batch_past_the_lock_table_give_each_caller_its_own_answer() {
+    let cluster = pglock::testdb::Cluster::start_with(&[
+        ("max_locks_per_transaction", "10"),
+        ("max_connections", "20"),
+        ("log_statement", "all"),
+    ])
+    .unwrap();
+    let locker = Locker::builder(cluster.db().pool(2)).sessions(1).build();
+    let observer = cluster.db().connect().await.unwrap();
+    let mut held = Vec::new();
+    loop {
+        let lock = AdvisoryLock::new(LockKey::Pair(1, held.len() as i32));
+        match lock.try_acquire(&locker).await {
+            Ok(guard) => held.push((lock, guard)),
+            Err(pglock::Error::LockTableFull { .. }) => break,
+            Err(error) => panic!("{error}"),
+        }
+    }
+    held.truncate(held.len() - 20);
+    advisory_held_becomes(&observer, held.len() as i64).await;
+
+    let retaken: Vec<_> = held.split_off(held.len() - 10);
+    let (locks, guards): (Vec<_>, Vec<_>) = retaken.into_iter().unzip();
+    drop(guards);
+    let locker = &locker;
+    let again = locks.iter().map(|lock| lock.try_acquire(locker));
+    let burst = (0..200).map(|k| async move {
+        AdvisoryLock::new(LockKey::Pair(2, k))
+            .try_acquire(locker)
+            .await
+    });
+    let (again, burst) = tokio::join!(join_all(again), join_all(burst));
+    let log = std::fs::read_to_string(cluster.data_dir().join("../server.log")).unwrap();
+    assert!(
+        log.contains("$1 = '{9,9,9,9,9,9,9,9,9,9,1,1"),
+        "the ten went fused, ahead of the burst, in one batch"
+    );
+    assert!(log.contains("out of shared memory"), "the batch failed");
+    let again: Vec<_> = again
+        .into_iter()
+        .map(|answer| answer.expect("a key given back and taken again in one row"))
+        .collect();
+    let granted: Vec<_> = burst.into_iter().filter_map(Result::ok).collect();
+    assert!(granted.len() < 200, "the burst filled the table");
+    assert_eq!(
+        advisory_held(&observer).await,
+        (held.len() + again.len() + granted.len()) as i64,
+        "held exactly by the callers told so"
+    );
+    drop((held, again, granted));
+    advisory_held_becomes(&observer, 0).await;
 }
