@@ -171,32 +171,28 @@ fn released_event(name: &str, key: LockKey, mode: LockMode, held_us: u64, lost: 
 
 /// The `pglock.wait` span of an acquisition; its `outcome` is recorded at the end.
 fn wait_span(lock: &AdvisoryLock, source: &'static str) -> Span {
-    let (name, key, mode, site) = span_fields(lock);
-    tracing::info_span!("pglock.wait", name, %key, ?mode, source, %site, outcome = tracing::field::Empty)
+    let (name, key, mode) = (lock.name().unwrap_or(""), lock.key(), lock.mode());
+    tracing::info_span!("pglock.wait", name, %key, ?mode, source, site = %Site(lock), outcome = tracing::field::Empty)
 }
 
 /// The `pglock.hold` span of a hold; `lost` is recorded at the end.
 fn hold_span(lock: &AdvisoryLock, source: &'static str) -> Span {
-    let (name, key, mode, site) = span_fields(lock);
-    tracing::info_span!("pglock.hold", name, %key, ?mode, source, %site, lost = tracing::field::Empty)
-}
-
-fn span_fields(lock: &AdvisoryLock) -> (&str, LockKey, LockMode, String) {
-    (
-        lock.name().unwrap_or(""),
-        lock.key(),
-        lock.mode(),
-        call_site(lock),
-    )
+    let (name, key, mode) = (lock.name().unwrap_or(""), lock.key(), lock.mode());
+    tracing::info_span!("pglock.hold", name, %key, ?mode, source, site = %Site(lock), lost = tracing::field::Empty)
 }
 
 /// Where the lock is taken: the declared site (`function (file:line)`), else the
-/// caller of the runtime API (`file:line`).
-fn call_site(lock: &AdvisoryLock) -> String {
-    match (lock.site(), lock.caller()) {
-        (Some(site), _) => format!("{} ({}:{})", site.function, site.file, site.line),
-        (None, Some(caller)) => format!("{}:{}", caller.file(), caller.line()),
-        (None, None) => String::new(),
+/// caller of the runtime API (`file:line`). Written only where a subscriber takes
+/// the span: with none, a locked call formats nothing.
+struct Site<'a>(&'a AdvisoryLock);
+
+impl std::fmt::Display for Site<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.0.site(), self.0.caller()) {
+            (Some(site), _) => write!(f, "{} ({}:{})", site.function, site.file, site.line),
+            (None, Some(caller)) => write!(f, "{}:{}", caller.file(), caller.line()),
+            (None, None) => Ok(()),
+        }
     }
 }
 
