@@ -51,22 +51,71 @@ pub(crate) async fn acquiring<G: Observed>(
     refusal: Refusal,
     acquisition: impl Future<Output = Result<G, Error>>,
 ) -> Result<G, Error> {
-    let wait = wait_span(lock, G::SOURCE);
-    let started = Instant::now();
-    let mut outcome = acquisition.instrument(wait.clone()).await;
-    let waited = started.elapsed();
-    let named = outcome_name(&outcome, refusal);
-    wait.record("outcome", named);
-    wait.in_scope(|| log_acquisition(lock, how, waited, &outcome));
-    drop(wait);
-    #[cfg(feature = "metrics")]
-    metrics::acquisition(&metrics::labels(lock, G::SOURCE), named, waited);
-    if let Ok(guard) = &mut outcome {
-        if let Some(holding) = guard.holding() {
-            holding.start(lock, G::SOURCE);
+    let reported = Acquiring::start::<G>(lock, how, refusal);
+    let outcome = acquisition.instrument(reported.span()).await;
+    reported.end(outcome)
+}
+
+/// An acquisition being reported: its `pglock.wait` span, and when it started.
+/// Apart from the acquisition's future, so that a caller awaits that future in
+/// place: an `async fn` taking it by value would hold it twice (the argument,
+/// and the instrumented copy it awaits), and a lock's future is a few kilobytes
+/// that every poll's caller then moves.
+pub(crate) struct Acquiring<'a> {
+    lock: &'a AdvisoryLock,
+    how: &'static str,
+    refusal: Refusal,
+    source: &'static str,
+    wait: Span,
+    started: Instant,
+}
+
+impl<'a> Acquiring<'a> {
+    /// Opens the span of an acquisition of `lock` for a guard of kind `G`.
+    pub(crate) fn start<G: Observed>(
+        lock: &'a AdvisoryLock,
+        how: &'static str,
+        refusal: Refusal,
+    ) -> Self {
+        Acquiring {
+            lock,
+            how,
+            refusal,
+            source: G::SOURCE,
+            wait: wait_span(lock, G::SOURCE),
+            started: Instant::now(),
         }
     }
-    outcome
+
+    /// The span the acquisition runs in.
+    pub(crate) fn span(&self) -> Span {
+        self.wait.clone()
+    }
+
+    /// Reports the acquisition's `outcome`, and starts the hold of a guard it gave.
+    pub(crate) fn end<G: Observed>(self, mut outcome: Result<G, Error>) -> Result<G, Error> {
+        let Acquiring {
+            lock,
+            how,
+            refusal,
+            source,
+            wait,
+            started,
+        } = self;
+        let waited = started.elapsed();
+        let named = outcome_name(&outcome, refusal);
+        wait.record("outcome", named);
+        wait.in_scope(|| log_acquisition(lock, how, waited, &outcome));
+        drop(wait);
+        #[cfg(feature = "metrics")]
+        metrics::acquisition(&metrics::labels(lock, source), named, waited);
+        if let Ok(guard) = &mut outcome {
+            if let Some(holding) = guard.holding() {
+                holding.start(lock, source);
+            }
+        }
+        outcome
+    }
 }
 
 /// The `outcome` label and span field of an acquisition.
