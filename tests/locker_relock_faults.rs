@@ -482,6 +482,18 @@ async fn a_replaced_connection_is_asked_its_own_pid() {
         }
         foreign.unlock(lock.key()).await;
         common::assert_released_within_1s(&observer, lock.key(), "after the round").await;
+        // The cancelled wait's session is closed in the background once its answer
+        // is read; until then it is the pool's one connection, and the next round's
+        // try (which waits for no connection) would find none.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while pool.status().size > pool.status().available {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: the cancelled wait's connection was never given back: {:?}",
+                pool.status()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
