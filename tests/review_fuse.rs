@@ -327,3 +327,93 @@ async fn a_fused_row_in_a_failed_batch_gives_the_key_to_the_waiter_of_another_pr
         locker.locks_per_session()
     );
 }
+
+type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+fn poll_once<T>(f: &mut Boxed<T>) -> std::task::Poll<T> {
+    f.as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
+/// A holder's `release()` is polled once (its unlock queued) and then dropped, its
+/// caller giving up on the answer; another task's try of the key, queued right
+/// behind it, is fused with that unlock. With another process waiting for the key
+/// in the server's queue, the unlock grants it the key and the try is refused;
+/// without, the try gets the key back. Either way the key has exactly one holder,
+/// the one told so, and nothing stays counted.
+#[tokio::test]
+async fn a_release_given_up_with_a_try_fused_behind_it_leaves_one_holder() {
+    for elsewhere_waits in [false, true] {
+        release_given_up_with_a_fused_try(elsewhere_waits).await;
+    }
+}
+
+async fn release_given_up_with_a_fused_try(elsewhere_waits: bool) {
+    let observer = common::observer().await;
+    let locker = Locker::builder(common::pool(2)).sessions(1).build();
+    let lock = AdvisoryLock::new(unique(&format!("review-fuse:release:{elsewhere_waits}")));
+    let key = bigint(&lock);
+    let holder = lock.try_acquire(&locker).await.unwrap();
+    let [ours] = holders(&observer, lock.key()).await[..] else {
+        panic!("our lock session holds the key");
+    };
+    let elsewhere = Arc::new(common::observer().await);
+    let waiting = elsewhere_waits.then(|| {
+        let elsewhere = elsewhere.clone();
+        tokio::spawn(async move {
+            elsewhere
+                .query_one("SELECT pg_backend_pid() FROM pg_advisory_lock($1)", &[&key])
+                .await
+                .map(|row| row.get::<_, i32>(0))
+        })
+    });
+    if elsewhere_waits {
+        assert_waiting(&observer, lock.key(), "the other process").await;
+    }
+
+    let mut release: Boxed<_> = Box::pin(holder.release());
+    assert!(poll_once(&mut release).is_pending(), "the unlock is queued");
+    let (l, lk) = (lock.clone(), locker.clone());
+    let mut again: Boxed<_> = Box::pin(async move { l.try_acquire(&lk).await });
+    assert!(
+        poll_once(&mut again).is_pending(),
+        "the try is queued behind it"
+    );
+    drop(release);
+    let again = tokio::time::timeout(Duration::from_secs(10), again)
+        .await
+        .expect("answered");
+    match waiting {
+        Some(waiting) => {
+            assert!(
+                matches!(again, Err(pglock::Error::Busy { .. })),
+                "the other process waited first: {again:?}"
+            );
+            let pid = tokio::time::timeout(Duration::from_secs(10), waiting)
+                .await
+                .expect("the other process gets the key")
+                .unwrap()
+                .unwrap();
+            assert_eq!(holders(&observer, lock.key()).await, [pid]);
+            elsewhere
+                .execute("SELECT pg_advisory_unlock($1)", &[&key])
+                .await
+                .unwrap();
+        }
+        None => {
+            let guard = again.expect("nobody else wants it: taken again");
+            assert!(!guard.is_lost());
+            assert_eq!(holders(&observer, lock.key()).await, [ours]);
+            let taken: bool = elsewhere
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .await
+                .unwrap()
+                .get(0);
+            assert!(!taken, "the key is ours, held once in the server");
+            guard.release().await.unwrap();
+        }
+    }
+    assert_released_within_1s(&observer, lock.key(), "at the end").await;
+    assert_eq!(locker.keys_in_use(), 0);
+    assert_eq!(locker.locks_per_session(), [0], "nothing counted");
+}
