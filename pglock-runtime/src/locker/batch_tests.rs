@@ -225,3 +225,109 @@ async fn a_batch_with_a_fused_row_on_an_ended_backend_tells_every_caller_an_erro
     assert!(!session.is_reusable(), "the session is retired");
     assert!(!batcher.is_unlocking(lock.key()), "no unlock left counted");
 }
+
+/// One key of each kind (bigint or pair, exclusive or shared), each given back and
+/// taken again in one batch (four fused rows, each its own relock code), with or
+/// without another session waiting for each key in the server's queue: with one,
+/// the unlock grants it the key and the try is refused; without, the try gets the
+/// key back. Every unlock's caller hears "held".
+#[tokio::test]
+async fn fused_rows_of_every_kind_of_key_go_first_to_the_waiters_of_another_session() {
+    for waiters in [false, true] {
+        fused_rows_of_every_kind(waiters).await;
+    }
+}
+
+async fn fused_rows_of_every_kind(waiters: bool) {
+    use crate::key::LockKey;
+    let pid = i32::try_from(std::process::id()).expect("a pid");
+    let tag = i32::from(waiters);
+    let exclusive = [
+        AdvisoryLock::new(unique(&format!("batch:fused-kinds:{waiters}"))),
+        AdvisoryLock::new(LockKey::Pair(pid, 7_000 + tag)),
+    ];
+    let shared = [
+        AdvisoryLock::new(unique(&format!("batch:fused-kinds:shared:{waiters}"))).shared(),
+        AdvisoryLock::new(LockKey::Pair(pid, 7_100 + tag)).shared(),
+    ];
+    let locks: Vec<_> = exclusive.into_iter().chain(shared).collect();
+    let session = session_for(&locks[0]).await;
+    let batcher = Batcher::start(session.clone());
+    for lock in &locks {
+        assert!(batcher.try_lock(lock).await.expect("try"), "free");
+    }
+    let mut elsewhere = Vec::new();
+    if waiters {
+        let observer = crate::testdb::shared().connect().await.expect("observer");
+        let mut pids = Vec::new();
+        for lock in &locks {
+            let client =
+                std::sync::Arc::new(crate::testdb::shared().connect().await.expect("client"));
+            pids.push(
+                client
+                    .query_one("SELECT pg_backend_pid()", &[])
+                    .await
+                    .expect("pid")
+                    .get::<_, i32>(0),
+            );
+            // Plain integers: nothing to quote.
+            let sql = match lock.key() {
+                LockKey::BigInt(k) => format!("SELECT pg_advisory_lock({k}::int8)"),
+                LockKey::Pair(a, b) => format!("SELECT pg_advisory_lock({a}, {b})"),
+            };
+            let waiting = tokio::spawn({
+                let client = client.clone();
+                async move { client.batch_execute(&sql).await }
+            });
+            elsewhere.push((client, waiting));
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let waiting: i64 = observer
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                     AND NOT granted AND pid = ANY($1)",
+                    &[&pids],
+                )
+                .await
+                .expect("pg_locks")
+                .get(0);
+            if waiting == 4 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{waiting} of 4 wait");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    let unlocks: Vec<_> = locks.iter().map(|lock| batcher.unlock(lock)).collect();
+    let mut tries: Vec<_> = locks
+        .iter()
+        .map(|lock| Box::pin(batcher.try_lock(lock)))
+        .collect();
+    for try_lock in &mut tries {
+        assert!(pending(try_lock.as_mut()), "queued behind its unlock");
+    }
+    for (lock, unlocked) in locks.iter().zip(unlocks) {
+        let unlocked = unlocked.await.expect("answered");
+        assert!(matches!(unlocked, Ok(true)), "{}: {unlocked:?}", lock.key());
+    }
+    for (lock, try_lock) in locks.iter().zip(tries) {
+        let again = try_lock.await.expect("try");
+        assert_eq!(again, !waiters, "{} taken again", lock.key());
+        let held = session.held_count(lock).await.expect("counted");
+        assert_eq!(held, i64::from(!waiters), "{} in the server", lock.key());
+    }
+    for (_client, waiting) in elsewhere {
+        waiting
+            .await
+            .expect("joined")
+            .expect("the other session got the key");
+    }
+    if !waiters {
+        for lock in &locks {
+            let unlocked = batcher.unlock(lock).await.expect("answered");
+            assert!(unlocked.expect("unlocked"), "held");
+        }
+    }
+}
