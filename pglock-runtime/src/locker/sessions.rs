@@ -150,14 +150,23 @@ impl Sessions {
         session: &Arc<Session>,
         lock: &AdvisoryLock,
     ) -> Result<bool, Error> {
-        let Some((slot, batcher)) = self.slot_of(session) else {
+        let Some((_, batcher)) = self.slot_of(session) else {
             return session.try_lock(lock).await;
         };
         let granted = batcher.try_lock(lock).await;
         if let Ok(true) = granted {
-            slot.held.fetch_add(1, Ordering::AcqRel);
+            self.count_grant(session);
         }
         granted
+    }
+
+    /// One lock more on `session`'s slot, if the slot still has that session: a
+    /// grant heard after the session was retired and replaced is no lock of the new
+    /// session's, and counted there it would never be taken off again.
+    fn count_grant(&self, session: &Arc<Session>) {
+        if let Some((slot, _)) = self.slot_of(session) {
+            slot.held.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Gives `lock`'s key back to the server and asks for it again at once, in one
@@ -174,7 +183,7 @@ impl Sessions {
         slot.count_one_fewer();
         let answer = batcher.relock(lock).await;
         if let Ok(true) = answer {
-            slot.held.fetch_add(1, Ordering::AcqRel);
+            self.count_grant(session);
         }
         Some(answer)
     }

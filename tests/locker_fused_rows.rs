@@ -1,4 +1,4 @@
-//! Adversarial review of the Locker's fused rows (an unlock and the try of its key
+//! The Locker's fused rows (an unlock and the try of its key
 //! right after it, sent in one batch row as a relock), against the live server:
 //! fairness to another process's readers and writers, and the lock session's
 //! backend cancelled while tasks give their keys back and take them again at once.

@@ -1,4 +1,4 @@
-//! Adversarial review: a lock slot's count of held locks (which picks the session
+//! A lock slot's count of held locks (which picks the session
 //! for new locks) after its lock session is retired with a try still on its way.
 //!
 //! The schedule is fixed by hand on a current-thread runtime: the lock session's
