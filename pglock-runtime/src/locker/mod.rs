@@ -300,6 +300,14 @@ impl LockSource for Locker {
         patience: Patience,
     ) -> Result<LockerGuard, Error> {
         let mut guard = self.inner.acquire(lock, patience).await?;
+        if guard.is_lost() {
+            // Granted on a lock session retired meanwhile (a try still on its way
+            // when a cancel or a lost connection retired it): the caller is told,
+            // not handed a guard whose body would start without the lock.
+            return Err(Error::LockLost {
+                lock: lock.id().clone(),
+            });
+        }
         // Also after a handoff inside the process: each holder takes its own
         // token, after the previous holder let go.
         fence::take_if_fenced(&mut guard).await?;
