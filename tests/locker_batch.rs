@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::counted::{self, calls};
+use common::lock_table::{self, advisory_held, advisory_held_becomes};
 use common::{named_pool, unique};
 use futures_util::future::join_all;
 use pglock::{AdvisoryLock, LockKey, Locker, LockerGuard};
@@ -109,34 +110,6 @@ async fn a_new_lock_goes_on_the_session_holding_fewest() {
     held_becomes(&observer, &application, 0).await;
 }
 
-/// Advisory locks granted to anyone.
-async fn advisory_held(client: &tokio_postgres::Client) -> i64 {
-    client
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
-            &[],
-        )
-        .await
-        .expect("pg_locks")
-        .get(0)
-}
-
-/// Polls until `advisory_held` is `expected`.
-async fn advisory_held_becomes(client: &tokio_postgres::Client, expected: i64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let held = advisory_held(client).await;
-        if held == expected {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{held} advisory locks held, {expected} expected"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Takes `keys` through `locker` all at once, each in a task of its own.
 async fn take_concurrently(
     locker: &Locker,
@@ -196,27 +169,15 @@ async fn five_thousand_locks_taken_together_go_in_few_statements() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_batch_past_the_lock_table_each_caller_gets_its_own_answer() {
-    let cluster = pglock::testdb::Cluster::start_with(&[
-        ("max_locks_per_transaction", "10"),
-        ("max_connections", "20"),
-    ])
-    .unwrap();
+    let cluster = lock_table::small_cluster();
     let locker = Locker::builder(cluster.db().pool(2)).sessions(1).build();
     let observer = cluster.db().connect().await.unwrap();
-    let mut held = Vec::new();
-    loop {
-        match AdvisoryLock::new(LockKey::Pair(1, held.len() as i32))
-            .try_acquire(&locker)
-            .await
-        {
-            Ok(guard) => held.push(guard),
-            Err(pglock::Error::LockTableFull { .. }) => break,
-            Err(error) => panic!("{error}"),
-        }
-    }
     // Room for a few more: a burst of tries then has to fail in its middle.
-    held.truncate(held.len() - 20);
-    advisory_held_becomes(&observer, held.len() as i64).await;
+    let held: Vec<_> = lock_table::fill_all_but_a_few(&locker, &observer)
+        .await
+        .into_iter()
+        .map(|(_, guard)| guard)
+        .collect();
 
     let answers = take_concurrently(&locker, (0..200).map(|k| LockKey::Pair(2, k))).await;
     let mut granted = Vec::new();
@@ -302,25 +263,10 @@ async fn tasks_retaking_their_keys_at_once_still_share_statements() {
 /// the rows go in one batch.
 #[tokio::test]
 async fn fused_rows_in_a_batch_past_the_lock_table_give_each_caller_its_own_answer() {
-    let cluster = pglock::testdb::Cluster::start_with(&[
-        ("max_locks_per_transaction", "10"),
-        ("max_connections", "20"),
-        ("log_statement", "all"),
-    ])
-    .unwrap();
+    let cluster = lock_table::small_cluster();
     let locker = Locker::builder(cluster.db().pool(2)).sessions(1).build();
     let observer = cluster.db().connect().await.unwrap();
-    let mut held = Vec::new();
-    loop {
-        let lock = AdvisoryLock::new(LockKey::Pair(1, held.len() as i32));
-        match lock.try_acquire(&locker).await {
-            Ok(guard) => held.push((lock, guard)),
-            Err(pglock::Error::LockTableFull { .. }) => break,
-            Err(error) => panic!("{error}"),
-        }
-    }
-    held.truncate(held.len() - 20);
-    advisory_held_becomes(&observer, held.len() as i64).await;
+    let mut held = lock_table::fill_all_but_a_few(&locker, &observer).await;
 
     let retaken: Vec<_> = held.split_off(held.len() - 10);
     let (locks, guards): (Vec<_>, Vec<_>) = retaken.into_iter().unzip();

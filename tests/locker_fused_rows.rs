@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::lock_table::{self, advisory_held_becomes};
 use common::{assert_released_within_1s, assert_waiting, holders, lock_rows, unique};
 use pglock::{AdvisoryLock, LockKey, Locker};
 
@@ -201,32 +202,6 @@ async fn tasks_under_cancels(retake: bool) {
     );
 }
 
-/// -1 while the lock table is too full to read `pg_locks`.
-async fn advisory_held(client: &tokio_postgres::Client) -> i64 {
-    client
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
-            &[],
-        )
-        .await
-        .map_or(-1, |row| row.get(0))
-}
-
-async fn advisory_held_becomes(client: &tokio_postgres::Client, expected: i64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let held = advisory_held(client).await;
-        if held == expected {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{held} advisory locks held, {expected} expected"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// A key given back and taken again at once (a fused row, first in its batch)
 /// while another process waits for it in the server's queue, in a batch that fills
 /// the lock table and fails: read back request by request, the unlock is done once
@@ -234,25 +209,10 @@ async fn advisory_held_becomes(client: &tokio_postgres::Client, expected: i64) {
 /// one holder, the other process; every other caller holds exactly what it is told.
 #[tokio::test]
 async fn a_fused_row_in_a_failed_batch_gives_the_key_to_the_waiter_of_another_process() {
-    let cluster = pglock::testdb::Cluster::start_with(&[
-        ("max_locks_per_transaction", "10"),
-        ("max_connections", "20"),
-        ("log_statement", "all"),
-    ])
-    .unwrap();
+    let cluster = lock_table::small_cluster();
     let locker = Locker::builder(cluster.db().pool(2)).sessions(1).build();
     let observer = cluster.db().connect().await.unwrap();
-    let mut held = Vec::new();
-    loop {
-        let lock = AdvisoryLock::new(LockKey::Pair(1, held.len() as i32));
-        match lock.try_acquire(&locker).await {
-            Ok(guard) => held.push(guard),
-            Err(pglock::Error::LockTableFull { .. }) => break,
-            Err(error) => panic!("{error}"),
-        }
-    }
-    held.truncate(held.len() - 20);
-    advisory_held_becomes(&observer, held.len() as i64).await;
+    let held = lock_table::fill_all_but_a_few(&locker, &observer).await;
     let lock = AdvisoryLock::new(LockKey::Pair(7, 7));
     let guard = lock.try_acquire(&locker).await.unwrap();
     let [ours] = holders(&observer, lock.key()).await[..] else {

@@ -1,5 +1,6 @@
 //! What the live tests share, one helper for each job: connections to the test
-//! database (`server`), clusters that count their statements (`counted`), one backend's pid and statement (`backend`), `pg_locks` as
+//! database (`server`), clusters that count their statements (`counted`), a small lock table filled
+//! through a Locker (`lock_table`), one backend's pid and statement (`backend`), `pg_locks` as
 //! the judge of who holds or waits for what (`pg_locks`), a session outside the
 //! library that holds keys (`foreign`), the error type of annotated fns
 //! (`app_error`), how their bodies end (`exit`), a nested wait dropped beside its
@@ -14,6 +15,7 @@ pub mod counted;
 pub mod examples;
 pub mod exit;
 pub mod foreign;
+pub mod lock_table;
 pub mod nested_cancel;
 pub mod pg_locks;
 pub mod server;
