@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use common::lock_table::advisory_held_becomes;
 use common::{holders, unique};
 use pglock::{AdvisoryLock, LockKey, Locker, LockerGuard};
 
@@ -25,31 +26,6 @@ type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 fn poll_once<T>(f: &mut Boxed<T>) -> Poll<T> {
     f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-}
-
-async fn advisory_held(client: &tokio_postgres::Client) -> i64 {
-    // -1 while the lock table is too full to read pg_locks.
-    client
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
-            &[],
-        )
-        .await
-        .map_or(-1, |row| row.get(0))
-}
-
-async fn advisory_held_becomes(client: &tokio_postgres::Client, expected: i64) -> Result<(), i64> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = advisory_held(client).await;
-        if now == expected {
-            return Ok(());
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(now);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Holder H holds `lock`, W waits in the process; H's `release()` (past
@@ -224,10 +200,7 @@ async fn abandoned_grant_then_failed_batch(relock: bool) {
     );
     // Make room in the lock table (pg_locks itself needs some); W's guard kept.
     drop((held, try_y, try_x));
-    advisory_held_becomes(&observer, i64::from(next.is_some()))
-        .await
-        .ok();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    advisory_held_becomes(&observer, i64::from(next.is_some())).await;
     let Some(next) = next else {
         println!("W was refused: the lock table is full");
         assert!(holders(&observer, k.key()).await.is_empty());
