@@ -25,11 +25,7 @@ use crate::session::Session;
 use crate::spawn::spawn_or_drop;
 use crate::sql::{self, BatchParams, Op};
 
-use super::request::Request;
-
-/// The server's answer to one request: whether the try was granted, or whether the
-/// unlocked key was held.
-pub(super) type Answer = Result<bool, Error>;
+use super::request::{Answer, Request};
 
 /// At most this many requests in one statement: a batch failing in its last row is
 /// replayed alone request by request, which must stay short.

@@ -10,10 +10,13 @@
 
 use tokio::sync::oneshot;
 
+use crate::error::Error;
 use crate::lock::AdvisoryLock;
 use crate::sql::Op;
 
-use super::batch::Answer;
+/// The server's answer to one request: whether the try was granted, or whether the
+/// unlocked key was held.
+pub(super) type Answer = Result<bool, Error>;
 
 /// A try, unlock or relock for one caller; or an unlock and a try fused.
 pub(super) struct Request {
