@@ -15,6 +15,7 @@ mod common;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Waker};
 
 use common::pg_locks::PATIENCE;
@@ -41,6 +42,37 @@ fn locker() -> Locker {
         .sessions(1)
         .handoff_limit(0)
         .build()
+}
+
+/// A Locker on one lock session, with the default handoff limit.
+fn one_session_locker() -> Locker {
+    Locker::builder(counted_cluster().db().pool(2))
+        .sessions(1)
+        .build()
+}
+
+/// A session of another process, its pid, and its wait for `lock` in the server's
+/// queue, sent now and answered once granted.
+async fn wait_elsewhere(
+    lock: &AdvisoryLock,
+) -> (
+    Arc<tokio_postgres::Client>,
+    i32,
+    JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
+    let elsewhere = Arc::new(counted_cluster().db().connect().await.unwrap());
+    let pid = common::backend::pid_of(&elsewhere).await;
+    let key = key_of(lock);
+    let waiting = tokio::spawn({
+        let elsewhere = elsewhere.clone();
+        async move {
+            elsewhere
+                .execute("SELECT pg_advisory_lock($1)", &[&key])
+                .await
+                .map(drop)
+        }
+    });
+    (elsewhere, pid, waiting)
 }
 
 type Acquiring = Pin<Box<dyn Future<Output = Result<LockerGuard, pglock::Error>> + Send>>;
@@ -129,23 +161,8 @@ async fn a_key_given_back_goes_first_to_a_waiter_of_another_process() {
     };
 
     // Another process waits in the server's queue, then a task of ours in the process.
-    let elsewhere = counted_cluster().db().connect().await.unwrap();
-    let elsewhere_pid: i32 = elsewhere
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (elsewhere, elsewhere_pid, waiting_elsewhere) = wait_elsewhere(&lock).await;
     let key = key_of(&lock);
-    let elsewhere = std::sync::Arc::new(elsewhere);
-    let waiting_elsewhere = tokio::spawn({
-        let elsewhere = elsewhere.clone();
-        async move {
-            elsewhere
-                .execute("SELECT pg_advisory_lock($1)", &[&key])
-                .await
-                .map(drop)
-        }
-    });
     let waiter = assert_waiting(&observer, lock.key(), "the other process").await;
     assert_eq!(waiter.pid, elsewhere_pid);
     let next = queued(&lock, &locker);
@@ -187,9 +204,7 @@ const RELOCK_TEXT: &str = "CASE WHEN pg_catalog.pg_advisory_unlock(";
 async fn a_task_retaking_its_key_at_once_gives_it_back_and_takes_it_again_in_one_statement() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let observer = observer().await;
-    let locker = Locker::builder(counted_cluster().db().pool(2))
-        .sessions(1)
-        .build();
+    let locker = one_session_locker();
     let lock = AdvisoryLock::new(unique("relock:retaken"));
     let mut guard = lock.try_acquire(&locker).await.unwrap();
     let [session] = holders(&observer, lock.key()).await[..] else {
@@ -221,22 +236,11 @@ async fn a_task_retaking_its_key_at_once_gives_it_back_and_takes_it_again_in_one
 async fn a_key_retaken_at_once_goes_first_to_a_waiter_of_another_process() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let observer = observer().await;
-    let locker = Locker::builder(counted_cluster().db().pool(2))
-        .sessions(1)
-        .build();
+    let locker = one_session_locker();
     let lock = AdvisoryLock::new(unique("relock:retaken-elsewhere"));
     let guard = lock.try_acquire(&locker).await.unwrap();
-    let elsewhere = std::sync::Arc::new(counted_cluster().db().connect().await.unwrap());
+    let (elsewhere, elsewhere_pid, waiting_elsewhere) = wait_elsewhere(&lock).await;
     let key = key_of(&lock);
-    let waiting_elsewhere = tokio::spawn({
-        let elsewhere = elsewhere.clone();
-        async move {
-            elsewhere
-                .query_one("SELECT pg_backend_pid() FROM pg_advisory_lock($1)", &[&key])
-                .await
-                .map(|row| row.get::<_, i32>(0))
-        }
-    });
     assert_waiting(&observer, lock.key(), "the other process").await;
     common::counted::reset(&observer).await;
 
@@ -246,7 +250,7 @@ async fn a_key_retaken_at_once_goes_first_to_a_waiter_of_another_process() {
         matches!(again, Err(pglock::Error::Busy { .. })),
         "the other process's waiter went first: {again:?}"
     );
-    let elsewhere_pid = tokio::time::timeout(PATIENCE, waiting_elsewhere)
+    tokio::time::timeout(PATIENCE, waiting_elsewhere)
         .await
         .expect("the other process gets the key")
         .unwrap()

@@ -28,6 +28,39 @@ fn poll_once<T>(f: &mut Boxed<T>) -> Poll<T> {
     f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
 }
 
+/// Another process taking `key` in the server's queue with a plain client, over and
+/// over until `stop`: `enter` once granted, `leave` before it unlocks. Returns its
+/// turns.
+fn other_process_writer(
+    key: i64,
+    stop: Arc<AtomicBool>,
+    enter: impl Fn() + Send + 'static,
+    leave: impl Fn() + Send + 'static,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let client = common::observer().await;
+        let mut turns = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&key])
+                .await
+                .unwrap();
+            enter();
+            tokio::time::sleep(Duration::from_micros(200)).await;
+            leave();
+            let held: bool = client
+                .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+                .await
+                .unwrap()
+                .get(0);
+            assert!(held);
+            turns += 1;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        turns
+    })
+}
+
 /// Holder H holds `lock`, W waits in the process; H's `release()` (past
 /// handoff_limit(0): a relock) is polled once, so the relock is queued on the lock
 /// session, then dropped. Its asking turn passes to W, whose try is queued right
@@ -317,32 +350,7 @@ async fn hammer(limit: u32, sessions: usize, seed: u64, drop_releases: bool) {
             }
         }));
     }
-    // Another process: takes the key with a plain client, in the server's queue.
-    let foreign = {
-        let (enter, leave, stop) = (enter.clone(), leave.clone(), stop.clone());
-        tokio::spawn(async move {
-            let client = common::observer().await;
-            let mut n = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                client
-                    .execute("SELECT pg_advisory_lock($1)", &[&key])
-                    .await
-                    .unwrap();
-                enter();
-                tokio::time::sleep(Duration::from_micros(200)).await;
-                leave();
-                let held: bool = client
-                    .query_one("SELECT pg_advisory_unlock($1)", &[&key])
-                    .await
-                    .unwrap()
-                    .get(0);
-                assert!(held);
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            n
-        })
-    };
+    let foreign = other_process_writer(key, stop.clone(), enter.clone(), leave.clone());
     tokio::time::sleep(Duration::from_secs(6)).await;
     stop.store(true, Ordering::SeqCst);
     for task in tasks {
@@ -552,31 +560,18 @@ async fn hammer_shared_and_exclusive_limit_0() {
             entries
         }));
     }
-    let foreign = {
-        let (enter, leave, stop) = (enter.clone(), leave.clone(), stop.clone());
-        tokio::spawn(async move {
-            let client = common::observer().await;
-            let mut n = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                client
-                    .execute("SELECT pg_advisory_lock($1)", &[&key])
-                    .await
-                    .unwrap();
-                enter(true);
-                tokio::time::sleep(Duration::from_micros(200)).await;
-                leave(true);
-                let held: bool = client
-                    .query_one("SELECT pg_advisory_unlock($1)", &[&key])
-                    .await
-                    .unwrap()
-                    .get(0);
-                assert!(held);
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            n
-        })
-    };
+    let foreign = other_process_writer(
+        key,
+        stop.clone(),
+        {
+            let enter = enter.clone();
+            move || enter(true)
+        },
+        {
+            let leave = leave.clone();
+            move || leave(true)
+        },
+    );
     tokio::time::sleep(Duration::from_secs(6)).await;
     stop.store(true, Ordering::SeqCst);
     let mut entries = 0;
