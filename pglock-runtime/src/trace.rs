@@ -103,12 +103,12 @@ impl<'a> Acquiring<'a> {
             started,
         } = self;
         let waited = started.elapsed();
-        let named = outcome_name(&outcome, refusal);
-        wait.record("outcome", named);
+        let named = Outcome::of(&outcome, refusal);
+        wait.record("outcome", named.name());
         wait.in_scope(|| log_acquisition(lock, how, waited, &outcome));
         drop(wait);
         #[cfg(feature = "metrics")]
-        metrics::acquisition(&metrics::labels(lock, source), named, waited);
+        metrics::acquisition(metrics::series(lock, source), named, waited);
         if let Ok(guard) = &mut outcome {
             if let Some(holding) = guard.holding() {
                 holding.start(lock, source);
@@ -118,17 +118,61 @@ impl<'a> Acquiring<'a> {
     }
 }
 
-/// The `outcome` label and span field of an acquisition.
-fn outcome_name<G>(outcome: &Result<G, Error>, refusal: Refusal) -> &'static str {
-    match outcome {
-        Ok(_) => "acquired",
-        Err(Error::Busy { .. } | Error::Timeout { .. }) if refusal == Refusal::Skips => "skipped",
-        Err(Error::Busy { .. }) => "busy",
-        Err(Error::Timeout { .. }) => "timeout",
-        Err(Error::WouldDeadlock { .. }) => "would_deadlock",
-        Err(Error::Deadlock { .. }) => "deadlock",
-        Err(Error::LockLost { .. }) => "lost",
-        Err(_) => "error",
+/// How an acquisition ended, as the `outcome` label and span field name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Acquired,
+    Skipped,
+    Busy,
+    Timeout,
+    WouldDeadlock,
+    Deadlock,
+    Lost,
+    Error,
+}
+
+impl Outcome {
+    /// Every outcome, in the order of their discriminants.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) const ALL: [Outcome; 8] = [
+        Outcome::Acquired,
+        Outcome::Skipped,
+        Outcome::Busy,
+        Outcome::Timeout,
+        Outcome::WouldDeadlock,
+        Outcome::Deadlock,
+        Outcome::Lost,
+        Outcome::Error,
+    ];
+
+    /// The outcome of an acquisition that gave `outcome`.
+    fn of<G>(outcome: &Result<G, Error>, refusal: Refusal) -> Self {
+        match outcome {
+            Ok(_) => Outcome::Acquired,
+            Err(Error::Busy { .. } | Error::Timeout { .. }) if refusal == Refusal::Skips => {
+                Outcome::Skipped
+            }
+            Err(Error::Busy { .. }) => Outcome::Busy,
+            Err(Error::Timeout { .. }) => Outcome::Timeout,
+            Err(Error::WouldDeadlock { .. }) => Outcome::WouldDeadlock,
+            Err(Error::Deadlock { .. }) => Outcome::Deadlock,
+            Err(Error::LockLost { .. }) => Outcome::Lost,
+            Err(_) => Outcome::Error,
+        }
+    }
+
+    /// The label's value.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Outcome::Acquired => "acquired",
+            Outcome::Skipped => "skipped",
+            Outcome::Busy => "busy",
+            Outcome::Timeout => "timeout",
+            Outcome::WouldDeadlock => "would_deadlock",
+            Outcome::Deadlock => "deadlock",
+            Outcome::Lost => "lost",
+            Outcome::Error => "error",
+        }
     }
 }
 
@@ -172,7 +216,7 @@ pub struct Holding {
 struct Open {
     span: Span,
     #[cfg(feature = "metrics")]
-    labels: metrics::Labels,
+    series: &'static metrics::Series,
 }
 
 impl Holding {
@@ -185,10 +229,10 @@ impl Holding {
         let open = Open {
             span: hold_span(lock, source),
             #[cfg(feature = "metrics")]
-            labels: metrics::labels(lock, source),
+            series: metrics::series(lock, source),
         };
         #[cfg(feature = "metrics")]
-        metrics::hold_started(&open.labels);
+        metrics::hold_started(open.series);
         self.open = Some(Box::new(open));
     }
 
@@ -206,7 +250,7 @@ impl Holding {
         open.span
             .in_scope(|| released_event(name, key, mode, held_us, lost));
         #[cfg(feature = "metrics")]
-        metrics::hold_ended(&open.labels, held, lost);
+        metrics::hold_ended(open.series, held, lost);
     }
 }
 
@@ -268,13 +312,17 @@ mod tests {
         });
         let lost = Err::<(), _>(Error::LockLost { lock: lock() });
         let would = Err::<(), _>(Error::WouldDeadlock { lock: lock() });
-        assert_eq!(outcome_name(&Ok(()), Refusal::Fails), "acquired");
-        assert_eq!(outcome_name(&busy, Refusal::Fails), "busy");
-        assert_eq!(outcome_name(&timeout, Refusal::Fails), "timeout");
-        assert_eq!(outcome_name(&busy, Refusal::Skips), "skipped");
-        assert_eq!(outcome_name(&timeout, Refusal::Skips), "skipped");
-        assert_eq!(outcome_name(&lost, Refusal::Fails), "lost");
-        assert_eq!(outcome_name(&lost, Refusal::Skips), "lost");
-        assert_eq!(outcome_name(&would, Refusal::Skips), "would_deadlock");
+        let name = |outcome, refusal| Outcome::of(outcome, refusal).name();
+        assert_eq!(name(&Ok(()), Refusal::Fails), "acquired");
+        assert_eq!(name(&busy, Refusal::Fails), "busy");
+        assert_eq!(name(&timeout, Refusal::Fails), "timeout");
+        assert_eq!(name(&busy, Refusal::Skips), "skipped");
+        assert_eq!(name(&timeout, Refusal::Skips), "skipped");
+        assert_eq!(name(&lost, Refusal::Fails), "lost");
+        assert_eq!(name(&lost, Refusal::Skips), "lost");
+        assert_eq!(name(&would, Refusal::Skips), "would_deadlock");
+        for (i, outcome) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome as usize, i, "{outcome:?} indexes its series");
+        }
     }
 }
