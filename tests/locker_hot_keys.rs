@@ -2,7 +2,8 @@
 //! key a try found busy moments ago is waited for without trying again (counted by
 //! `pg_stat_statements`), and the connection a wait held its key on is kept for the
 //! next wait, which reads the unlock's reply, so waits spawn no task each (counted
-//! by `spawned_tasks`), with parking off as the control.
+//! by `spawned_tasks`), with parking off as the control; and a connection watched
+//! again is not asked its backend again.
 
 mod common;
 
@@ -253,4 +254,36 @@ async fn a_wait_right_after_a_release_waits_on_the_connection_just_let_go() {
     );
     second.free().await;
     drop(waiting.await.unwrap().expect("granted"));
+}
+
+/// What the loss watch asks a connection to learn its backend's start
+/// (`pg_stat_activity`, about 2 ms of server time with a couple of hundred backends).
+const BACKEND_QUERY: &str =
+    "a.backend_start)::pg_catalog.text FROM pg_catalog.pg_stat_activity a WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()";
+
+/// With parking off, every wait checks its connection out anew and watches it for
+/// loss, and the watch wants the backend's start. A pool of 2 has at most 2
+/// connections, so over 20 waits the start is asked at most twice: once per
+/// connection, not once per watch (21 times before it was remembered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_watched_again_is_not_asked_its_backend_again() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    const WAITS: usize = 20;
+    pglock::__private::set_release_parking(false);
+    let (cluster, observer) = counting_cluster().await;
+    let holder = Holder::new(&cluster, (13, 1)).await;
+    let pool = cluster.db().pool(2);
+    let locker = Locker::builder(pool.clone()).sessions(1).build();
+    for _ in 0..WAITS {
+        holder.hold(&observer).await;
+        one_wait(&locker, &holder, &observer, || async {}).await;
+    }
+    pglock::__private::set_release_parking(true);
+    let asked = calls(&observer, BACKEND_QUERY).await;
+    let connections = pool.status().size;
+    assert!(asked >= 1, "the watch asked for the backend");
+    assert!(
+        asked as usize <= connections,
+        "asked {asked} times over {WAITS} waits on {connections} connections"
+    );
 }

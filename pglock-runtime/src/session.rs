@@ -682,11 +682,16 @@ impl Watched for Session {
     }
 
     async fn identify(self: Arc<Self>) -> Option<Backend> {
+        if let Some(known) = pids::remembered_backend(self.client()) {
+            return Some(known);
+        }
         let row = self.client().query_one(sql::BACKEND, &[]).await.ok()?;
-        Some(Backend {
+        let backend = Backend {
             pid: row.try_get(0).ok()?,
             started: row.try_get(1).ok()?,
-        })
+        };
+        pids::remember_backend(self.client(), &backend);
+        Some(backend)
     }
 
     async fn end_backend(&self, backend: Backend) {
