@@ -9,7 +9,7 @@
 //! cargo bench --bench locks -- held              # 16 tasks with and without 5,000 other locks held
 //! cargo bench --bench locks -- capacity          # only the capacity section (5,000 locks on one session)
 //! cargo bench --bench locks -- scaling           # only the scaling section (writes benches/scaling.svg)
-//! cargo bench --bench locks -- fleet             # only the fleet: 12 processes through a Pool, then a Locker
+//! cargo bench --bench locks -- fleet             # only the fleet: 12 processes through a Pool and a Locker, twice each
 //! cargo bench --bench locks -- uncontended/runtime_drop   # one scenario beside its baseline and limit
 //! cargo bench --bench locks -- --solo uncontended/runtime_drop   # that scenario alone (for perf)
 //! cargo bench --bench locks -- --statements      # statements per call, from the server log (no timing)
