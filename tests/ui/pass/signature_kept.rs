@@ -53,7 +53,7 @@ pub mod shipping {
         T: Sync,
         L: Display + ?Sized + Sync,
     {
-        let _client: &deadpool_postgres::Client = &conn;
+        let _client: &deadpool_postgres::Client = conn;
         if items.is_empty() {
             return Ok(Vec::new());
         }

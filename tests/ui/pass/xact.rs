@@ -24,7 +24,9 @@ impl From<tokio_postgres::Error> for AppError {
 
 #[advisory_locked(key = "invoice:{id}", xact = tx)]
 async fn by_ref(tx: &Transaction<'_>, id: i64) -> Result<u64, AppError> {
-    let n = tx.execute("UPDATE invoices SET paid = true WHERE id = $1", &[&id]).await?;
+    let n = tx
+        .execute("UPDATE invoices SET paid = true WHERE id = $1", &[&id])
+        .await?;
     Ok(n)
 }
 
