@@ -23,7 +23,7 @@
 //! | `in_flight` | a statement sent and not answered yet, cleaned up if dropped |
 //! | `sql` | every statement text, bind parameters and `pg_locks` key columns |
 //! | `patience` | how long to wait: `Try`, `Forever` or `Until` a deadline |
-//! | `error`, `trace`, `metrics` | the one `Error` enum; what is told to `tracing` (events and spans) and, with the `metrics` feature, to `metrics` |
+//! | `error`, `trace`, `metrics`, `outcome` | the one `Error` enum; what is told to `tracing` (events and spans) and, with the `metrics` feature, to `metrics`; how an acquisition ended, as both name it |
 //! | `lock`, `key`, `scope` | the lock's identity (`AdvisoryLock`, `LockKey`), and who owns a session |
 //! | `drop_guard`, `spawn`, `mutex` | small tools: armed-until-used, spawn-if-a-runtime, poison-tolerant locking |
 //!
@@ -49,6 +49,7 @@ mod loss;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod mutex;
+mod outcome;
 mod patience;
 mod release;
 mod scope;

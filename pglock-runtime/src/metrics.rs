@@ -29,7 +29,7 @@ use metrics::{Key, Label, Level, Metadata};
 use crate::key::LockKey;
 use crate::lock::{AdvisoryLock, LockMode};
 use crate::mutex::lock_unpoisoned;
-use crate::trace::Outcome;
+use crate::outcome::Outcome;
 
 /// The `name` label of a lock whose name is not known at compile time.
 pub(crate) const DYNAMIC: &str = "(dynamic)";
