@@ -1,6 +1,15 @@
-//! What `#[advisory_locked]` rejects, and how the rejection reads: trybuild
-//! compiles each case in `fail/`. What it accepts is the cases in `pass/`, each a
-//! test target of this package (see its `Cargo.toml`).
+//! What `#[advisory_locked]` accepts and what it rejects, and how the rejection
+//! reads: trybuild compiles each case in `pass/` and `fail/`.
+
+/// Every shape the attribute supports compiles, without warnings. Through trybuild,
+/// in a project of its own, and not as test targets of this package: `cargo test
+/// --workspace` would build those with the features that other packages'
+/// dev-dependencies turn on (`testdb`, `metrics`), which a user's crate does not
+/// have, so a case could compile only thanks to one of them.
+#[test]
+fn ui_pass() {
+    trybuild::TestCases::new().pass("pass/*.rs");
+}
 
 /// Each mistake gives one error, worded and placed as the reviewed `.stderr` says.
 ///

@@ -1,8 +1,6 @@
 //! Generic fns: type and lifetime parameters, `where` clauses, any expression as
 //! the lock source.
 #![deny(warnings)]
-// A named lifetime parameter is one of the shapes under test.
-#![allow(clippy::needless_lifetimes)]
 
 use std::fmt::Display;
 use std::ops::Deref;
