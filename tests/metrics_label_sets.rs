@@ -55,6 +55,16 @@ fn leaked(text: &str) -> &'static str {
     Box::leak(text.to_string().into_boxed_str())
 }
 
+/// Takes `lock` from `pool` and releases it.
+async fn take_and_release(lock: &AdvisoryLock, pool: &deadpool_postgres::Pool) {
+    lock.try_acquire(pool)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+}
+
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -71,7 +81,7 @@ fn alternating_label_sets_on_one_thread_each_count_on_their_own_series() {
     const ROUNDS: usize = 3;
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let name = leaked(&unique("review-s7-alternating"));
+    let name = leaked(&unique("metrics-alternating"));
     let same_text = leaked(name);
     assert!(!std::ptr::eq(name, same_text), "two allocations");
     let key = LockKey::from_name(name);
@@ -87,34 +97,11 @@ fn alternating_label_sets_on_one_thread_each_count_on_their_own_series() {
             let pool = common::pool(2);
             let locker = Locker::new(common::pool(2));
             for _ in 0..ROUNDS {
-                exclusive
-                    .try_acquire(&pool)
-                    .await
-                    .unwrap()
-                    .release()
-                    .await
-                    .unwrap();
-                shared
-                    .try_acquire(&pool)
-                    .await
-                    .unwrap()
-                    .release()
-                    .await
-                    .unwrap();
-                pair.try_acquire(&pool)
-                    .await
-                    .unwrap()
-                    .release()
-                    .await
-                    .unwrap();
+                for lock in [&exclusive, &shared, &pair] {
+                    take_and_release(lock, &pool).await;
+                }
                 drop(in_locker.acquire(&locker).await.unwrap());
-                other_str
-                    .try_acquire(&pool)
-                    .await
-                    .unwrap()
-                    .release()
-                    .await
-                    .unwrap();
+                take_and_release(&other_str, &pool).await;
             }
         })
     });
@@ -168,7 +155,7 @@ fn alternating_label_sets_on_one_thread_each_count_on_their_own_series() {
 /// on its local recorder only, while another thread keeps counting globally.
 #[test]
 fn a_late_global_recorder_and_a_threads_local_one_each_see_their_own_events() {
-    let name = leaked(&unique("review-s7-recorders"));
+    let name = leaked(&unique("metrics-recorders"));
     let lock = AdvisoryLock::from_static(name, LockKey::from_name(name));
     // The same label set on another key: the two threads lock at the same time.
     let other_key = AdvisoryLock::from_static(name, LockKey::from_name(&unique(name)));
@@ -183,15 +170,7 @@ fn a_late_global_recorder_and_a_threads_local_one_each_see_their_own_events() {
     // Each thread's pool is made on its runtime: a connection's task runs there.
     let once = |lock: &AdvisoryLock| {
         let lock = lock.clone();
-        async move {
-            let pool = common::pool(1);
-            lock.try_acquire(&pool)
-                .await
-                .unwrap()
-                .release()
-                .await
-                .unwrap()
-        }
+        async move { take_and_release(&lock, &common::pool(1)).await }
     };
     // Before any recorder: this thread's cache now holds the set.
     runtime.block_on(once(&lock));
