@@ -6,6 +6,9 @@
 //! run the same calls with parking turned off (each unlock finished by a task of
 //! its own, the path parking replaced) and show the tasks and statements it adds.
 //!
+//! The same for a Locker's drop path: one relock statement per call, sent by the
+//! lock session's batch task, no task spawned.
+//!
 //! Also here: a guard dropped with nothing after it still frees its lock and its
 //! connection at once, and an unlock that fails while travelling with the next
 //! statement is still reported, and its session closed.
@@ -191,6 +194,57 @@ async fn ten_thousand_waits_through_a_pool_spawn_no_task_and_add_no_statement() 
     pglock::__private::set_release_parking(true);
     assert_one_round_trip_per_call(&cost_of(10_000, true, same_key).await);
     assert_about_one_round_trip_per_call(&cost_of(10_000, true, new_key).await);
+}
+
+#[advisory_locked(key = "one-trip-locker", pool = locker)]
+async fn through_locker(locker: &pglock::Locker) -> Result<(), pglock::Error> {
+    Ok(())
+}
+
+/// The Locker's drop path: each call's dropped guard queues its unlock on the lock
+/// session, and the next call's try of the key goes with it, as one relock
+/// statement, sent by the session's batch task: no task spawned per call, and one
+/// statement per call. On a current-thread runtime the unlock and the next try are
+/// both queued before the batch task runs, every call.
+#[tokio::test]
+async fn ten_thousand_calls_through_a_locker_spawn_no_task_and_cost_one_statement_each() {
+    const CALLS: i64 = 10_000;
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let observer = counting_observer().await;
+    let locker = pglock::Locker::builder(counted_cluster().db().pool(2))
+        .sessions(1)
+        .build();
+    through_locker(&locker).await.unwrap(); // warm: session open, watcher started
+    common::counted::reset(&observer).await;
+    let spawned_before = pglock::__private::spawned_tasks();
+    for _ in 0..CALLS {
+        through_locker(&locker).await.unwrap();
+    }
+    let spawned = pglock::__private::spawned_tasks() - spawned_before;
+    assert!(spawned <= 2, "{spawned} tasks spawned over {CALLS} calls");
+    // The warm-up's unlock goes alone while the counts are reset (the batch task
+    // runs then, counted before or after the reset), so the first call's try goes
+    // alone too; every later call is one relock, and the last call's unlock goes
+    // alone while the counts are read: three statements beside the relocks at most.
+    let relock = "CASE WHEN pg_catalog.pg_advisory_unlock(";
+    let relocks = common::counted::calls(&observer, relock).await;
+    let others = common::counted::calls(&observer, "advisory").await - relocks;
+    assert_eq!(
+        relocks,
+        CALLS - 1,
+        "one relock statement per call but the first"
+    );
+    if others > 3 {
+        let rows = observer
+            .query(
+                "SELECT query, calls FROM pg_stat_statements WHERE query LIKE '%advisory%'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let seen: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        panic!("{others} lock statements beside the relocks: {seen:#?}");
+    }
 }
 
 /// The control: unlocks finished by tasks of their own spawn one per call. A try of
